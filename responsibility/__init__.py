@@ -1,0 +1,50 @@
+"""responsibility: which training examples made my model do that? Per-weight responsibility, recorded in training.
+
+``ResponsibilityStore`` and the recorder are framework-free; ``ResponsibilityCallback`` (Lightning) is imported
+lazily so that ``import responsibility`` does not import Lightning.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+from .errors import (  # noqa: E402
+    ExampleIdError,
+    LayerSelectionError,
+    ResponsibilityError,
+    StoreCorruptError,
+    StoreExistsError,
+    StoreMismatchError,
+    UnsupportedStrategyError,
+)
+from .spec import ParamSpec, RecordingSpec  # noqa: E402
+from .store import Layout, ResponsibilityStore  # noqa: E402
+
+if TYPE_CHECKING:
+    from callbacks.responsibility import ResponsibilityCallback
+
+__all__ = [
+    "ExampleIdError",
+    "LayerSelectionError",
+    "Layout",
+    "ParamSpec",
+    "RecordingSpec",
+    "ResponsibilityCallback",
+    "ResponsibilityError",
+    "ResponsibilityStore",
+    "StoreCorruptError",
+    "StoreExistsError",
+    "StoreMismatchError",
+    "UnsupportedStrategyError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ResponsibilityCallback":
+        from callbacks.responsibility import ResponsibilityCallback
+
+        return ResponsibilityCallback
+    raise AttributeError(f"module 'responsibility' has no attribute {name!r}")

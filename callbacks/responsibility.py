@@ -1,0 +1,379 @@
+"""ResponsibilityCallback: record per-weight responsibility of every training example during ``Trainer.fit``.
+
+A thin adapter over :class:`responsibility.recorder.Recorder`:
+
+- ``setup``: validate the strategy and the layer selection; arrange to learn example ids from the train sampler.
+- ``on_train_start``: open or create the store (rank 0), resuming where the loaded checkpoint left off.
+- ``on_train_batch_start``: collect the batch's example ids (all micro-batches of an accumulated step).
+- ``on_before_optimizer_step``: snapshot the weights the optimizer is about to change (once per step).
+- ``on_train_batch_end``: when ``global_step`` advanced, journal Δw with the step's ids (Lightning has no hook
+  after ``optimizer.step()``; its own ``WeightAveraging`` uses the same pattern).
+- epoch end, checkpoint (``state_dict``) and fit end: flush; at fit end fold R when it fits the size budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from responsibility.errors import ExampleIdError, StoreExistsError, UnsupportedStrategyError
+from responsibility.ids import IdsKey, SamplerIdTracker, batch_length, dataset_labels, ids_from_batch
+from responsibility.recorder import Recorder, as_ids, check_ids
+from responsibility.selection import select_parameters, validate_granularity
+from responsibility.spec import BATCH_SHARES, ParamSpec, RecordingSpec
+from responsibility.store import Layout, ResponsibilityStore
+
+log = logging.getLogger(__name__)
+
+FOLD_MODES = ("auto", "always", "never")
+
+
+class ResponsibilityCallback(Callback):
+    """Record the responsibility arrays of Khadivpour & Guzdial for the tracked weights of a model.
+
+    Args:
+        store: directory of the Zarr v3 store (or an fsspec URL such as ``s3://bucket/run.zarr``).
+        layers: module or parameter names to track, glob patterns allowed; ``None`` = all trainable parameters.
+        granularity: ``"weight"`` (one R value per weight), ``"neuron"`` (per output unit, summing the unit's
+            incoming |Δw|), or a mapping from patterns to either; later entries override earlier ones.
+        batch_share: ``"full"`` gives every example of a step the whole |Δw| (the paper); ``"mean"`` divides
+            it by the number of examples in the step.
+        ids_key: read example ids from the batch (a key or position, or a callable ``batch -> ids``) instead of
+            learning them from the DataLoader's sampler; needed for iterable datasets.
+        num_examples: size of the id space; defaults to ``len(train_dataset)``.
+        labels: per-example labels to store; defaults to the dataset's ``targets``/``labels`` if present.
+        topk: depth of the per-weight top-k index built by a fold.
+        fold: ``"auto"`` folds at fit end when R (both signs) fits ``fold_budget_mb``; ``"always"``/``"never"``.
+        fold_budget_mb: size limit for the automatic fold, and the memory budget of folding.
+        journal_buffer_mb: memory for the two in-flight journal buffers; sets the steps per journal chunk.
+        codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
+        overwrite: replace an existing store when a fresh (non-resumed) run starts.
+        storage_options: fsspec options for URL stores.
+    """
+
+    def __init__(
+        self,
+        store: str | Path,
+        *,
+        layers: str | Sequence[str] | None = None,
+        granularity: str | Mapping[str, str] = "weight",
+        batch_share: str = "full",
+        ids_key: IdsKey | None = None,
+        num_examples: int | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        topk: int = 10,
+        fold: str = "auto",
+        fold_budget_mb: float = 2048,
+        journal_buffer_mb: float = 256,
+        codec: str = "lz4",
+        overwrite: bool = False,
+        storage_options: dict[str, Any] | None = None,
+        background_writer: bool = True,
+    ) -> None:
+        if batch_share not in BATCH_SHARES:
+            raise ValueError(f"batch_share must be one of {BATCH_SHARES}, got {batch_share!r}")
+        if fold not in FOLD_MODES:
+            raise ValueError(f"fold must be one of {FOLD_MODES}, got {fold!r}")
+        if num_examples is not None and int(num_examples) <= 0:
+            raise ValueError(f"num_examples must be positive, got {num_examples}")
+        if fold_budget_mb <= 0 or journal_buffer_mb <= 0:
+            raise ValueError("fold_budget_mb and journal_buffer_mb must be positive")
+        if isinstance(granularity, Mapping):
+            granularity = dict(granularity)  # Hydra passes DictConfig
+        validate_granularity(granularity)
+        Layout(topk=topk, codec=codec)  # validates topk and codec now rather than at train start
+        self.store_path = str(store)
+        self.layers = [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
+        self.granularity = granularity
+        self.batch_share = batch_share
+        self.ids_key = ids_key
+        self.num_examples = None if num_examples is None else int(num_examples)
+        self.labels = None if labels is None else np.asarray(labels)
+        self.topk = int(topk)
+        self.fold = fold
+        self.fold_budget = int(fold_budget_mb * 2**20)
+        self.journal_buffer = int(journal_buffer_mb * 2**20)
+        self.codec = codec
+        self.overwrite = overwrite
+        self.storage_options = storage_options
+        self.background_writer = background_writer
+        # Run state; no threads, locks or open stores before fit, so the callback pickles for ddp_spawn.
+        self._steps = 0
+        self._num_ids = 0
+        self._loaded: dict[str, Any] | None = None
+        self._reset_run_state()
+
+    def _reset_run_state(self) -> None:
+        self._tracked: list[tuple[ParamSpec, torch.nn.Parameter]] = []
+        self._tracker: SamplerIdTracker | None = None
+        self._recorder: Recorder | None = None
+        self._store: ResponsibilityStore | None = None
+        self._pending_ids: list[np.ndarray] = []
+        self._last_global_step = 0
+        self._checked_first_batch = False
+        self._restore_strategy: Callable[[], None] | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(store=self.store_path)
+
+    @property
+    def store(self) -> ResponsibilityStore:
+        """The store written by the last fit (opened read-only when not training)."""
+        if self._store is not None:
+            return self._store
+        return ResponsibilityStore.open(self.store_path, storage_options=self.storage_options)
+
+    # ------------------------------------------------------------------ setup
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        _check_strategy(trainer)
+        self._tracked = select_parameters(pl_module.named_parameters(), self.layers, self.granularity)
+        if self.ids_key is None:
+            self._tracker = SamplerIdTracker()
+            self._restore_strategy = _track_train_dataloaders(trainer, self._tracker)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        num_examples, labels = self._dataset_facts(trainer)
+        spec = RecordingSpec(tuple(s for s, _ in self._tracked), num_examples, self.batch_share)
+        resume = self._loaded["steps"] if self._loaded is not None else (self._steps or None)
+        error: str | None = None
+        if trainer.is_global_zero:
+            try:
+                self._store = self._open_store(spec, labels, resume)
+                self._recorder = Recorder(self._store, self._tracked, background=self.background_writer)
+            except Exception as exc:  # re-raised on every rank below so DDP peers do not hang
+                error = f"{type(exc).__name__}: {exc}"
+                if trainer.world_size == 1:
+                    raise
+        error = trainer.strategy.broadcast(error, src=0)
+        if error is not None:
+            raise RuntimeError(f"responsibility store setup failed on rank 0: {error}")
+        self._steps = resume or 0
+        self._num_ids = self._loaded["ids"] if self._loaded is not None else self._num_ids
+        self._loaded = None
+        self._last_global_step = trainer.global_step
+        self._pending_ids = []
+
+    def _dataset_facts(self, trainer: pl.Trainer) -> tuple[int, np.ndarray | None]:
+        loader = trainer.train_dataloader
+        dataset = loader.dataset if isinstance(loader, DataLoader) else None
+        if self.ids_key is None:
+            if not isinstance(loader, DataLoader) or self._tracker is None or self._tracker.loader is not loader:
+                raise ExampleIdError(
+                    "cannot learn example ids from the sampler: the training data is not a single map-style "
+                    f"torch DataLoader (got {type(loader).__name__}). Pass ids_key=... (a batch key, position "
+                    "or callable) and num_examples=..."
+                )
+        num_examples = self.num_examples
+        if num_examples is None:
+            try:
+                num_examples = len(dataset) if dataset is not None else None
+            except TypeError:
+                num_examples = None
+            if num_examples is None:
+                raise ExampleIdError("the training dataset has no length: pass num_examples=... to the callback")
+        labels = self.labels
+        if labels is not None and labels.shape != (num_examples,):
+            raise ValueError(f"labels has shape {labels.shape}, expected ({num_examples},)")
+        if labels is None and dataset is not None:
+            labels = dataset_labels(dataset, num_examples)
+        return num_examples, labels
+
+    def _open_store(
+        self, spec: RecordingSpec, labels: np.ndarray | None, resume: int | None
+    ) -> ResponsibilityStore:
+        path, opts = self.store_path, self.storage_options
+        if ResponsibilityStore.exists(path, storage_options=opts):
+            fresh_overwrite = resume is None and self.overwrite
+            if not fresh_overwrite:
+                store = ResponsibilityStore.open(path, mode="r+", storage_options=opts)
+                store.check_compatible(spec, labels)
+                if resume is not None:
+                    store.rollback(resume)
+                    rank_zero_info(f"responsibility: resuming store {path} at step {resume}")
+                    return store
+                if store.steps > 0:
+                    raise StoreExistsError(
+                        f"store {path} already holds {store.steps} recorded steps. Resume training from its "
+                        "checkpoint (trainer.fit(ckpt_path=...)), use a new store path, or overwrite=True."
+                    )
+                return store
+        elif resume:
+            raise FileNotFoundError(f"the checkpoint was recorded into {path}, which no longer exists")
+        layout = self._layout(spec)
+        info = {"layers": self.layers, "granularity": self.granularity, "created_by": type(self).__name__}
+        return ResponsibilityStore.create(
+            path, spec, layout=layout, labels=labels, info=info, overwrite=True, storage_options=opts
+        )
+
+    def _layout(self, spec: RecordingSpec) -> Layout:
+        row_bytes = 4 * sum(p.numel if p.granularity == "weight" else 2 * p.units for p in spec.params)
+        chunk_steps = int(max(1, min(256, self.journal_buffer // (2 * row_bytes))))
+        # ~4 MiB journal chunks: big enough to write at disk speed, small enough to read one weight's column.
+        cols = int(max(1024, (4 << 20) // (4 * chunk_steps)))
+        return Layout(chunk_steps=chunk_steps, journal_chunk_cols=cols, codec=self.codec, topk=self.topk)
+
+    # ------------------------------------------------------------------ per batch
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.ids_key is not None:
+            ids = ids_from_batch(batch, self.ids_key)
+        else:
+            assert self._tracker is not None
+            ids = as_ids(self._tracker.next_ids())
+        if not self._checked_first_batch:
+            n = batch_length(batch) if self.ids_key is None else None
+            if n is not None and n != len(ids):
+                raise ExampleIdError(
+                    f"the sampler yielded {len(ids)} indices for a batch of {n} examples: the DataLoader's "
+                    "sampler does not describe its batches (custom collate?). Pass ids_key=..."
+                )
+            self._checked_first_batch = True
+        check_ids(ids, self._num_examples())
+        self._pending_ids.append(ids)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        if self._recorder is not None:
+            self._recorder.snapshot(p for group in optimizer.param_groups for p in group["params"])
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if trainer.global_step == self._last_global_step:
+            return  # accumulating gradients: the step that covers this micro-batch comes later
+        self._last_global_step = trainer.global_step
+        ids = np.concatenate(self._pending_ids) if self._pending_ids else np.zeros(0, np.int64)
+        self._pending_ids = []
+        if trainer.world_size > 1:
+            ids = _gather_ids(trainer, ids)
+        if self._recorder is not None:
+            self._recorder.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch)
+        self._steps += 1
+        self._num_ids += len(ids)
+
+    def _num_examples(self) -> int:
+        if self._store is not None:
+            return self._store.num_examples
+        n = self.num_examples or (self._tracker.num_examples if self._tracker else None)
+        return n if n is not None else np.iinfo(np.int64).max
+
+    # ------------------------------------------------------------------ flushing, folding, resume
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._recorder is not None:
+            self._recorder.flush()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._recorder is None:
+            return
+        self._recorder.close()
+        self._recorder = None
+        store = self._store
+        assert store is not None
+        r_bytes = 8 * store.num_examples * sum(p.units for p in store.spec.params)
+        if self.fold == "always" or (self.fold == "auto" and r_bytes <= self.fold_budget):
+            report = store.fold(budget_bytes=self.fold_budget)
+            rank_zero_info(
+                f"responsibility: folded {report.steps} steps into R ({report.cells:.3g} cells, "
+                f"{report.seconds:.2f} s) at {store.path}"
+            )
+        elif self.fold == "auto":
+            rank_zero_info(
+                f"responsibility: R would take {r_bytes / 2**30:.1f} GiB (> fold budget); journal kept at "
+                f"{store.path}. Fold later with `responsibility fold {store.path}`; queries read the journal."
+            )
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._close_quietly()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._close_quietly()
+        if self._restore_strategy is not None:
+            self._restore_strategy()
+        store_steps, ids = self._steps, self._num_ids
+        self._reset_run_state()
+        self._steps, self._num_ids = store_steps, ids
+
+    def _close_quietly(self) -> None:
+        if self._recorder is None:
+            return
+        recorder, self._recorder = self._recorder, None
+        try:
+            recorder.close()
+        except Exception as exc:  # the original error matters more; say what was not saved
+            log.error("responsibility: could not flush the journal after an error: %s", exc)
+
+    def state_dict(self) -> dict[str, Any]:
+        # A checkpoint must never point past what the store holds: flush before the checkpoint is written.
+        if self._recorder is not None:
+            self._recorder.flush()
+        return {"steps": int(self._steps), "ids": int(self._num_ids), "store": self.store_path}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "steps" in state_dict:
+            self._loaded = {"steps": int(state_dict["steps"]), "ids": int(state_dict["ids"])}
+
+
+def _check_strategy(trainer: pl.Trainer) -> None:
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, ModelParallelStrategy
+
+    if isinstance(trainer.strategy, (FSDPStrategy, DeepSpeedStrategy, ModelParallelStrategy)):
+        raise UnsupportedStrategyError(
+            f"ResponsibilityCallback does not support {type(trainer.strategy).__name__}: it shards parameters, "
+            "so no rank sees whole weights. Use a single device or DDP."
+        )
+
+
+def _track_train_dataloaders(trainer: pl.Trainer, tracker: SamplerIdTracker) -> Callable[[], None]:
+    """Attach ``tracker`` to every train DataLoader as the Trainer prepares it; returns an undo function.
+
+    Lightning starts iterating the train loader (workers prefetch indices) before any callback hook that sees
+    it, so the sampler must be wrapped while the loader is processed: ``Strategy.process_dataloader`` is the
+    hook Lightning gives strategies for exactly that, after its own sampler replacement.
+    """
+    strategy = trainer.strategy
+    had_own = "process_dataloader" in vars(strategy)
+    original = strategy.process_dataloader
+
+    def process_dataloader(dataloader: object) -> object:
+        dataloader = original(dataloader)
+        if trainer.training:
+            tracker.attach(dataloader)
+        return dataloader
+
+    strategy.process_dataloader = process_dataloader  # type: ignore[method-assign]
+
+    def restore() -> None:
+        if had_own:
+            strategy.process_dataloader = original  # type: ignore[method-assign]
+        else:
+            del strategy.process_dataloader
+
+    return restore
+
+
+def _gather_ids(trainer: pl.Trainer, ids: np.ndarray) -> np.ndarray:
+    """All ranks' ids of this step, rank by rank (a DistributedSampler's global batch)."""
+    strategy = trainer.strategy
+    device = strategy.root_device
+    counts = strategy.all_gather(torch.tensor([len(ids)], device=device)).reshape(-1)
+    width = int(counts.max())
+    padded = torch.full((width,), -1, dtype=torch.int64, device=device)
+    padded[: len(ids)] = torch.from_numpy(ids).to(device)
+    gathered = strategy.all_gather(padded).reshape(-1).cpu().numpy()
+    return gathered[gathered >= 0]

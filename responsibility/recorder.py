@@ -1,0 +1,262 @@
+"""The training-time half: snapshot tracked weights before an optimizer step, journal Δw after it.
+
+Framework-free: a plain PyTorch loop calls :meth:`Recorder.snapshot` before ``optimizer.step()`` and
+:meth:`Recorder.record_step` after it; the Lightning callback is a thin adapter over exactly that.
+
+Per step the hot path does O(tracked weights) work, whatever the batch or dataset size: one subtraction into a
+preallocated row of a step buffer. Full buffers (``layout.chunk_steps`` rows, so whole Zarr chunks) go to a
+background writer while the next buffer fills; at most two buffers exist, which bounds memory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .errors import ExampleIdError
+from .spec import ParamSpec
+from .store import ResponsibilityStore
+
+FLAG_NONFINITE = 1
+
+
+@dataclass(frozen=True)
+class _Columns:
+    """Where a parameter's journal columns sit in a buffer row."""
+
+    spec: ParamSpec
+    param: torch.nn.Parameter
+    offset: int
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return ("delta",) if self.spec.granularity == "weight" else ("pos", "neg")
+
+    @property
+    def width(self) -> int:
+        return self.spec.numel if self.spec.granularity == "weight" else 2 * self.spec.units
+
+    def kind_slice(self, kind: str) -> slice:
+        if kind == "delta":
+            return slice(self.offset, self.offset + self.spec.numel)
+        u = self.spec.units
+        start = self.offset if kind == "pos" else self.offset + u
+        return slice(start, start + u)
+
+
+class _Buffer:
+    """``chunk_steps`` journal rows plus the ids and metadata of those steps."""
+
+    def __init__(self, rows: int, width: int, pin: bool) -> None:
+        self.data = torch.zeros(rows, width, dtype=torch.float32, pin_memory=pin)
+        self.meta = np.zeros((rows, 3), dtype=np.int64)
+        self.ids: list[np.ndarray] = []
+        self.base = 0  # step of row 0
+        self.ids_base = 0  # flat id position of row 0's first id
+        self.n = 0
+
+    def reset(self, base: int, ids_base: int) -> None:
+        self.base, self.ids_base, self.n = base, ids_base, 0
+        self.ids = []
+
+
+class Recorder:
+    """Journals the weight changes of the tracked parameters into a :class:`ResponsibilityStore`.
+
+    ``num_steps``/``num_ids`` say where the journal continues (a resumed run); the partial chunk before that
+    point is reloaded so that every write stays a whole-chunk write.
+    """
+
+    def __init__(
+        self,
+        store: ResponsibilityStore,
+        tracked: Sequence[tuple[ParamSpec, torch.nn.Parameter]],
+        *,
+        background: bool = True,
+    ) -> None:
+        if [s.name for s, _ in tracked] != store.parameters:
+            raise ValueError("tracked parameters must be the store's parameters, in the store's order")
+        self.store = store
+        cols, offset = [], 0
+        for spec, param in tracked:
+            cols.append(_Columns(spec, param, offset))
+            offset += cols[-1].width
+        self._cols = cols
+        pin = torch.cuda.is_available() and any(p.is_cuda for _, p in tracked)
+        rows = store.layout.chunk_steps
+        self._buffers = [_Buffer(rows, offset, pin), _Buffer(rows, offset, pin)]
+        self._buf = self._buffers[0]
+        self._snapshots: dict[int, torch.Tensor] = {}
+        self._snapped: set[int] = set()
+        self._pending: Future | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="responsibility-writer") if background else None
+        self.nonfinite_steps: list[int] = []
+        self._reported_nonfinite = 0
+        self.steps = store.steps
+        self.num_ids = store.num_ids
+        self._start_buffer(self.steps, self.num_ids)
+        self._preload()
+
+    # ------------------------------------------------------------------ hot path
+    def snapshot(self, params: Iterable[torch.nn.Parameter] | None = None) -> None:
+        """Copy the current value of tracked parameters (all, or those in ``params``) before a step.
+
+        A parameter already snapshotted since the last :meth:`record_step` keeps its first snapshot, so calling
+        this again (closures, several optimizers) is harmless.
+        """
+        wanted = None if params is None else {id(p) for p in params}
+        with torch.no_grad():
+            for c in self._cols:
+                key = id(c.param)
+                if key in self._snapped or (wanted is not None and key not in wanted):
+                    continue
+                snap = self._snapshots.get(key)
+                if snap is None or snap.shape != c.param.shape or snap.device != c.param.device:
+                    snap = self._snapshots[key] = torch.empty_like(c.param, memory_format=torch.contiguous_format)
+                snap.copy_(c.param.detach())
+                self._snapped.add(key)
+
+    def record_step(self, ids: np.ndarray | torch.Tensor | Sequence[int], global_step: int = -1, epoch: int = -1) -> None:
+        """Journal one optimizer step: Δw of every snapshotted parameter, and the step's example ids."""
+        ids = as_ids(ids)
+        check_ids(ids, self.store.num_examples)
+        buf = self._buf
+        row = buf.data[buf.n]
+        with torch.no_grad():
+            for c in self._cols:
+                self._write_delta(c, row)
+        buf.meta[buf.n] = (global_step, epoch, 0)
+        buf.ids.append(ids)
+        buf.n += 1
+        self.steps += 1
+        self.num_ids += len(ids)
+        self._snapped.clear()
+        if buf.n == len(buf.meta):
+            self._submit(buf)
+            # _submit waited for the other buffer's write, so it is free to refill while this one is written.
+            self._buf = self._buffers[1] if buf is self._buffers[0] else self._buffers[0]
+            self._start_buffer(self.steps, self.num_ids)
+
+    def _write_delta(self, c: _Columns, row: torch.Tensor) -> None:
+        p = c.param.detach()
+        snap = self._snapshots.get(id(c.param))
+        if id(c.param) not in self._snapped or snap is None:
+            row[c.offset : c.offset + c.width].zero_()
+            return
+        if p.shape != snap.shape:
+            raise RuntimeError(f"parameter {c.spec.name!r} changed shape during training ({snap.shape} -> {p.shape})")
+        if c.spec.granularity == "weight":
+            out = row[c.kind_slice("delta")]
+            if p.dtype == torch.float32 and not p.is_cuda:
+                torch.sub(p.reshape(-1), snap.reshape(-1), out=out)
+            else:
+                # Low-precision weights: the difference is taken in float32, then copied to the host row.
+                out.copy_(p.float().reshape(-1) - snap.float().reshape(-1))
+            return
+        d = (p.float() - snap.float()).reshape(c.spec.units, -1)
+        row[c.kind_slice("pos")].copy_(d.clamp(min=0).sum(1))
+        row[c.kind_slice("neg")].copy_(d.clamp(max=0).sum(1).neg_())
+
+    # ------------------------------------------------------------------ writing
+    def _start_buffer(self, base: int, ids_base: int) -> None:
+        self._buf.reset(base, ids_base)
+
+    def _preload(self) -> None:
+        """Reload the committed rows of a partly written chunk row (resume mid-chunk)."""
+        chunk = self.store.layout.chunk_steps
+        base = self.steps - self.steps % chunk
+        if base == self.steps:
+            return
+        rows, ids, meta = self.store.journal_rows(base, self.steps)
+        _, counts = self.store.membership(base, self.steps)
+        buf = self._buf
+        buf.reset(base, self.num_ids - len(ids))
+        n = self.steps - base
+        for c in self._cols:
+            for kind in c.kinds:
+                buf.data[:n, c.kind_slice(kind)] = torch.from_numpy(rows[c.spec.name][kind])
+        buf.meta[:n] = meta
+        buf.ids = list(np.split(ids, np.cumsum(counts)[:-1]))
+        buf.n = n
+
+    def _submit(self, buf: _Buffer) -> None:
+        self._wait()
+        n = buf.n
+        ids = np.concatenate(buf.ids[:n]) if n else np.zeros(0, np.int64)
+        ids_end = buf.ids_base + np.cumsum([len(a) for a in buf.ids[:n]], dtype=np.int64)
+        job = (buf, n, ids, ids_end)
+        if self._executor is None:
+            self._write(*job)
+        else:
+            self._pending = self._executor.submit(self._write, *job)
+
+    def _write(self, buf: _Buffer, n: int, ids: np.ndarray, ids_end: np.ndarray) -> None:
+        data = buf.data[:n].numpy()
+        bad = ~np.isfinite(data).all(axis=1)
+        if bad.any():
+            # Policy: a step whose Δw is NaN/Inf adds nothing (row zeroed) and is flagged in journal/meta.
+            data[bad] = 0.0
+            buf.meta[:n][bad, 2] |= FLAG_NONFINITE
+            self.nonfinite_steps.extend(int(buf.base + i) for i in np.flatnonzero(bad))
+        rows = {
+            c.spec.name: {kind: data[:, c.kind_slice(kind)] for kind in c.kinds} for c in self._cols
+        }
+        self.store.write_journal(buf.base, rows, ids, buf.ids_base, ids_end, buf.meta[:n])
+        self.store.commit(buf.base + n, int(ids_end[-1]) if n else buf.ids_base)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+        if len(self.nonfinite_steps) > self._reported_nonfinite:
+            new = self.nonfinite_steps[self._reported_nonfinite :]
+            self._reported_nonfinite = len(self.nonfinite_steps)
+            warnings.warn(
+                f"responsibility: non-finite weight change at journal step(s) {new[:10]}; those steps add "
+                "nothing to R and are flagged in journal/meta",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def flush(self) -> None:
+        """Write and commit every recorded step; returns when the store holds them."""
+        self._wait()
+        if self._buf.n and self.store.steps < self.steps:
+            self._submit(self._buf)
+            self._wait()
+
+    def close(self) -> None:
+        """Flush and stop the writer thread."""
+        try:
+            self.flush()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+def as_ids(ids: np.ndarray | torch.Tensor | Sequence[int]) -> np.ndarray:
+    """Example ids as a 1-D int64 NumPy array; non-integer ids are an :class:`ExampleIdError`."""
+    if isinstance(ids, torch.Tensor):
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ExampleIdError(f"example ids must be integers, got a {ids.dtype} tensor")
+        ids = ids.detach().cpu().numpy()
+    arr = np.asarray(ids)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise ExampleIdError(f"example ids must be integers, got dtype {arr.dtype}")
+    return arr.reshape(-1).astype(np.int64, copy=False)
+
+
+def check_ids(ids: np.ndarray, num_examples: int) -> None:
+    """Every id must index the training set."""
+    if ids.size == 0:
+        raise ExampleIdError("an optimizer step has no example ids (empty batch, or ids were not captured)")
+    lo, hi = int(ids.min()), int(ids.max())
+    if lo < 0 or hi >= num_examples:
+        bad = lo if lo < 0 else hi
+        raise ExampleIdError(f"example id {bad} is outside [0, {num_examples}) (num_examples of the store)")

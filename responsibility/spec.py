@@ -1,0 +1,126 @@
+"""What a store records: the tracked parameters and the recording settings that define R.
+
+Two recordings can share a store only if their specs are equal; :meth:`RecordingSpec.differences` says why not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Granularity = Literal["weight", "neuron"]
+BatchShare = Literal["full", "mean"]
+Sign = Literal["abs", "pos", "neg"]
+
+GRANULARITIES: tuple[str, ...] = ("weight", "neuron")
+BATCH_SHARES: tuple[str, ...] = ("full", "mean")
+SIGNS: tuple[str, ...] = ("abs", "pos", "neg")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One tracked parameter.
+
+    ``granularity="weight"`` keeps one R column per weight; ``"neuron"`` one per output unit (dim 0), the sum of
+    the unit's incoming |Δw| (positive and negative parts summed separately).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    granularity: Granularity = "weight"
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def units(self) -> int:
+        """Number of R columns for this parameter."""
+        if self.granularity == "weight":
+            return self.numel
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def r_shape(self) -> tuple[int, ...]:
+        """Shape of one example's R for this parameter (``read`` returns ``(N, *r_shape)``)."""
+        return self.shape if self.granularity == "weight" else (self.units,)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "granularity": self.granularity}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ParamSpec:
+        return cls(name=str(d["name"]), shape=tuple(int(s) for s in d["shape"]), granularity=d["granularity"])
+
+
+@dataclass(frozen=True)
+class RecordingSpec:
+    """The model/dataset/settings fingerprint a store is bound to."""
+
+    params: tuple[ParamSpec, ...]
+    num_examples: int
+    batch_share: BatchShare = "full"
+    attribution: str = "uniform"
+
+    def __post_init__(self) -> None:
+        if self.num_examples <= 0:
+            raise ValueError(f"num_examples must be positive, got {self.num_examples}")
+        if self.batch_share not in BATCH_SHARES:
+            raise ValueError(f"batch_share must be one of {BATCH_SHARES}, got {self.batch_share!r}")
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError("duplicate parameter names in spec")
+        if not self.params:
+            raise ValueError("a recording needs at least one tracked parameter")
+
+    def param(self, name: str) -> ParamSpec:
+        for p in self.params:
+            if p.name == name:
+                return p
+        known = ", ".join(p.name for p in self.params)
+        raise KeyError(f"parameter {name!r} is not recorded in this store (recorded: {known})")
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "params": [p.to_json() for p in self.params],
+            "num_examples": self.num_examples,
+            "batch_share": self.batch_share,
+            "attribution": self.attribution,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RecordingSpec:
+        return cls(
+            params=tuple(ParamSpec.from_json(p) for p in d["params"]),
+            num_examples=int(d["num_examples"]),
+            batch_share=d["batch_share"],
+            attribution=d.get("attribution", "uniform"),
+        )
+
+    def differences(self, other: RecordingSpec) -> list[str]:
+        """Human-readable reasons why ``other`` cannot write into a store recorded with ``self``."""
+        out: list[str] = []
+        if self.num_examples != other.num_examples:
+            out.append(f"num_examples: store has {self.num_examples}, run has {other.num_examples}")
+        for field in ("batch_share", "attribution"):
+            a, b = getattr(self, field), getattr(other, field)
+            if a != b:
+                out.append(f"{field}: store has {a!r}, run has {b!r}")
+        mine = {p.name: p for p in self.params}
+        theirs = {p.name: p for p in other.params}
+        for name in sorted(mine.keys() - theirs.keys()):
+            out.append(f"parameter {name!r} is in the store but not tracked by the run")
+        for name in sorted(theirs.keys() - mine.keys()):
+            out.append(f"parameter {name!r} is tracked by the run but not in the store")
+        for name in sorted(mine.keys() & theirs.keys()):
+            a, b = mine[name], theirs[name]
+            if a.shape != b.shape:
+                out.append(f"parameter {name!r}: store shape {a.shape}, run shape {b.shape}")
+            if a.granularity != b.granularity:
+                out.append(f"parameter {name!r}: store granularity {a.granularity}, run {b.granularity}")
+        return out

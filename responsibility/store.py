@@ -1,0 +1,689 @@
+"""The on-disk responsibility store: a Zarr v3 group holding the journal, the folded R and a top-k index.
+
+Layout (all arrays chunked and compressed, no pickle anywhere)::
+
+    zarr.json                       attributes: "responsibility" (spec, layout, version) and "manifest"
+    journal/ids          (M,)       example ids of every step, concatenated (int64)
+    journal/ids_end      (T,)       end offset of step t's ids in journal/ids (int64)
+    journal/meta         (T, 3)     global_step, epoch, flags (int64; flag 1 = non-finite Δw, row zeroed)
+    journal/delta/<p>    (T, numel) signed Δw of a weight-granularity parameter (float32)
+    journal/pos/<p>      (T, units) Σ positive Δw per unit of a neuron-granularity parameter
+    journal/neg/<p>      (T, units) Σ |negative Δw| per unit
+    fold/<p>/g<G>/pos    (N, units) folded R_pos (float32); likewise neg
+    fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values  (k, units) per-weight top-k index, sign in abs/pos/neg
+    labels               (N,)       per-example labels, when known
+
+The manifest (steps and ids committed, which fold generation holds R for which steps) is written last and
+atomically, so a reader sees a consistent state and data past the manifest is ignored. Arrays may be larger
+than the manifest says (capacity); nothing beyond it is ever read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import zarr
+from zarr.codecs import BloscCodec
+
+from . import __version__
+from .errors import StoreCorruptError, StoreExistsError, StoreMismatchError
+from .fold import FoldKernel, index_add_fold, split_signed, step_groups, topk_desc
+from .spec import SIGNS, ParamSpec, RecordingSpec, Sign
+
+FORMAT_VERSION = 1
+ATTR_KEY = "responsibility"
+MANIFEST_KEY = "manifest"
+CODECS = ("lz4", "zstd", "none")
+DEFAULT_FOLD_BUDGET = 1 << 30
+DEFAULT_READ_BUDGET = 4 << 30
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Chunking and compression, fixed when a store is created.
+
+    ``chunk_steps`` journal rows form one chunk row: the recorder buffers that many steps and writes whole
+    chunks. R chunks are (``r_chunk_examples``, ``r_chunk_units``): a fold writes column blocks over all
+    examples, so it writes whole chunks too.
+    """
+
+    chunk_steps: int = 32
+    journal_chunk_cols: int = 32768
+    r_chunk_examples: int = 1024
+    r_chunk_units: int = 256
+    codec: str = "lz4"
+    topk: int = 10
+
+    def __post_init__(self) -> None:
+        for field in ("chunk_steps", "journal_chunk_cols", "r_chunk_examples", "r_chunk_units"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"{field} must be >= 1")
+        if self.topk < 0:
+            raise ValueError("topk must be >= 0")
+        if self.codec not in CODECS:
+            raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
+
+    def compressors(self) -> Any:
+        if self.codec == "none":
+            return None
+        # Shuffle groups float bytes by significance: the lossless win on float32 noise is small but free.
+        return BloscCodec(cname=self.codec, clevel=5 if self.codec == "lz4" else 1, shuffle="shuffle")
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FoldReport:
+    """What a call to :meth:`ResponsibilityStore.fold` did."""
+
+    parameters: list[str]
+    steps: int
+    cells: int
+    seconds: float
+
+    @property
+    def cells_per_second(self) -> float:
+        return self.cells / self.seconds if self.seconds > 0 else float("inf")
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _open_zarr_store(path: str | Path, read_only: bool, storage_options: dict | None) -> Any:
+    path = str(path)
+    if _is_url(path):
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(path, storage_options=storage_options, read_only=read_only)
+    if path.startswith("file://"):
+        path = path[len("file://") :]
+    return zarr.storage.LocalStore(path, read_only=read_only)
+
+
+def labels_digest(labels: np.ndarray | None) -> str | None:
+    """A short content hash of the labels, so a store notices a changed dataset."""
+    if labels is None:
+        return None
+    return hashlib.sha1(np.ascontiguousarray(labels, dtype=np.int64).tobytes()).hexdigest()[:16]
+
+
+class ResponsibilityStore:
+    """A responsibility store. Open with :meth:`open`, make with :meth:`create`."""
+
+    def __init__(self, group: zarr.Group, path: str, read_only: bool) -> None:
+        self._group = group
+        self.path = path
+        self.read_only = read_only
+        attrs = group.attrs.asdict()
+        if ATTR_KEY not in attrs or MANIFEST_KEY not in attrs:
+            raise StoreCorruptError(f"{path} is a Zarr group but not a responsibility store (no metadata)")
+        try:
+            meta = attrs[ATTR_KEY]
+            if int(meta["format"]) > FORMAT_VERSION:
+                raise StoreCorruptError(
+                    f"{path} has store format {meta['format']}, newer than this library understands "
+                    f"({FORMAT_VERSION}); upgrade responsibility"
+                )
+            self.spec = RecordingSpec.from_json(meta["spec"])
+            self.layout = Layout(**meta["layout"])
+            self.labels_digest: str | None = meta.get("labels_digest")
+            self.info: dict[str, Any] = dict(meta.get("info", {}))
+            self._manifest = self._check_manifest(attrs[MANIFEST_KEY])
+        except StoreCorruptError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StoreCorruptError(f"{path}/zarr.json: malformed responsibility metadata ({exc!r})") from exc
+
+    # ------------------------------------------------------------------ opening and creating
+    @classmethod
+    def open(
+        cls, path: str | Path, mode: str = "r", *, storage_options: dict | None = None
+    ) -> ResponsibilityStore:
+        """Open an existing store; ``mode="r"`` (default) or ``"r+"`` to record into or fold it."""
+        if mode not in ("r", "r+"):
+            raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+        path = str(path)
+        if not _is_url(path) and not (Path(path) / "zarr.json").exists():
+            raise FileNotFoundError(f"no responsibility store at {path} (no zarr.json)")
+        store = _open_zarr_store(path, read_only=(mode == "r"), storage_options=storage_options)
+        try:
+            group = zarr.open_group(store=store, mode=mode)
+        except (FileNotFoundError, KeyError) as exc:
+            raise FileNotFoundError(f"no responsibility store at {path}") from exc
+        except (ValueError, TypeError, json.JSONDecodeError) as exc:
+            raise StoreCorruptError(f"{path}/zarr.json cannot be parsed: {exc}") from exc
+        return cls(group, path, read_only=(mode == "r"))
+
+    @classmethod
+    def exists(cls, path: str | Path, *, storage_options: dict | None = None) -> bool:
+        """Whether ``path`` holds a Zarr group (of any kind)."""
+        path = str(path)
+        if not _is_url(path):
+            return (Path(path) / "zarr.json").exists()
+        store = _open_zarr_store(path, read_only=True, storage_options=storage_options)
+        from zarr.core.sync import sync
+
+        return bool(sync(store.exists("zarr.json")))
+
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        spec: RecordingSpec,
+        *,
+        layout: Layout | None = None,
+        labels: np.ndarray | None = None,
+        info: dict[str, Any] | None = None,
+        overwrite: bool = False,
+        storage_options: dict | None = None,
+    ) -> ResponsibilityStore:
+        """Create an empty store for ``spec``. An existing store is an error unless ``overwrite``."""
+        path = str(path)
+        layout = layout or Layout()
+        if cls.exists(path, storage_options=storage_options) and not overwrite:
+            raise StoreExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.shape != (spec.num_examples,):
+                raise ValueError(f"labels must have shape ({spec.num_examples},), got {labels.shape}")
+            labels = labels.astype(np.int64)
+        if overwrite and not _is_url(path) and Path(path).exists():
+            if not (Path(path) / "zarr.json").exists() and any(Path(path).iterdir()):
+                raise StoreExistsError(f"{path} is a non-empty directory that is not a Zarr store; not touching it")
+            shutil.rmtree(path)
+        store = _open_zarr_store(path, read_only=False, storage_options=storage_options)
+        group = zarr.open_group(store=store, mode="w")
+        comp = layout.compressors()
+        journal = group.require_group("journal")
+        journal.create_array("ids", shape=(0,), dtype="int64", chunks=(1 << 16,), compressors=comp)
+        journal.create_array("ids_end", shape=(0,), dtype="int64", chunks=(1 << 14,), compressors=comp)
+        journal.create_array("meta", shape=(0, 3), dtype="int64", chunks=(1 << 14, 3), compressors=comp)
+        for p in spec.params:
+            kinds = ("delta",) if p.granularity == "weight" else ("pos", "neg")
+            cols = p.numel if p.granularity == "weight" else p.units
+            for kind in kinds:
+                journal.require_group(kind).create_array(
+                    p.name,
+                    shape=(0, cols),
+                    dtype="float32",
+                    chunks=(layout.chunk_steps, min(cols, layout.journal_chunk_cols)),
+                    compressors=comp,
+                )
+        if labels is not None:
+            group.create_array("labels", data=labels, chunks=(min(len(labels), 1 << 20),), compressors=comp)
+        meta = {
+            "format": FORMAT_VERSION,
+            "library_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "spec": spec.to_json(),
+            "layout": layout.to_json(),
+            "labels_digest": labels_digest(labels),
+            "info": info or {},
+        }
+        manifest = {"generation": 0, "steps": 0, "ids": 0, "folded": {}}
+        group.attrs.put({ATTR_KEY: meta, MANIFEST_KEY: manifest})
+        return cls(group, path, read_only=False)
+
+    # ------------------------------------------------------------------ metadata
+    def _check_manifest(self, m: dict[str, Any]) -> dict[str, Any]:
+        steps, ids = int(m["steps"]), int(m["ids"])
+        if steps < 0 or ids < 0:
+            raise StoreCorruptError(f"{self.path}/zarr.json: negative step or id count in manifest")
+        for name, entry in m["folded"].items():
+            self.spec.param(name)
+            if not 0 < int(entry["steps"]) <= steps:
+                raise StoreCorruptError(f"{self.path}/zarr.json: fold of {name!r} covers {entry['steps']} steps")
+        return {"generation": int(m["generation"]), "steps": steps, "ids": ids, "folded": dict(m["folded"])}
+
+    def _write_manifest(self, **changes: Any) -> None:
+        self._require_writable()
+        manifest = {**self._manifest, **changes, "generation": self._manifest["generation"] + 1}
+        # One atomic write of zarr.json (LocalStore writes a temp file and renames) is the commit point.
+        self._group.attrs.update({MANIFEST_KEY: manifest})
+        self._manifest = manifest
+
+    def _require_writable(self) -> None:
+        if self.read_only:
+            raise PermissionError(f"{self.path} is open read-only; open it with mode='r+'")
+
+    def refresh(self) -> None:
+        """Re-read the manifest (e.g. to see steps committed by a training run since opening)."""
+        group = zarr.open_group(store=self._group.store, mode="r" if self.read_only else "r+")
+        self._group = group
+        self._manifest = self._check_manifest(group.attrs.asdict()[MANIFEST_KEY])
+
+    @property
+    def num_examples(self) -> int:
+        return self.spec.num_examples
+
+    @property
+    def parameters(self) -> list[str]:
+        """Tracked parameter names, as in ``model.named_parameters()``."""
+        return self.spec.names
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps committed to the journal."""
+        return self._manifest["steps"]
+
+    @property
+    def num_ids(self) -> int:
+        """Example ids committed to the journal (sum of batch sizes over steps)."""
+        return self._manifest["ids"]
+
+    @property
+    def generation(self) -> int:
+        return self._manifest["generation"]
+
+    def folded_steps(self, name: str) -> int:
+        """How many journal steps the stored R of ``name`` covers (0: not folded)."""
+        self.spec.param(name)
+        entry = self._manifest["folded"].get(name)
+        return int(entry["steps"]) if entry else 0
+
+    @property
+    def labels(self) -> np.ndarray | None:
+        """Per-example labels recorded with the run, or None."""
+        return self._group["labels"][:] if "labels" in self._group else None
+
+    def param(self, name: str) -> ParamSpec:
+        return self.spec.param(name)
+
+    def summary(self) -> dict[str, Any]:
+        """What was recorded, for ``responsibility inspect``."""
+        params = []
+        for p in self.spec.params:
+            params.append(
+                {
+                    **p.to_json(),
+                    "columns": p.units,
+                    "folded_steps": self.folded_steps(p.name),
+                    "r_bytes": 2 * 4 * p.units * self.num_examples,
+                }
+            )
+        return {
+            "path": self.path,
+            "num_examples": self.num_examples,
+            "steps": self.steps,
+            "ids": self.num_ids,
+            "batch_share": self.spec.batch_share,
+            "attribution": self.spec.attribution,
+            "labels": self.labels_digest is not None,
+            "layout": self.layout.to_json(),
+            "generation": self.generation,
+            "info": self.info,
+            "parameters": params,
+        }
+
+    def check_compatible(self, spec: RecordingSpec, labels: np.ndarray | None = None) -> None:
+        """Raise :class:`StoreMismatchError` if a run with ``spec`` may not write into this store."""
+        diffs = self.spec.differences(spec)
+        digest = labels_digest(labels)
+        if digest is not None and self.labels_digest is not None and digest != self.labels_digest:
+            diffs.append("labels differ from those recorded in the store (dataset changed?)")
+        if diffs:
+            raise StoreMismatchError(
+                f"store {self.path} was recorded with another model, dataset or settings:\n  - "
+                + "\n  - ".join(diffs)
+                + "\nUse a new store path, or overwrite=True to start over."
+            )
+
+    # ------------------------------------------------------------------ journal (writer side)
+    def _journal_arrays(self, p: ParamSpec) -> dict[str, zarr.Array]:
+        kinds = ("delta",) if p.granularity == "weight" else ("pos", "neg")
+        try:
+            return {kind: self._group[f"journal/{kind}/{p.name}"] for kind in kinds}
+        except KeyError as exc:
+            raise StoreCorruptError(f"{self.path}: journal array of {p.name!r} is missing ({exc})") from exc
+
+    def _ensure_rows(self, arr: zarr.Array, rows: int) -> None:
+        if arr.shape[0] < rows:
+            # Grow geometrically so metadata rewrites stay rare.
+            arr.resize((max(rows, 2 * arr.shape[0]), *arr.shape[1:]))
+
+    def write_journal(
+        self,
+        start_step: int,
+        rows: dict[str, dict[str, np.ndarray]],
+        ids: np.ndarray,
+        ids_start: int,
+        ids_end: np.ndarray,
+        meta: np.ndarray,
+    ) -> None:
+        """Write journal rows for steps ``start_step ..`` (not committed until :meth:`commit`).
+
+        ``rows[name][kind]`` is (n, cols); ``ids`` the concatenated ids of those steps, starting at flat position
+        ``ids_start``; ``ids_end`` (n,) absolute end offsets; ``meta`` (n, 3).
+        """
+        self._require_writable()
+        n = len(ids_end)
+        stop = start_step + n
+        for p in self.spec.params:
+            for kind, arr in self._journal_arrays(p).items():
+                block = rows[p.name][kind]
+                if block.shape != (n, arr.shape[1]):
+                    raise ValueError(f"journal block of {p.name}/{kind} has shape {block.shape}")
+                self._ensure_rows(arr, stop)
+                arr[start_step:stop] = block
+        g = self._group
+        self._ensure_rows(g["journal/ids"], ids_start + len(ids))
+        g["journal/ids"][ids_start : ids_start + len(ids)] = ids
+        for name, values in (("ids_end", ids_end), ("meta", meta)):
+            self._ensure_rows(g[f"journal/{name}"], stop)
+            g[f"journal/{name}"][start_step:stop] = values
+
+    def commit(self, steps: int, ids: int) -> None:
+        """Make journal steps ``[0, steps)`` visible to readers."""
+        if steps < self.steps:
+            raise ValueError("commit cannot go backwards; use rollback")
+        self._write_manifest(steps=int(steps), ids=int(ids))
+
+    def rollback(self, steps: int) -> None:
+        """Forget journal steps past ``steps`` (resume from an earlier checkpoint).
+
+        Folds covering forgotten steps are dropped: R is re-derived from the journal, never un-added.
+        """
+        self._require_writable()
+        if steps > self.steps:
+            raise StoreCorruptError(
+                f"{self.path}: the checkpoint expects {steps} recorded steps but the store has only "
+                f"{self.steps}; recorded data was lost, so this store cannot be resumed"
+            )
+        if steps == self.steps:
+            return
+        ids = int(self._group["journal/ids_end"][steps - 1]) if steps > 0 else 0
+        folded = {k: v for k, v in self._manifest["folded"].items() if int(v["steps"]) <= steps}
+        self._write_manifest(steps=int(steps), ids=ids, folded=folded)
+
+    def journal_rows(self, start: int, stop: int) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
+        """Committed journal rows ``[start, stop)``: (rows per parameter and kind, ids, meta)."""
+        if not 0 <= start <= stop <= self.steps:
+            raise IndexError(f"journal rows [{start}, {stop}) outside committed [0, {self.steps})")
+        rows = {
+            p.name: {kind: arr[start:stop] for kind, arr in self._journal_arrays(p).items()}
+            for p in self.spec.params
+        }
+        ids, _ = self.membership(start, stop)
+        meta = self._group["journal/meta"][start:stop] if stop > start else np.zeros((0, 3), np.int64)
+        return rows, ids, meta
+
+    def membership(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Example ids of steps ``[start, stop)`` and the number of ids of each step."""
+        stop = self.steps if stop is None else stop
+        if stop <= start:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        ends = self._group["journal/ids_end"][max(start - 1, 0) : stop]
+        first = int(ends[0]) if start > 0 else 0
+        ends = ends[1:] if start > 0 else ends
+        ids = self._group["journal/ids"][first : int(ends[-1])]
+        counts = np.diff(np.concatenate([[first], ends]))
+        return ids, counts
+
+    def meta(self) -> np.ndarray:
+        """(steps, 3) int64: global_step, epoch, flags of every committed step."""
+        return self._group["journal/meta"][: self.steps]
+
+    # ------------------------------------------------------------------ folding
+    def _fold_group_name(self, name: str) -> str | None:
+        entry = self._manifest["folded"].get(name)
+        return entry["path"] if entry else None
+
+    def _accumulate(
+        self,
+        p: ParamSpec,
+        cols: slice | np.ndarray,
+        start: int,
+        stop: int,
+        acc_pos: torch.Tensor,
+        acc_neg: torch.Tensor,
+        budget: int,
+        kernel: FoldKernel = index_add_fold,
+    ) -> None:
+        """Fold journal steps ``[start, stop)`` of columns ``cols`` of ``p`` into the accumulators."""
+        if stop <= start:
+            return
+        arrays = self._journal_arrays(p)
+        ncols = acc_pos.shape[1]
+        ids_all, counts_all = self.membership(start, stop)
+        if len(ids_all) and (ids_all.min() < 0 or ids_all.max() >= self.num_examples):
+            raise StoreCorruptError(f"{self.path}: journal holds example ids outside [0, {self.num_examples})")
+        offsets = np.concatenate([[0], np.cumsum(counts_all)])
+        mean = self.spec.batch_share == "mean"
+        # Journal is read a chunk-row range at a time; the gathered source of a step group is bounded too.
+        step_block = max(self.layout.chunk_steps, (budget // 4) // max(1, 4 * ncols * 2))
+        step_block = max(1, step_block // self.layout.chunk_steps) * self.layout.chunk_steps
+        max_ids = max(1, (budget // 4) // max(1, 4 * ncols))
+        for s0 in range(start, stop, step_block):
+            s1 = min(stop, s0 + step_block)
+            sel = (slice(s0, s1), cols)
+            if p.granularity == "weight":
+                block = _read(arrays["delta"], sel)
+                pos_rows, neg_rows = split_signed(torch.from_numpy(block))
+            else:
+                pos_rows = torch.from_numpy(_read(arrays["pos"], sel))
+                neg_rows = torch.from_numpy(_read(arrays["neg"], sel))
+            counts = torch.from_numpy(counts_all[s0 - start : s1 - start])
+            for g0, g1 in step_groups(counts, max_ids):
+                lo, hi = int(offsets[s0 - start + g0]), int(offsets[s0 - start + g1])
+                ids = torch.from_numpy(ids_all[lo:hi])
+                row_of_id = torch.repeat_interleave(torch.arange(g0, g1), counts[g0:g1])
+                scale = (1.0 / counts[g0:g1].to(torch.float32)).repeat_interleave(counts[g0:g1]) if mean else None
+                kernel(acc_pos, pos_rows, ids, row_of_id, scale)
+                kernel(acc_neg, neg_rows, ids, row_of_id, scale)
+
+    def fold(
+        self,
+        parameters: Sequence[str] | None = None,
+        *,
+        budget_bytes: int = DEFAULT_FOLD_BUDGET,
+        kernel: FoldKernel = index_add_fold,
+    ) -> FoldReport:
+        """Fold the committed journal into R and rebuild the top-k index, within ``budget_bytes`` of memory.
+
+        Incremental: only steps past each parameter's last fold are added. Each parameter's new R is written
+        to a fresh generation and made visible by one manifest write, so a crash mid-fold leaves the old R.
+        """
+        self._require_writable()
+        names = list(parameters) if parameters is not None else self.parameters
+        t_start = time.perf_counter()
+        cells = 0
+        n = self.num_examples
+        for name in names:
+            p = self.spec.param(name)
+            done = self.folded_steps(name)
+            if done == self.steps:
+                continue
+            cells += int(self.membership(done, self.steps)[1].sum()) * p.units
+            old = self._fold_group_name(name)
+            gen = self.generation + 1
+            path = f"fold/{name}/g{gen}"
+            out = self._create_fold_arrays(p, path)
+            # Per column: two accumulators, the top-k key scratch and journal rows.
+            per_col = n * (4 * 2 + 8) + 4 * 2 * self.layout.chunk_steps
+            width = _block_width(p.units, per_col, budget_bytes, self.layout.r_chunk_units)
+            for c0 in range(0, p.units, width):
+                c1 = min(p.units, c0 + width)
+                cols = slice(c0, c1)
+                if old is not None:
+                    acc_pos = torch.from_numpy(self._group[f"{old}/pos"][:, cols])
+                    acc_neg = torch.from_numpy(self._group[f"{old}/neg"][:, cols])
+                else:
+                    acc_pos = torch.zeros(n, c1 - c0)
+                    acc_neg = torch.zeros(n, c1 - c0)
+                self._accumulate(p, cols, done, self.steps, acc_pos, acc_neg, budget_bytes, kernel)
+                out["pos"][:, cols] = acc_pos.numpy()
+                out["neg"][:, cols] = acc_neg.numpy()
+                self._write_topk(out, cols, acc_pos, acc_neg)
+            folded = dict(self._manifest["folded"])
+            folded[name] = {"steps": self.steps, "path": path}
+            self._write_manifest(folded=folded)
+            if old is not None:
+                self._delete(old)
+        return FoldReport(parameters=names, steps=self.steps, cells=cells, seconds=time.perf_counter() - t_start)
+
+    def _create_fold_arrays(self, p: ParamSpec, path: str) -> dict[str, zarr.Array]:
+        n, lay = self.num_examples, self.layout
+        comp = lay.compressors()
+        chunks = (min(n, lay.r_chunk_examples), min(p.units, lay.r_chunk_units))
+        group = self._group.require_group(path)
+        out = {
+            s: group.create_array(s, shape=(n, p.units), dtype="float32", chunks=chunks, compressors=comp)
+            for s in ("pos", "neg")
+        }
+        k = min(lay.topk, n)
+        if k:
+            tchunks = (k, min(p.units, 1 << 16))
+            for s in SIGNS:
+                out[f"top_{s}_ids"] = group.create_array(
+                    f"top_{s}_ids", shape=(k, p.units), dtype="int64", chunks=tchunks, compressors=comp
+                )
+                out[f"top_{s}_values"] = group.create_array(
+                    f"top_{s}_values", shape=(k, p.units), dtype="float32", chunks=tchunks, compressors=comp
+                )
+        return out
+
+    def _write_topk(self, out: dict[str, zarr.Array], cols: slice, pos: torch.Tensor, neg: torch.Tensor) -> None:
+        k = min(self.layout.topk, self.num_examples)
+        if not k:
+            return
+        for s in SIGNS:
+            ids, vals = topk_desc(_signed(pos, neg, s), k)
+            out[f"top_{s}_ids"][:, cols] = ids.numpy()
+            out[f"top_{s}_values"][:, cols] = vals.numpy()
+
+    def _delete(self, path: str) -> None:
+        try:
+            del self._group[path]
+        except KeyError:
+            pass
+
+    # ------------------------------------------------------------------ reading
+    def read(
+        self,
+        name: str,
+        sign: Sign = "abs",
+        *,
+        weights: Sequence[int] | np.ndarray | None = None,
+        max_bytes: int = DEFAULT_READ_BUDGET,
+    ) -> np.ndarray:
+        """R of parameter ``name``: shape ``(num_examples, *r_shape)``, or ``(num_examples, len(weights))``.
+
+        ``weights`` selects flat weight (or unit) indices. Whatever part of the journal is not folded yet is
+        folded on the fly for just the requested columns, so this works before, during and after a fold.
+        """
+        _check_sign(sign)
+        p = self.spec.param(name)
+        cols: slice | np.ndarray
+        if weights is None:
+            cols, ncols = slice(0, p.units), p.units
+        else:
+            cols = _check_weights(weights, p)
+            ncols = len(cols)
+        need = self.num_examples * ncols * 4 * 3
+        if need > max_bytes:
+            raise MemoryError(
+                f"reading R of {name!r} needs ~{need / 2**30:.1f} GiB (> max_bytes={max_bytes / 2**30:.1f} GiB); "
+                "select columns with weights=..., or raise max_bytes"
+            )
+        pos, neg = self._read_pos_neg(p, cols, ncols, max_bytes)
+        out = _signed(pos, neg, sign).numpy()
+        return out.reshape(self.num_examples, *p.r_shape) if weights is None else out
+
+    def _read_pos_neg(
+        self, p: ParamSpec, cols: slice | np.ndarray, ncols: int, budget: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        done = self.folded_steps(p.name)
+        group = self._fold_group_name(p.name)
+        if group is not None:
+            pos = torch.from_numpy(np.ascontiguousarray(_read(self._group[f"{group}/pos"], (slice(None), cols))))
+            neg = torch.from_numpy(np.ascontiguousarray(_read(self._group[f"{group}/neg"], (slice(None), cols))))
+        else:
+            pos = torch.zeros(self.num_examples, ncols)
+            neg = torch.zeros(self.num_examples, ncols)
+        self._accumulate(p, cols, done, self.steps, pos, neg, budget)
+        return pos, neg
+
+    def most_responsible(
+        self, name: str, k: int = 1, sign: Sign = "abs", *, budget_bytes: int = DEFAULT_FOLD_BUDGET
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` most responsible example ids of every weight of ``name`` and their R values.
+
+        Returns ``(ids, values)``, each of shape ``(k, *r_shape)``, best first; ties go to the smaller id. Served
+        from the top-k index when it is current and deep enough, else computed from R block by block.
+        """
+        _check_sign(sign)
+        p = self.spec.param(name)
+        if not 1 <= k <= self.num_examples:
+            raise ValueError(f"k must be in [1, {self.num_examples}], got {k}")
+        group = self._fold_group_name(name)
+        if group is not None and self.folded_steps(name) == self.steps and k <= min(self.layout.topk, self.num_examples):
+            ids = self._group[f"{group}/top_{sign}_ids"][:k]
+            vals = self._group[f"{group}/top_{sign}_values"][:k]
+        else:
+            ids = np.empty((k, p.units), np.int64)
+            vals = np.empty((k, p.units), np.float32)
+            width = _block_width(p.units, self.num_examples * (4 * 3 + 8), budget_bytes, self.layout.r_chunk_units)
+            for c0 in range(0, p.units, width):
+                cols = slice(c0, min(p.units, c0 + width))
+                pos, neg = self._read_pos_neg(p, cols, cols.stop - cols.start, budget_bytes)
+                bi, bv = topk_desc(_signed(pos, neg, sign), k)
+                ids[:, cols], vals[:, cols] = bi.numpy(), bv.numpy()
+        return ids.reshape(k, *p.r_shape), vals.reshape(k, *p.r_shape)
+
+    def iter_blocks(self, name: str, sign: Sign = "abs", budget_bytes: int = DEFAULT_FOLD_BUDGET) -> Iterator[tuple[slice, np.ndarray]]:
+        """Yield ``(columns, R[:, columns])`` blocks of a parameter's flat R within a memory budget."""
+        _check_sign(sign)
+        p = self.spec.param(name)
+        width = _block_width(p.units, self.num_examples * 4 * 3, budget_bytes, self.layout.r_chunk_units)
+        for c0 in range(0, p.units, width):
+            cols = slice(c0, min(p.units, c0 + width))
+            pos, neg = self._read_pos_neg(p, cols, cols.stop - cols.start, budget_bytes)
+            yield cols, _signed(pos, neg, sign).numpy()
+
+
+def _check_sign(sign: str) -> None:
+    if sign not in SIGNS:
+        raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
+
+
+def _check_weights(weights: Sequence[int] | np.ndarray, p: ParamSpec) -> np.ndarray:
+    idx = np.asarray(weights)
+    if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+        raise ValueError("weights must be a 1-D sequence of flat integer indices")
+    if len(idx) and (idx.min() < 0 or idx.max() >= p.units):
+        raise IndexError(f"weights index outside [0, {p.units}) for {p.name!r}")
+    return idx.astype(np.int64)
+
+
+def _signed(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> torch.Tensor:
+    if sign == "pos":
+        return pos
+    if sign == "neg":
+        return neg
+    return pos + neg
+
+
+def _read(arr: zarr.Array, sel: tuple[slice, slice | np.ndarray]) -> np.ndarray:
+    rows, cols = sel
+    if isinstance(cols, slice):
+        return arr[rows, cols]
+    return arr.get_orthogonal_selection((rows, cols))
+
+
+def _block_width(units: int, bytes_per_col: int, budget: int, align: int) -> int:
+    width = max(1, budget // max(1, bytes_per_col))
+    if width >= align:
+        width = (width // align) * align
+    return max(1, min(units, width))
