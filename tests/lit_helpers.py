@@ -1,0 +1,120 @@
+"""Shared test pieces: a tiny model and data, and a naive float64 reference of the method.
+
+The reference is deliberately independent of the library: it copies every weight at the start of each optimizer
+step (weights only change at steps), reads the example ids that the test data carries in the batch, and adds
+|Δw| to each example in plain Python loops.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import Dataset, TensorDataset
+
+
+class IndexedData(Dataset):
+    """(x, y, id) triples: the id lets the reference know the truth independently of the sampler."""
+
+    def __init__(self, n: int = 48, features: int = 8, classes: int = 3, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, features, generator=g)
+        self.targets = torch.randint(0, classes, (n,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int):
+        return self.x[i], self.targets[i], torch.tensor(i)
+
+
+def tensor_data(n: int = 48, features: int = 8, classes: int = 3, seed: int = 0) -> TensorDataset:
+    d = IndexedData(n, features, classes, seed)
+    return TensorDataset(d.x, d.targets)
+
+
+class TinyNet(L.LightningModule):
+    """Linear-ReLU-Linear classifier; ``optimizer`` in sgd|momentum|adam|adamw; ``freeze`` freezes layer 0."""
+
+    def __init__(self, features: int = 8, hidden: int = 6, classes: int = 3, optimizer: str = "sgd",
+                 lr: float = 0.1, freeze: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Sequential(torch.nn.Linear(features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes))
+        if freeze:
+            self.net[0].requires_grad_(False)
+        self.optimizer, self.lr = optimizer, lr
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch[0], batch[1]
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+    def configure_optimizers(self):
+        params = [p for p in self.parameters() if p.requires_grad]
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=self.lr)
+        if self.optimizer == "momentum":
+            return torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=1e-3)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(params, lr=self.lr / 10)
+        return torch.optim.AdamW(params, lr=self.lr / 10, weight_decay=0.1)
+
+
+class NaiveReference(Callback):
+    """R_pos/R_neg in float64, computed the slow obvious way from ids carried by the batch (position 2)."""
+
+    def __init__(self, num_examples: int, granularity: dict[str, str] | None = None, share: str = "full") -> None:
+        self.n = num_examples
+        self.granularity = granularity or {}
+        self.share = share
+        self.pos: dict[str, np.ndarray] = {}
+        self.neg: dict[str, np.ndarray] = {}
+        self.before: dict[str, np.ndarray] | None = None
+        self.ids: list[int] = []
+        self.last_step = 0
+
+    def on_train_start(self, trainer, pl_module):
+        self.last_step = trainer.global_step
+
+    def _weights(self, pl_module):
+        return {n: p.detach().double().cpu().numpy().copy() for n, p in pl_module.named_parameters()}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.before is None:
+            self.before = self._weights(pl_module)
+        self.ids.extend(int(i) for i in batch[2])
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.last_step:
+            return
+        self.last_step = trainer.global_step
+        after = self._weights(pl_module)
+        share = 1.0 if self.share == "full" else 1.0 / len(self.ids)
+        for name, w in after.items():
+            d = w - self.before[name]
+            pos, neg = np.maximum(d, 0), np.maximum(-d, 0)
+            if self.granularity.get(name) == "neuron":
+                pos = pos.reshape(pos.shape[0], -1).sum(1)
+                neg = neg.reshape(neg.shape[0], -1).sum(1)
+            if name not in self.pos:
+                self.pos[name] = np.zeros((self.n, *pos.shape))
+                self.neg[name] = np.zeros((self.n, *neg.shape))
+            for m in self.ids:
+                self.pos[name][m] += share * pos
+                self.neg[name][m] += share * neg
+        self.before, self.ids = None, []
+
+    def get(self, name: str, sign: str) -> np.ndarray:
+        if sign == "pos":
+            return self.pos[name]
+        if sign == "neg":
+            return self.neg[name]
+        return self.pos[name] + self.neg[name]
+
+
+def trainer(tmp_path, callbacks, **kw) -> L.Trainer:
+    opts = dict(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=tmp_path)
+    opts.update(kw)
+    return L.Trainer(callbacks=callbacks, **opts)

@@ -1,0 +1,173 @@
+"""Resume gives the uninterrupted store; folding at once, in pieces, twice or lazily gives the same R."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, Sampler
+
+from lit_helpers import IndexedData, NaiveReference, TinyNet, trainer
+from responsibility import ResponsibilityCallback, ResponsibilityStore
+from responsibility.fold import topk_desc
+
+N = 48
+
+
+class EpochSeededSampler(Sampler[int]):
+    """Shuffles by (seed, epoch), so a resumed run sees the same order as an uninterrupted one."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        return iter(torch.randperm(self.n, generator=g).tolist())
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def loader():
+    return DataLoader(IndexedData(N), batch_size=5, sampler=EpochSeededSampler(N))
+
+
+def all_arrays(path) -> dict[str, np.ndarray]:
+    """Every committed array of a store, by meaning (journal rows, R, top-k), for bit-for-bit comparison."""
+    s = ResponsibilityStore.open(path)
+    out = {"ids": s.membership()[0], "meta": s.meta()}
+    for name in s.parameters:
+        rows, _, _ = s.journal_rows(0, s.steps)
+        for kind, block in rows[name].items():
+            out[f"journal/{kind}/{name}"] = block
+        for sign in ("pos", "neg"):
+            out[f"R/{sign}/{name}"] = s.read(name, sign)
+        ids, vals = s.most_responsible(name, k=3)
+        out[f"top/{name}"] = np.stack([ids.astype(np.float64), vals.astype(np.float64)])
+    return out
+
+
+def assert_same_store(a, b):
+    A, B = all_arrays(a), all_arrays(b)
+    assert A.keys() == B.keys()
+    for key in A:
+        np.testing.assert_array_equal(A[key], B[key], err_msg=key)
+
+
+def fit(tmp_path, store, epochs, ckpt_path=None, every_n_train_steps=None, **cb_kw):
+    cb = ResponsibilityCallback(store, **cb_kw)
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=every_n_train_steps,
+                           save_top_k=-1)
+    torch.manual_seed(0)
+    t = trainer(tmp_path, [cb, ckpt], max_epochs=epochs, enable_checkpointing=True)
+    t.fit(TinyNet(), loader(), ckpt_path=ckpt_path)
+    return t
+
+
+def test_resume_from_epoch_checkpoint_equals_uninterrupted(tmp_path):
+    fit(tmp_path / "a", tmp_path / "a.zarr", 2)
+    fit(tmp_path / "b", tmp_path / "b.zarr", 1)
+    fit(tmp_path / "b", tmp_path / "b.zarr", 2, ckpt_path=tmp_path / "b" / "ckpt" / "last.ckpt")
+    assert ResponsibilityStore.open(tmp_path / "b.zarr").steps == 20
+    assert_same_store(tmp_path / "a.zarr", tmp_path / "b.zarr")
+
+
+def test_resume_from_mid_epoch_checkpoint_rolls_back_newer_steps(tmp_path):
+    """The store ran 13 steps past a step-7 checkpoint; resuming from it must not count steps 8.. twice."""
+    fit(tmp_path / "b", tmp_path / "b.zarr", 2, every_n_train_steps=7, journal_buffer_mb=0.002)
+    ckpt = tmp_path / "b" / "ckpt" / "epoch=0-step=7.ckpt"
+    assert ckpt.exists()
+    first = ResponsibilityStore.open(tmp_path / "b.zarr")
+    assert first.steps == 20 and 7 % first.layout.chunk_steps != 0  # resumes mid-chunk: preload path
+    first_rows, first_ids, _ = first.journal_rows(0, 7)
+    shutil.copytree(tmp_path / "b.zarr", tmp_path / "first7.zarr")
+    head = ResponsibilityStore.open(tmp_path / "first7.zarr", mode="r+")
+    head.rollback(7)
+    head_r = {n: head.read(n) for n in head.parameters}
+
+    ref = NaiveReference(N)
+    cb = ResponsibilityCallback(tmp_path / "b.zarr", journal_buffer_mb=0.002)
+    torch.manual_seed(0)
+    trainer(tmp_path / "b", [cb, ref], max_epochs=2).fit(TinyNet(), loader(), ckpt_path=ckpt)
+
+    s = ResponsibilityStore.open(tmp_path / "b.zarr")
+    resumed_steps = len(s.meta()) - 7
+    assert resumed_steps > 0
+    assert s.meta()[:, 0].tolist() == list(range(1, s.steps + 1))  # global steps continue, none repeated
+    rows, ids, _ = s.journal_rows(0, 7)
+    np.testing.assert_array_equal(ids, first_ids)
+    for name in s.parameters:
+        for kind in rows[name]:
+            np.testing.assert_array_equal(rows[name][kind], first_rows[name][kind])
+        np.testing.assert_allclose(s.read(name), head_r[name] + ref.get(name, "abs"), rtol=2e-5, atol=1e-8)
+
+
+def test_fold_in_pieces_twice_and_lazily_is_bit_identical(tmp_path):
+    fit(tmp_path / "a", tmp_path / "a.zarr", 2, fold="never")
+    lazy = ResponsibilityStore.open(tmp_path / "a.zarr")
+    assert lazy.folded_steps("net.0.weight") == 0
+    lazy_r = {n: lazy.read(n, "pos") for n in lazy.parameters}
+    shutil.copytree(tmp_path / "a.zarr", tmp_path / "pieces.zarr")
+
+    whole = ResponsibilityStore.open(tmp_path / "a.zarr", mode="r+")
+    whole.fold()
+    whole.fold()  # nothing new: a no-op
+
+    pieces = ResponsibilityStore.open(tmp_path / "pieces.zarr", mode="r+")
+    steps = pieces.steps
+    pieces.rollback(7)  # fold the first 7 steps only...
+    pieces.fold(budget_bytes=4096)  # ...in tiny column and step blocks
+    pieces.commit(steps, int(pieces._group["journal/ids_end"][steps - 1]))  # ...then the rest
+    assert pieces.folded_steps("net.0.weight") == 7
+    pieces.fold(parameters=["net.0.weight"])
+    pieces.fold()
+    for n in whole.parameters:
+        np.testing.assert_array_equal(whole.read(n, "pos"), lazy_r[n])
+        for sign in ("abs", "pos", "neg"):
+            np.testing.assert_array_equal(whole.read(n, sign), pieces.read(n, sign))
+
+
+def test_lazy_partial_fold_matches_reference(tmp_path):
+    """R read while only part of the journal is folded = folded part + journal remainder."""
+    ref = NaiveReference(N)
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", fold="never")
+    torch.manual_seed(0)
+    trainer(tmp_path, [cb, ref]).fit(TinyNet(), loader())
+    s = ResponsibilityStore.open(tmp_path / "s.zarr", mode="r+")
+    total = s.steps
+    ends = s._group["journal/ids_end"][:total]
+    s.rollback(5)
+    s.fold(parameters=["net.2.weight"])
+    s.commit(total, int(ends[-1]))
+    assert 0 < s.folded_steps("net.2.weight") < s.steps
+    np.testing.assert_allclose(s.read("net.2.weight"), ref.get("net.2.weight", "abs"), rtol=2e-5, atol=1e-8)
+    cols = np.array([0, 7, 17])
+    np.testing.assert_array_equal(s.read("net.2.weight", weights=cols), s.read("net.2.weight").reshape(N, -1)[:, cols])
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 25])
+def test_most_responsible_matches_stable_sort(tmp_path, k):
+    fit(tmp_path / "a", tmp_path / "a.zarr", 1, topk=10)
+    s = ResponsibilityStore.open(tmp_path / "a.zarr")
+    for sign in ("abs", "pos", "neg"):
+        r = s.read("net.0.weight", sign).reshape(N, -1).astype(np.float64)
+        ids, vals = s.most_responsible("net.0.weight", k=k, sign=sign)
+        assert ids.shape == (k, 6, 8)
+        # reference: stable sort by descending value keeps the smaller id first among ties
+        order = np.argsort(-r, axis=0, kind="stable")[:k]
+        np.testing.assert_array_equal(ids.reshape(k, -1), order)
+        np.testing.assert_array_equal(vals.reshape(k, -1), np.take_along_axis(r, order, 0).astype(np.float32))
+
+
+def test_topk_desc_ties_and_zeros():
+    v = torch.tensor([[0.0, 2.0], [3.0, 2.0], [3.0, -0.0], [1.0, 2.0]])
+    ids, vals = topk_desc(v.abs(), 4)
+    assert ids[:, 0].tolist() == [1, 2, 3, 0]
+    assert ids[:, 1].tolist() == [0, 1, 3, 2]
+    assert vals[:, 0].tolist() == [3.0, 3.0, 1.0, 0.0]
