@@ -96,8 +96,7 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     expected = math.prod(dims) * dtype.itemsize
     if len(data) - header != expected:
         raise ValueError(
-            f"{path}: IDX payload is {len(data) - header} bytes, "
-            f"but dimensions {dims} of {dtype} need {expected}"
+            f"{path}: IDX payload is {len(data) - header} bytes, but dimensions {dims} of {dtype} need {expected}"
         )
     return np.frombuffer(data, dtype=dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
@@ -219,9 +218,7 @@ def sample_indices(n: int, num_samples: int | None, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=num_samples, replace=False)).astype(np.int64)
 
 
-def flip_labels(
-    labels: np.ndarray, num_classes: int, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
+def flip_labels(labels: np.ndarray, num_classes: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Flip exactly ``round(fraction * N)`` labels, each to a class drawn uniformly among the other classes.
 
     Returns ``(noisy_labels, flipped_ids)`` with ``flipped_ids`` sorted. ``round`` is Python's (half to even).

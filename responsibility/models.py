@@ -36,9 +36,7 @@ class PaperCNN(nn.Module):
         hidden: int = 128,
     ) -> None:
         super().__init__()
-        _check_positive(
-            in_channels=in_channels, num_classes=num_classes, conv_channels=conv_channels, hidden=hidden
-        )
+        _check_positive(in_channels=in_channels, num_classes=num_classes, conv_channels=conv_channels, hidden=hidden)
         if image_size < 3:
             raise ValueError(f"image_size must be at least 3 for a 3x3 convolution, got {image_size}")
         self.conv = nn.Conv2d(in_channels, conv_channels, kernel_size=3)

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from training.pipeline import train
-
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
+    # Imported here so that --help and --cfg answer without loading torch and Lightning.
+    from training.pipeline import train
+
     train(cfg)
 
 

@@ -118,9 +118,7 @@ def print_most_responsible(
             label = dataset.class_names[int(dataset.targets[i])]
             clean = dataset.class_names[int(dataset.clean_targets[i])]
             clean += " (flipped)" if clean != label else ""
-            print(
-                f"  {rank:>4}  {i:>7}  {dataset.source_indices[i]:>7}  {label:<14}  {clean:<24}  {v:>12.6g}"
-            )
+            print(f"  {rank:>4}  {i:>7}  {dataset.source_indices[i]:>7}  {label:<14}  {clean:<24}  {v:>12.6g}")
 
 
 def train(cfg: DictConfig) -> TrainRun:
@@ -130,7 +128,7 @@ def train(cfg: DictConfig) -> TrainRun:
     model = instantiate(cfg.model)
     top = resolve_top(model, cfg.get("print_top"))
     trainer = instantiate(cfg.trainer, callbacks=instantiate_callbacks(cfg.get("callbacks")))
-    trainer.fit(model, datamodule=datamodule)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     if trainer.is_global_zero:
         dataset = datamodule.train_set
