@@ -92,7 +92,9 @@ class ResponsibilityCallback(Callback):
         validate_granularity(granularity)
         Layout(topk=topk, codec=codec)  # validates topk and codec now rather than at train start
         self.store_path = str(store)
-        self.layers = [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
+        self.layers = (
+            [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
+        )
         self.granularity = granularity
         self.batch_share = batch_share
         self.ids_key = ids_key
@@ -190,9 +192,7 @@ class ResponsibilityCallback(Callback):
             labels = dataset_labels(dataset, num_examples)
         return num_examples, labels
 
-    def _open_store(
-        self, spec: RecordingSpec, labels: np.ndarray | None, resume: int | None
-    ) -> ResponsibilityStore:
+    def _open_store(self, spec: RecordingSpec, labels: np.ndarray | None, resume: int | None) -> ResponsibilityStore:
         path, opts = self.store_path, self.storage_options
         if ResponsibilityStore.exists(path, storage_options=opts):
             fresh_overwrite = resume is None and self.overwrite

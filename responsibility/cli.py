@@ -35,16 +35,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for p in info["parameters"]:
         shape = "x".join(map(str, p["shape"])) or "scalar"
         folded = f"{p['folded_steps']}/{info['steps']}"
-        print(f"{p['name']:<32} {shape:<16} {p['granularity']:<11} {p['columns']:>9} {folded:>7} "
-              f"{_format_bytes(p['r_bytes']):>10}")
+        print(
+            f"{p['name']:<32} {shape:<16} {p['granularity']:<11} {p['columns']:>9} {folded:>7} "
+            f"{_format_bytes(p['r_bytes']):>10}"
+        )
     return 0
 
 
 def cmd_fold(args: argparse.Namespace) -> int:
     store = ResponsibilityStore.open(args.store, mode="r+")
     report = store.fold(args.param or None, budget_bytes=int(args.budget_mb * 2**20))
-    print(f"folded {len(report.parameters)} parameter(s) over {report.steps} steps: {report.cells:.3g} cells "
-          f"in {report.seconds:.2f} s ({report.cells_per_second / 1e9:.3f} Gcells/s)")
+    print(
+        f"folded {len(report.parameters)} parameter(s) over {report.steps} steps: {report.cells:.3g} cells "
+        f"in {report.seconds:.2f} s ({report.cells_per_second / 1e9:.3f} Gcells/s)"
+    )
     return 0
 
 
@@ -56,7 +60,7 @@ def _parse_index(text: str, shape: tuple[int, ...]) -> int:
     else:
         if len(parts) != len(shape):
             raise ValueError(f"index {text!r} has {len(parts)} dims; the parameter's R has shape {shape}")
-        if any(not 0 <= i < n for i, n in zip(parts, shape)):
+        if any(not 0 <= i < n for i, n in zip(parts, shape, strict=True)):
             raise ValueError(f"index {text!r} is outside the parameter's R shape {shape}")
         flat = int(np.ravel_multi_index(parts, shape))
     total = int(np.prod(shape))
@@ -77,8 +81,16 @@ def cmd_top(args: argparse.Namespace) -> int:
         index = tuple(int(i) for i in np.unravel_index(f, p.r_shape))
         for rank in range(args.k):
             ex = int(ids[rank, f])
-            rows.append({"parameter": args.param, "index": list(index), "rank": rank + 1, "example": ex,
-                         "label": None if labels is None else int(labels[ex]), "value": float(vals[rank, f])})
+            rows.append(
+                {
+                    "parameter": args.param,
+                    "index": list(index),
+                    "rank": rank + 1,
+                    "example": ex,
+                    "label": None if labels is None else int(labels[ex]),
+                    "value": float(vals[rank, f]),
+                }
+            )
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -13,7 +13,6 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -25,36 +24,12 @@ from .store import ResponsibilityStore
 FLAG_NONFINITE = 1
 
 
-@dataclass(frozen=True)
-class _Columns:
-    """Where a parameter's journal columns sit in a buffer row."""
-
-    spec: ParamSpec
-    param: torch.nn.Parameter
-    offset: int
-
-    @property
-    def kinds(self) -> tuple[str, ...]:
-        return ("delta",) if self.spec.granularity == "weight" else ("pos", "neg")
-
-    @property
-    def width(self) -> int:
-        return self.spec.numel if self.spec.granularity == "weight" else 2 * self.spec.units
-
-    def kind_slice(self, kind: str) -> slice:
-        if kind == "delta":
-            return slice(self.offset, self.offset + self.spec.numel)
-        u = self.spec.units
-        start = self.offset if kind == "pos" else self.offset + u
-        return slice(start, start + u)
-
-
 class _Buffer:
-    """``chunk_steps`` journal rows plus the ids and metadata of those steps."""
+    """``chunk_steps`` journal rows plus the ids and step records (ids_end, global_step, epoch, flags)."""
 
     def __init__(self, rows: int, width: int, pin: bool) -> None:
         self.data = torch.zeros(rows, width, dtype=torch.float32, pin_memory=pin)
-        self.meta = np.zeros((rows, 3), dtype=np.int64)
+        self.steps = np.zeros((rows, 4), dtype=np.int64)
         self.ids: list[np.ndarray] = []
         self.base = 0  # step of row 0
         self.ids_base = 0  # flat id position of row 0's first id
@@ -82,14 +57,14 @@ class Recorder:
         if [s.name for s, _ in tracked] != store.parameters:
             raise ValueError("tracked parameters must be the store's parameters, in the store's order")
         self.store = store
-        cols, offset = [], 0
-        for spec, param in tracked:
-            cols.append(_Columns(spec, param, offset))
-            offset += cols[-1].width
-        self._cols = cols
+        columns = store.spec.journal_columns()
+        self._tracked = [(spec, param, columns[spec.name]) for spec, param in tracked]
+        # Neuron reductions reuse scratch space: fresh multi-MB temporaries per step cost page faults.
+        self._scratch: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pin = torch.cuda.is_available() and any(p.is_cuda for _, p in tracked)
         rows = store.layout.chunk_steps
-        self._buffers = [_Buffer(rows, offset, pin), _Buffer(rows, offset, pin)]
+        width = store.spec.journal_width
+        self._buffers = [_Buffer(rows, width, pin), _Buffer(rows, width, pin)]
         self._buf = self._buffers[0]
         self._snapshots: dict[int, torch.Tensor] = {}
         self._snapped: set[int] = set()
@@ -111,56 +86,75 @@ class Recorder:
         """
         wanted = None if params is None else {id(p) for p in params}
         with torch.no_grad():
-            for c in self._cols:
-                key = id(c.param)
+            for _, param, _ in self._tracked:
+                key = id(param)
                 if key in self._snapped or (wanted is not None and key not in wanted):
                     continue
                 snap = self._snapshots.get(key)
-                if snap is None or snap.shape != c.param.shape or snap.device != c.param.device:
-                    snap = self._snapshots[key] = torch.empty_like(c.param, memory_format=torch.contiguous_format)
-                snap.copy_(c.param.detach())
+                if snap is None or snap.shape != param.shape or snap.device != param.device:
+                    snap = self._snapshots[key] = torch.empty_like(param, memory_format=torch.contiguous_format)
+                snap.copy_(param.detach())
                 self._snapped.add(key)
 
-    def record_step(self, ids: np.ndarray | torch.Tensor | Sequence[int], global_step: int = -1, epoch: int = -1) -> None:
+    def record_step(
+        self, ids: np.ndarray | torch.Tensor | Sequence[int], global_step: int = -1, epoch: int = -1
+    ) -> None:
         """Journal one optimizer step: Δw of every snapshotted parameter, and the step's example ids."""
         ids = as_ids(ids)
         check_ids(ids, self.store.num_examples)
         buf = self._buf
         row = buf.data[buf.n]
         with torch.no_grad():
-            for c in self._cols:
-                self._write_delta(c, row)
-        buf.meta[buf.n] = (global_step, epoch, 0)
+            for spec, param, cols in self._tracked:
+                self._write_delta(spec, param, cols, row)
+        buf.steps[buf.n] = (0, global_step, epoch, 0)
         buf.ids.append(ids)
         buf.n += 1
         self.steps += 1
         self.num_ids += len(ids)
         self._snapped.clear()
-        if buf.n == len(buf.meta):
+        if buf.n == len(buf.steps):
             self._submit(buf)
             # _submit waited for the other buffer's write, so it is free to refill while this one is written.
             self._buf = self._buffers[1] if buf is self._buffers[0] else self._buffers[0]
             self._start_buffer(self.steps, self.num_ids)
 
-    def _write_delta(self, c: _Columns, row: torch.Tensor) -> None:
-        p = c.param.detach()
-        snap = self._snapshots.get(id(c.param))
-        if id(c.param) not in self._snapped or snap is None:
-            row[c.offset : c.offset + c.width].zero_()
+    def _write_delta(
+        self, spec: ParamSpec, param: torch.nn.Parameter, cols: dict[str, slice], row: torch.Tensor
+    ) -> None:
+        p = param.detach()
+        snap = self._snapshots.get(id(param))
+        if id(param) not in self._snapped or snap is None:
+            for sl in cols.values():
+                row[sl].zero_()
             return
         if p.shape != snap.shape:
-            raise RuntimeError(f"parameter {c.spec.name!r} changed shape during training ({snap.shape} -> {p.shape})")
-        if c.spec.granularity == "weight":
-            out = row[c.kind_slice("delta")]
+            raise RuntimeError(f"parameter {spec.name!r} changed shape during training ({snap.shape} -> {p.shape})")
+        if spec.granularity == "weight":
+            out = row[cols["delta"]]
             if p.dtype == torch.float32 and not p.is_cuda:
                 torch.sub(p.reshape(-1), snap.reshape(-1), out=out)
             else:
-                # Low-precision weights: the difference is taken in float32, then copied to the host row.
+                # Low-precision or device weights: the difference is taken in float32, then copied to the host.
                 out.copy_(p.float().reshape(-1) - snap.float().reshape(-1))
             return
-        d = (p.float() - snap.float()).reshape(c.spec.units, -1)
-        row[c.kind_slice("pos")].copy_(d.clamp(min=0).sum(1))
-        row[c.kind_slice("neg")].copy_(d.clamp(max=0).sum(1).neg_())
+        diff, part = self._scratch_for(param)
+        torch.sub(p.float(), snap.float(), out=diff)
+        d = diff.view(spec.units, -1)
+        torch.clamp(d, min=0, out=part)
+        row[cols["pos"]].copy_(part.sum(1))
+        torch.clamp(d, max=0, out=part)
+        row[cols["neg"]].copy_(part.sum(1).neg_())
+
+    def _scratch_for(self, param: torch.nn.Parameter) -> tuple[torch.Tensor, torch.Tensor]:
+        scratch = self._scratch.get(id(param))
+        if scratch is None or scratch[0].shape != param.shape or scratch[0].device != param.device:
+            diff = torch.empty(param.shape, dtype=torch.float32, device=param.device)
+            scratch = self._scratch[id(param)] = (
+                diff,
+                torch.empty_like(diff.view(diff.shape[0] if diff.dim() else 1, -1)),
+            )
+        return scratch
 
     # ------------------------------------------------------------------ writing
     def _start_buffer(self, base: int, ids_base: int) -> None:
@@ -172,42 +166,37 @@ class Recorder:
         base = self.steps - self.steps % chunk
         if base == self.steps:
             return
-        rows, ids, meta = self.store.journal_rows(base, self.steps)
-        _, counts = self.store.membership(base, self.steps)
+        rows, ids, steps = self.store.journal_rows(base, self.steps)
         buf = self._buf
         buf.reset(base, self.num_ids - len(ids))
         n = self.steps - base
-        for c in self._cols:
-            for kind in c.kinds:
-                buf.data[:n, c.kind_slice(kind)] = torch.from_numpy(rows[c.spec.name][kind])
-        buf.meta[:n] = meta
-        buf.ids = list(np.split(ids, np.cumsum(counts)[:-1]))
+        buf.data[:n] = torch.from_numpy(rows)
+        buf.steps[:n] = steps
+        buf.ids = list(np.split(ids, steps[:-1, 0] - buf.ids_base))
         buf.n = n
 
     def _submit(self, buf: _Buffer) -> None:
         self._wait()
         n = buf.n
         ids = np.concatenate(buf.ids[:n]) if n else np.zeros(0, np.int64)
-        ids_end = buf.ids_base + np.cumsum([len(a) for a in buf.ids[:n]], dtype=np.int64)
-        job = (buf, n, ids, ids_end)
+        buf.steps[:n, 0] = buf.ids_base + np.cumsum([len(a) for a in buf.ids[:n]], dtype=np.int64)
+        job = (buf, n, ids)
         if self._executor is None:
             self._write(*job)
         else:
             self._pending = self._executor.submit(self._write, *job)
 
-    def _write(self, buf: _Buffer, n: int, ids: np.ndarray, ids_end: np.ndarray) -> None:
+    def _write(self, buf: _Buffer, n: int, ids: np.ndarray) -> None:
         data = buf.data[:n].numpy()
         bad = ~np.isfinite(data).all(axis=1)
         if bad.any():
-            # Policy: a step whose Δw is NaN/Inf adds nothing (row zeroed) and is flagged in journal/meta.
+            # Policy: a step whose Δw is NaN/Inf adds nothing (row zeroed) and is flagged in journal/steps.
             data[bad] = 0.0
-            buf.meta[:n][bad, 2] |= FLAG_NONFINITE
+            buf.steps[:n][bad, 3] |= FLAG_NONFINITE
             self.nonfinite_steps.extend(int(buf.base + i) for i in np.flatnonzero(bad))
-        rows = {
-            c.spec.name: {kind: data[:, c.kind_slice(kind)] for kind in c.kinds} for c in self._cols
-        }
-        self.store.write_journal(buf.base, rows, ids, buf.ids_base, ids_end, buf.meta[:n])
-        self.store.commit(buf.base + n, int(ids_end[-1]) if n else buf.ids_base)
+        steps = buf.steps[:n]
+        self.store.write_journal(buf.base, data, ids, buf.ids_base, steps)
+        self.store.commit(buf.base + n, int(steps[-1, 0]) if n else buf.ids_base)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -218,7 +207,7 @@ class Recorder:
             self._reported_nonfinite = len(self.nonfinite_steps)
             warnings.warn(
                 f"responsibility: non-finite weight change at journal step(s) {new[:10]}; those steps add "
-                "nothing to R and are flagged in journal/meta",
+                "nothing to R and are flagged in journal/steps",
                 RuntimeWarning,
                 stacklevel=3,
             )

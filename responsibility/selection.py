@@ -88,6 +88,5 @@ def select_parameters(
                 f"granularity pattern(s) {unmatched} match no tracked parameter; tracked: {chosen_names}"
             )
     return [
-        (ParamSpec(name=n, shape=tuple(p.shape), granularity=resolve_granularity(n, granularity)), p)
-        for n, p in chosen
+        (ParamSpec(name=n, shape=tuple(p.shape), granularity=resolve_granularity(n, granularity)), p) for n, p in chosen
     ]

@@ -85,6 +85,29 @@ class RecordingSpec:
     def names(self) -> list[str]:
         return [p.name for p in self.params]
 
+    def journal_columns(self) -> dict[str, dict[str, slice]]:
+        """Where each parameter's values sit in a journal row.
+
+        Weight granularity: ``{"delta": signed Δw}``; neuron granularity: ``{"pos": Σ Δw>0, "neg": Σ |Δw<0|}``
+        per unit. Parameters follow each other in spec order.
+        """
+        out: dict[str, dict[str, slice]] = {}
+        offset = 0
+        for p in self.params:
+            if p.granularity == "weight":
+                out[p.name] = {"delta": slice(offset, offset + p.numel)}
+                offset += p.numel
+            else:
+                u = p.units
+                out[p.name] = {"pos": slice(offset, offset + u), "neg": slice(offset + u, offset + 2 * u)}
+                offset += 2 * u
+        return out
+
+    @property
+    def journal_width(self) -> int:
+        """Values journaled per optimizer step."""
+        return sum(p.numel if p.granularity == "weight" else 2 * p.units for p in self.params)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "params": [p.to_json() for p in self.params],

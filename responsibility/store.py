@@ -3,12 +3,12 @@
 Layout (all arrays chunked and compressed, no pickle anywhere)::
 
     zarr.json                       attributes: "responsibility" (spec, layout, version) and "manifest"
+    journal/rows         (T, D)     one row per optimizer step: every tracked parameter's values side by side
+                                    (RecordingSpec.journal_columns): signed Δw of weight-granularity parameters,
+                                    Σ Δw>0 and Σ |Δw<0| per unit of neuron-granularity ones (float32)
     journal/ids          (M,)       example ids of every step, concatenated (int64)
-    journal/ids_end      (T,)       end offset of step t's ids in journal/ids (int64)
-    journal/meta         (T, 3)     global_step, epoch, flags (int64; flag 1 = non-finite Δw, row zeroed)
-    journal/delta/<p>    (T, numel) signed Δw of a weight-granularity parameter (float32)
-    journal/pos/<p>      (T, units) Σ positive Δw per unit of a neuron-granularity parameter
-    journal/neg/<p>      (T, units) Σ |negative Δw| per unit
+    journal/steps        (T, 4)     ids_end (end offset of the step's ids), global_step, epoch, flags (int64;
+                                    flag 1 = non-finite Δw, row zeroed)
     fold/<p>/g<G>/pos    (N, units) folded R_pos (float32); likewise neg
     fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values  (k, units) per-weight top-k index, sign in abs/pos/neg
     labels               (N,)       per-example labels, when known
@@ -126,6 +126,7 @@ class ResponsibilityStore:
         self._group = group
         self.path = path
         self.read_only = read_only
+        self._arrays: dict[str, zarr.Array] | None = None
         attrs = group.attrs.asdict()
         if ATTR_KEY not in attrs or MANIFEST_KEY not in attrs:
             raise StoreCorruptError(f"{path} is a Zarr group but not a responsibility store (no metadata)")
@@ -148,9 +149,7 @@ class ResponsibilityStore:
 
     # ------------------------------------------------------------------ opening and creating
     @classmethod
-    def open(
-        cls, path: str | Path, mode: str = "r", *, storage_options: dict | None = None
-    ) -> ResponsibilityStore:
+    def open(cls, path: str | Path, mode: str = "r", *, storage_options: dict | None = None) -> ResponsibilityStore:
         """Open an existing store; ``mode="r"`` (default) or ``"r+"`` to record into or fold it."""
         if mode not in ("r", "r+"):
             raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
@@ -207,20 +206,16 @@ class ResponsibilityStore:
         group = zarr.open_group(store=store, mode="w")
         comp = layout.compressors()
         journal = group.require_group("journal")
+        width = spec.journal_width
+        journal.create_array(
+            "rows",
+            shape=(0, width),
+            dtype="float32",
+            chunks=(layout.chunk_steps, min(width, layout.journal_chunk_cols)),
+            compressors=comp,
+        )
         journal.create_array("ids", shape=(0,), dtype="int64", chunks=(1 << 16,), compressors=comp)
-        journal.create_array("ids_end", shape=(0,), dtype="int64", chunks=(1 << 14,), compressors=comp)
-        journal.create_array("meta", shape=(0, 3), dtype="int64", chunks=(1 << 14, 3), compressors=comp)
-        for p in spec.params:
-            kinds = ("delta",) if p.granularity == "weight" else ("pos", "neg")
-            cols = p.numel if p.granularity == "weight" else p.units
-            for kind in kinds:
-                journal.require_group(kind).create_array(
-                    p.name,
-                    shape=(0, cols),
-                    dtype="float32",
-                    chunks=(layout.chunk_steps, min(cols, layout.journal_chunk_cols)),
-                    compressors=comp,
-                )
+        journal.create_array("steps", shape=(0, 4), dtype="int64", chunks=(1 << 14, 4), compressors=comp)
         if labels is not None:
             group.create_array("labels", data=labels, chunks=(min(len(labels), 1 << 20),), compressors=comp)
         meta = {
@@ -262,6 +257,7 @@ class ResponsibilityStore:
         """Re-read the manifest (e.g. to see steps committed by a training run since opening)."""
         group = zarr.open_group(store=self._group.store, mode="r" if self.read_only else "r+")
         self._group = group
+        self._arrays = None
         self._manifest = self._check_manifest(group.attrs.asdict()[MANIFEST_KEY])
 
     @property
@@ -341,48 +337,36 @@ class ResponsibilityStore:
             )
 
     # ------------------------------------------------------------------ journal (writer side)
-    def _journal_arrays(self, p: ParamSpec) -> dict[str, zarr.Array]:
-        kinds = ("delta",) if p.granularity == "weight" else ("pos", "neg")
-        try:
-            return {kind: self._group[f"journal/{kind}/{p.name}"] for kind in kinds}
-        except KeyError as exc:
-            raise StoreCorruptError(f"{self.path}: journal array of {p.name!r} is missing ({exc})") from exc
-
     def _ensure_rows(self, arr: zarr.Array, rows: int) -> None:
         if arr.shape[0] < rows:
             # Grow geometrically so metadata rewrites stay rare.
             arr.resize((max(rows, 2 * arr.shape[0]), *arr.shape[1:]))
 
     def write_journal(
-        self,
-        start_step: int,
-        rows: dict[str, dict[str, np.ndarray]],
-        ids: np.ndarray,
-        ids_start: int,
-        ids_end: np.ndarray,
-        meta: np.ndarray,
+        self, start_step: int, rows: np.ndarray, ids: np.ndarray, ids_start: int, steps: np.ndarray
     ) -> None:
-        """Write journal rows for steps ``start_step ..`` (not committed until :meth:`commit`).
+        """Write journal rows for steps ``start_step ..`` (not visible until :meth:`commit`).
 
-        ``rows[name][kind]`` is (n, cols); ``ids`` the concatenated ids of those steps, starting at flat position
-        ``ids_start``; ``ids_end`` (n,) absolute end offsets; ``meta`` (n, 3).
+        ``rows`` is (n, journal_width); ``ids`` the concatenated ids of those steps, starting at flat position
+        ``ids_start``; ``steps`` (n, 4): absolute ids_end, global_step, epoch, flags.
         """
         self._require_writable()
-        n = len(ids_end)
-        stop = start_step + n
-        for p in self.spec.params:
-            for kind, arr in self._journal_arrays(p).items():
-                block = rows[p.name][kind]
-                if block.shape != (n, arr.shape[1]):
-                    raise ValueError(f"journal block of {p.name}/{kind} has shape {block.shape}")
-                self._ensure_rows(arr, stop)
-                arr[start_step:stop] = block
-        g = self._group
-        self._ensure_rows(g["journal/ids"], ids_start + len(ids))
-        g["journal/ids"][ids_start : ids_start + len(ids)] = ids
-        for name, values in (("ids_end", ids_end), ("meta", meta)):
-            self._ensure_rows(g[f"journal/{name}"], stop)
-            g[f"journal/{name}"][start_step:stop] = values
+        n = len(steps)
+        if rows.shape != (n, self.spec.journal_width) or steps.shape != (n, 4):
+            raise ValueError(f"journal block shapes {rows.shape}, {steps.shape} do not match the store")
+        journal = self._journal
+        for name, block, first in (("rows", rows, start_step), ("ids", ids, ids_start), ("steps", steps, start_step)):
+            self._ensure_rows(journal[name], first + len(block))
+            journal[name][first : first + len(block)] = block
+
+    @property
+    def _journal(self) -> dict[str, zarr.Array]:
+        if self._arrays is None:
+            try:
+                self._arrays = {name: self._group[f"journal/{name}"] for name in ("rows", "ids", "steps")}
+            except KeyError as exc:
+                raise StoreCorruptError(f"{self.path}: journal array missing ({exc})") from exc
+        return self._arrays
 
     def commit(self, steps: int, ids: int) -> None:
         """Make journal steps ``[0, steps)`` visible to readers."""
@@ -403,37 +387,38 @@ class ResponsibilityStore:
             )
         if steps == self.steps:
             return
-        ids = int(self._group["journal/ids_end"][steps - 1]) if steps > 0 else 0
+        ids = int(self._journal["steps"][steps - 1, 0]) if steps > 0 else 0
         folded = {k: v for k, v in self._manifest["folded"].items() if int(v["steps"]) <= steps}
         self._write_manifest(steps=int(steps), ids=ids, folded=folded)
 
-    def journal_rows(self, start: int, stop: int) -> tuple[dict[str, dict[str, np.ndarray]], np.ndarray, np.ndarray]:
-        """Committed journal rows ``[start, stop)``: (rows per parameter and kind, ids, meta)."""
+    def journal_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Committed journal ``[start, stop)``: rows (n, journal_width), their ids, and (n, 4) step records."""
         if not 0 <= start <= stop <= self.steps:
             raise IndexError(f"journal rows [{start}, {stop}) outside committed [0, {self.steps})")
-        rows = {
-            p.name: {kind: arr[start:stop] for kind, arr in self._journal_arrays(p).items()}
-            for p in self.spec.params
-        }
         ids, _ = self.membership(start, stop)
-        meta = self._group["journal/meta"][start:stop] if stop > start else np.zeros((0, 3), np.int64)
-        return rows, ids, meta
+        return self._journal["rows"][start:stop], ids, self._journal["steps"][start:stop]
+
+    def param_rows(self, name: str, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
+        """One parameter's journal values for steps ``[start, stop)``, by kind (delta, or pos and neg)."""
+        stop = self.steps if stop is None else stop
+        rows = self._journal["rows"]
+        return {kind: rows[start:stop, cols] for kind, cols in self.spec.journal_columns()[name].items()}
 
     def membership(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Example ids of steps ``[start, stop)`` and the number of ids of each step."""
         stop = self.steps if stop is None else stop
         if stop <= start:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        ends = self._group["journal/ids_end"][max(start - 1, 0) : stop]
+        ends = self._journal["steps"][max(start - 1, 0) : stop, 0]
         first = int(ends[0]) if start > 0 else 0
         ends = ends[1:] if start > 0 else ends
-        ids = self._group["journal/ids"][first : int(ends[-1])]
+        ids = self._journal["ids"][first : int(ends[-1])]
         counts = np.diff(np.concatenate([[first], ends]))
         return ids, counts
 
     def meta(self) -> np.ndarray:
         """(steps, 3) int64: global_step, epoch, flags of every committed step."""
-        return self._group["journal/meta"][: self.steps]
+        return self._journal["steps"][: self.steps, 1:]
 
     # ------------------------------------------------------------------ folding
     def _fold_group_name(self, name: str) -> str | None:
@@ -454,7 +439,8 @@ class ResponsibilityStore:
         """Fold journal steps ``[start, stop)`` of columns ``cols`` of ``p`` into the accumulators."""
         if stop <= start:
             return
-        arrays = self._journal_arrays(p)
+        rows_arr = self._journal["rows"]
+        kinds = self.spec.journal_columns()[p.name]
         ncols = acc_pos.shape[1]
         ids_all, counts_all = self.membership(start, stop)
         if len(ids_all) and (ids_all.min() < 0 or ids_all.max() >= self.num_examples):
@@ -467,13 +453,13 @@ class ResponsibilityStore:
         max_ids = max(1, (budget // 4) // max(1, 4 * ncols))
         for s0 in range(start, stop, step_block):
             s1 = min(stop, s0 + step_block)
-            sel = (slice(s0, s1), cols)
+            steps = slice(s0, s1)
             if p.granularity == "weight":
-                block = _read(arrays["delta"], sel)
+                block = _read(rows_arr, steps, _shift(cols, kinds["delta"].start))
                 pos_rows, neg_rows = split_signed(torch.from_numpy(block))
             else:
-                pos_rows = torch.from_numpy(_read(arrays["pos"], sel))
-                neg_rows = torch.from_numpy(_read(arrays["neg"], sel))
+                pos_rows = torch.from_numpy(_read(rows_arr, steps, _shift(cols, kinds["pos"].start)))
+                neg_rows = torch.from_numpy(_read(rows_arr, steps, _shift(cols, kinds["neg"].start)))
             counts = torch.from_numpy(counts_all[s0 - start : s1 - start])
             for g0, g1 in step_groups(counts, max_ids):
                 lo, hi = int(offsets[s0 - start + g0]), int(offsets[s0 - start + g1])
@@ -607,8 +593,8 @@ class ResponsibilityStore:
         done = self.folded_steps(p.name)
         group = self._fold_group_name(p.name)
         if group is not None:
-            pos = torch.from_numpy(np.ascontiguousarray(_read(self._group[f"{group}/pos"], (slice(None), cols))))
-            neg = torch.from_numpy(np.ascontiguousarray(_read(self._group[f"{group}/neg"], (slice(None), cols))))
+            pos = torch.from_numpy(np.ascontiguousarray(_read(self._group[f"{group}/pos"], slice(None), cols)))
+            neg = torch.from_numpy(np.ascontiguousarray(_read(self._group[f"{group}/neg"], slice(None), cols)))
         else:
             pos = torch.zeros(self.num_examples, ncols)
             neg = torch.zeros(self.num_examples, ncols)
@@ -628,7 +614,11 @@ class ResponsibilityStore:
         if not 1 <= k <= self.num_examples:
             raise ValueError(f"k must be in [1, {self.num_examples}], got {k}")
         group = self._fold_group_name(name)
-        if group is not None and self.folded_steps(name) == self.steps and k <= min(self.layout.topk, self.num_examples):
+        if (
+            group is not None
+            and self.folded_steps(name) == self.steps
+            and k <= min(self.layout.topk, self.num_examples)
+        ):
             ids = self._group[f"{group}/top_{sign}_ids"][:k]
             vals = self._group[f"{group}/top_{sign}_values"][:k]
         else:
@@ -642,7 +632,9 @@ class ResponsibilityStore:
                 ids[:, cols], vals[:, cols] = bi.numpy(), bv.numpy()
         return ids.reshape(k, *p.r_shape), vals.reshape(k, *p.r_shape)
 
-    def iter_blocks(self, name: str, sign: Sign = "abs", budget_bytes: int = DEFAULT_FOLD_BUDGET) -> Iterator[tuple[slice, np.ndarray]]:
+    def iter_blocks(
+        self, name: str, sign: Sign = "abs", budget_bytes: int = DEFAULT_FOLD_BUDGET
+    ) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield ``(columns, R[:, columns])`` blocks of a parameter's flat R within a memory budget."""
         _check_sign(sign)
         p = self.spec.param(name)
@@ -675,11 +667,17 @@ def _signed(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> torch.Tensor:
     return pos + neg
 
 
-def _read(arr: zarr.Array, sel: tuple[slice, slice | np.ndarray]) -> np.ndarray:
-    rows, cols = sel
+def _read(arr: zarr.Array, rows: slice, cols: slice | np.ndarray) -> np.ndarray:
     if isinstance(cols, slice):
         return arr[rows, cols]
     return arr.get_orthogonal_selection((rows, cols))
+
+
+def _shift(cols: slice | np.ndarray, offset: int) -> slice | np.ndarray:
+    """Columns of one parameter -> columns of the journal row."""
+    if isinstance(cols, slice):
+        return slice(cols.start + offset, cols.stop + offset)
+    return cols + offset
 
 
 def _block_width(units: int, bytes_per_col: int, budget: int, align: int) -> int:

@@ -7,9 +7,9 @@ step (weights only change at steps), reads the example ids that the test data ca
 
 from __future__ import annotations
 
+import lightning as L
 import numpy as np
 import torch
-import lightning as L
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import Dataset, TensorDataset
 
@@ -37,11 +37,20 @@ def tensor_data(n: int = 48, features: int = 8, classes: int = 3, seed: int = 0)
 class TinyNet(L.LightningModule):
     """Linear-ReLU-Linear classifier; ``optimizer`` in sgd|momentum|adam|adamw; ``freeze`` freezes layer 0."""
 
-    def __init__(self, features: int = 8, hidden: int = 6, classes: int = 3, optimizer: str = "sgd",
-                 lr: float = 0.1, freeze: bool = False) -> None:
+    def __init__(
+        self,
+        features: int = 8,
+        hidden: int = 6,
+        classes: int = 3,
+        optimizer: str = "sgd",
+        lr: float = 0.1,
+        freeze: bool = False,
+    ) -> None:
         super().__init__()
         torch.manual_seed(0)
-        self.net = torch.nn.Sequential(torch.nn.Linear(features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes))
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes)
+        )
         if freeze:
             self.net[0].requires_grad_(False)
         self.optimizer, self.lr = optimizer, lr
@@ -114,7 +123,15 @@ class NaiveReference(Callback):
 
 
 def trainer(tmp_path, callbacks, **kw) -> L.Trainer:
-    opts = dict(max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=tmp_path)
+    opts = dict(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        default_root_dir=tmp_path,
+    )
     opts.update(kw)
     return L.Trainer(callbacks=callbacks, **opts)

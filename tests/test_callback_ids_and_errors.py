@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from lit_helpers import IndexedData, NaiveReference, TinyNet, tensor_data, trainer
 from torch.utils.data import DataLoader, IterableDataset
 
-from lit_helpers import IndexedData, NaiveReference, TinyNet, tensor_data, trainer
 from responsibility import (
     ExampleIdError,
     LayerSelectionError,
@@ -41,8 +41,14 @@ def test_drop_in_tensor_dataset_unchanged_module(tmp_path, num_workers):
     data = tensor_data(N)
     truth = IdsFromContent(data.tensors[0])
     cb = ResponsibilityCallback(tmp_path / "s.zarr")
-    loader = DataLoader(data, batch_size=7, shuffle=True, num_workers=num_workers,
-                        persistent_workers=num_workers > 0, prefetch_factor=4 if num_workers else None)
+    loader = DataLoader(
+        data,
+        batch_size=7,
+        shuffle=True,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers else None,
+    )
     trainer(tmp_path, [cb, truth], max_epochs=2, limit_train_batches=5).fit(TinyNet(), loader)
     s = ResponsibilityStore.open(tmp_path / "s.zarr")
     ids, counts = s.membership()
@@ -126,8 +132,9 @@ def test_unknown_layer_fails_at_setup(tmp_path):
 
 
 def test_layer_globs_and_granularity_mapping_select_as_documented(tmp_path):
-    cb = ResponsibilityCallback(tmp_path / "s.zarr", layers=["net.2", "net.0.b*"],
-                                granularity={"*": "neuron", "net.2.weight": "weight"})
+    cb = ResponsibilityCallback(
+        tmp_path / "s.zarr", layers=["net.2", "net.0.b*"], granularity={"*": "neuron", "net.2.weight": "weight"}
+    )
     trainer(tmp_path, [cb], max_epochs=1).fit(TinyNet(), DataLoader(IndexedData(N), batch_size=8))
     s = ResponsibilityStore.open(tmp_path / "s.zarr")
     assert s.parameters == ["net.0.bias", "net.2.weight", "net.2.bias"]
@@ -197,7 +204,8 @@ def test_bf16_mixed_precision_matches_reference(tmp_path):
     ref = NaiveReference(N)
     cb = ResponsibilityCallback(tmp_path / "s.zarr")
     trainer(tmp_path, [cb, ref], max_epochs=1, precision="bf16-mixed").fit(
-        TinyNet(), DataLoader(IndexedData(N), batch_size=8, shuffle=True))
+        TinyNet(), DataLoader(IndexedData(N), batch_size=8, shuffle=True)
+    )
     s = ResponsibilityStore.open(tmp_path / "s.zarr")
     for name in s.parameters:
         np.testing.assert_allclose(s.read(name), ref.get(name, "abs"), rtol=2e-5, atol=1e-8)
@@ -223,8 +231,18 @@ def test_nonfinite_step_is_flagged_and_adds_nothing(tmp_path):
         trainer(tmp_path, [cb, Repair()], max_epochs=1).fit(NaNOnce(), DataLoader(IndexedData(N), batch_size=8))
     s = ResponsibilityStore.open(tmp_path / "s.zarr")
     assert s.meta()[:, 2].tolist() == [0, 0, 1, 0, 0, 0]
-    rows, _, _ = s.journal_rows(0, s.steps)
-    delta = rows["net.2.weight"]["delta"]
+    delta = s.param_rows("net.2.weight")["delta"]
     assert np.all(delta[2] == 0) and np.all(np.abs(delta[[0, 1, 3, 4, 5]]).sum(1) > 0)
     r = s.read("net.2.weight")
     assert np.isfinite(r).all() and r.sum() > 0
+
+
+def test_fsspec_url_store(tmp_path):
+    """A store at an fsspec URL (in-memory filesystem here) records, folds and reads like a local one."""
+    ref = NaiveReference(N)
+    url = f"memory://{tmp_path.name}/s.zarr"
+    cb = ResponsibilityCallback(url)
+    trainer(tmp_path, [cb, ref], max_epochs=1).fit(TinyNet(), DataLoader(IndexedData(N), batch_size=8))
+    s = ResponsibilityStore.open(url)
+    assert s.folded_steps("net.2.weight") == s.steps == 6
+    np.testing.assert_allclose(s.read("net.2.weight"), ref.get("net.2.weight", "abs"), rtol=2e-5, atol=1e-8)

@@ -8,15 +8,16 @@ import sys
 
 import numpy as np
 import pytest
+from lit_helpers import IndexedData, TinyNet, trainer
 from torch.utils.data import DataLoader
 
-from lit_helpers import IndexedData, TinyNet, trainer
 from responsibility import ResponsibilityCallback, ResponsibilityStore
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "responsibility.cli", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "responsibility.cli", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")

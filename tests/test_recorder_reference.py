@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lit_helpers import IndexedData, NaiveReference, TinyNet, trainer
 from torch.utils.data import DataLoader
 
-from lit_helpers import IndexedData, NaiveReference, TinyNet, trainer
 from responsibility import ResponsibilityCallback, ResponsibilityStore
 
 N = 48
@@ -34,16 +34,34 @@ def _granularity_map(model, granularity) -> dict[str, str]:
     return {n: resolve_granularity(n, granularity) for n, _ in model.named_parameters()}
 
 
-def run_case(tmp_path, *, batch_size, shuffle=False, optimizer="sgd", freeze=False, layers=None,
-             granularity="weight", batch_share="full", num_workers=0, chunk_mb=None, **trainer_kw):
+def run_case(
+    tmp_path,
+    *,
+    batch_size,
+    shuffle=False,
+    optimizer="sgd",
+    freeze=False,
+    layers=None,
+    granularity="weight",
+    batch_share="full",
+    num_workers=0,
+    chunk_mb=None,
+    **trainer_kw,
+):
     torch.manual_seed(1)
     model = TinyNet(optimizer=optimizer, freeze=freeze)
     ref = NaiveReference(N, _granularity_map(model, granularity), batch_share)
     extra = {} if chunk_mb is None else {"journal_buffer_mb": chunk_mb}
-    cb = ResponsibilityCallback(tmp_path / "store.zarr", layers=layers, granularity=granularity,
-                                batch_share=batch_share, **extra)
-    loader = DataLoader(IndexedData(N), batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
-                        persistent_workers=num_workers > 0)
+    cb = ResponsibilityCallback(
+        tmp_path / "store.zarr", layers=layers, granularity=granularity, batch_share=batch_share, **extra
+    )
+    loader = DataLoader(
+        IndexedData(N),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+    )
     trainer(tmp_path, [cb, ref], **trainer_kw).fit(model, loader)
     return ResponsibilityStore.open(tmp_path / "store.zarr"), ref, model
 
@@ -84,7 +102,7 @@ def test_steps_and_membership_follow_training(tmp_path):
     # 48 examples in batches of 10 (last 8), two micro-batches per step: steps of 20, 20, 8 per epoch
     assert counts.tolist() == [20, 20, 8] * 2
     for epoch in range(2):
-        assert sorted(ids[epoch * N:(epoch + 1) * N].tolist()) == list(range(N))
+        assert sorted(ids[epoch * N : (epoch + 1) * N].tolist()) == list(range(N))
     meta = store.meta()
     assert meta[:, 0].tolist() == [1, 2, 3, 4, 5, 6]  # global_step after each step
     assert meta[:, 1].tolist() == [0, 0, 0, 1, 1, 1]

@@ -1,0 +1,196 @@
+"""Training overhead of the ResponsibilityCallback (journal path), and fold throughput, measured in one run.
+
+Paper CNN on Fashion-MNIST (10,000 training images by default), batch 64, plain SGD, CPU. Runs alternate
+(baseline, setting a, setting b, ...) so drifts in machine speed hit all settings alike; the reported ratio is the
+median over repeats of (fit time with callback) / (fit time of the baseline of the same repeat).
+
+Settings: (a) every weight tracked at weight granularity (the worst case: ~2.8 MB of Δw per step);
+(b) neuron granularity everywhere plus weight granularity on the last layer.
+
+    python scripts/bench_overhead.py --repeats 5 --out docs/bench/overhead.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from callbacks import ResponsibilityCallback
+from responsibility import ResponsibilityStore
+from responsibility.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
+from responsibility.models import PaperCNN
+from training.classifier import ImageClassifier
+
+SETTINGS = {
+    "a_all_weights": dict(granularity="weight"),
+    "b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc2": "weight"}),
+}
+
+
+def fit_once(data, batch_size: int, epochs: int, callback: ResponsibilityCallback | None, seed: int) -> float:
+    L.seed_everything(seed, verbose=False)
+    model = ImageClassifier(PaperCNN(), optimizer="sgd", lr=0.05)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[callback] if callback else [],
+    )
+    loader = DataLoader(data, batch_size=batch_size, shuffle=True)
+    start = time.perf_counter()
+    trainer.fit(model, loader)
+    return time.perf_counter() - start
+
+
+def disk_write_bandwidth(directory: Path, nbytes: int) -> float:
+    """Plain sequential write (+fsync-free, like the store) of nbytes, in bytes/s."""
+    block = np.random.default_rng(0).standard_normal(1 << 22, dtype=np.float32).tobytes()
+    path = directory / "bandwidth.bin"
+    start = time.perf_counter()
+    with open(path, "wb") as f:
+        written = 0
+        while written < nbytes:
+            f.write(block)
+            written += len(block)
+    seconds = time.perf_counter() - start
+    path.unlink()
+    return written / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=10_000)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory (default: search)")
+    parser.add_argument("--workdir", default=None, help="where stores are written (default: a temp dir)")
+    parser.add_argument(
+        "--lazy-fold-columns",
+        type=int,
+        default=8192,
+        help="fc1 columns folded from the journal to time the kernel in setting a",
+    )
+    parser.add_argument("--out", default=None, help="write results as JSON here")
+    args = parser.parse_args()
+
+    images, labels = load_fashion_mnist(args.data_dir, "train")
+    data = build_dataset(images, labels, FASHION_MNIST_CLASSES, num_samples=args.samples, seed=0)
+    # Stores go under ./outputs by default: /tmp can sit on a much slower filesystem than the work tree.
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_overhead_", dir=Path("outputs").resolve()))
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    times: dict[str, list[float]] = {"baseline": [], **{k: [] for k in SETTINGS}}
+    fit_once(data, args.batch_size, 1, None, 0)  # warm-up: imports, allocator, thread pools
+    for r in range(args.repeats):
+        times["baseline"].append(fit_once(data, args.batch_size, args.epochs, None, r))
+        for name, kw in SETTINGS.items():
+            path = workdir / f"{name}.zarr"
+            shutil.rmtree(path, ignore_errors=True)
+            cb = ResponsibilityCallback(path, fold="never", **kw)
+            times[name].append(fit_once(data, args.batch_size, args.epochs, cb, r))
+        print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+
+    results: dict = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
+        "samples": args.samples,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "repeats": args.repeats,
+        "baseline_seconds": times["baseline"],
+        "settings": {},
+    }
+    for name in SETTINGS:
+        ratios = [t / b for t, b in zip(times[name], times["baseline"], strict=True)]
+        store = ResponsibilityStore.open(workdir / f"{name}.zarr", mode="r+")
+        row_bytes = 4 * sum(p.numel if p.granularity == "weight" else 2 * p.units for p in store.spec.params)
+        entry = {
+            "seconds": times[name],
+            "ratio_median": statistics.median(ratios),
+            "ratios": ratios,
+            "steps": store.steps,
+            "journal_bytes_per_step": row_bytes,
+            "r_cells": store.num_examples * sum(p.units for p in store.spec.params),
+        }
+        journal_bytes = row_bytes * store.steps
+        bw = disk_write_bandwidth(workdir, journal_bytes)
+        entry["disk_write_bytes_per_s"] = bw
+        entry["journal_write_seconds_at_disk_bandwidth"] = journal_bytes / bw
+        entry["baseline_median_seconds"] = statistics.median(times["baseline"])
+        if name.startswith("a_"):
+            cols = np.arange(min(args.lazy_fold_columns, store.param("net.fc1.weight").units))
+            start = time.perf_counter()
+            store.read("net.fc1.weight", "pos", weights=cols)
+            seconds = time.perf_counter() - start
+            cells = int(store.membership()[1].sum()) * len(cols)
+            entry["lazy_fold_fc1"] = {
+                "columns": len(cols),
+                "seconds": seconds,
+                "cells": cells,
+                "cells_per_second": cells / seconds,
+            }
+            small = [p.name for p in store.spec.params if p.name != "net.fc1.weight"]
+            report = store.fold(small)
+            entry["fold_other_params"] = {
+                "parameters": small,
+                "seconds": report.seconds,
+                "cells": report.cells,
+                "cells_per_second": report.cells_per_second,
+            }
+        else:
+            report = store.fold()
+            entry["fold"] = {
+                "seconds": report.seconds,
+                "cells": report.cells,
+                "cells_per_second": report.cells_per_second,
+            }
+        results["settings"][name] = entry
+
+    print(
+        f"\nfit wall time, median of {args.repeats} alternating repeats "
+        f"(baseline {results['settings'][next(iter(SETTINGS))]['baseline_median_seconds']:.2f} s)"
+    )
+    print(f"{'setting':<28} {'ratio':>7} {'journal/step':>13} {'disk-bound journal s':>21}")
+    for name, e in results["settings"].items():
+        print(
+            f"{name:<28} {e['ratio_median']:>7.3f} {e['journal_bytes_per_step'] / 2**20:>10.2f} MiB "
+            f"{e['journal_write_seconds_at_disk_bandwidth']:>21.2f}"
+        )
+    for name, e in results["settings"].items():
+        for key in ("fold", "fold_other_params", "lazy_fold_fc1"):
+            if key in e:
+                f = e[key]
+                print(
+                    f"{name:<28} {key:<18} {f['cells']:.3g} cells in {f['seconds']:.2f} s = "
+                    f"{f['cells_per_second'] / 1e9:.3f} Gcells/s"
+                )
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
