@@ -435,6 +435,7 @@ class ResponsibilityStore:
         acc_neg: torch.Tensor,
         budget: int,
         kernel: FoldKernel = index_add_fold,
+        members: _Membership | None = None,
     ) -> None:
         """Fold journal steps ``[start, stop)`` of columns ``cols`` of ``p`` into the accumulators."""
         if stop <= start:
@@ -442,10 +443,8 @@ class ResponsibilityStore:
         rows_arr = self._journal["rows"]
         kinds = self.spec.journal_columns()[p.name]
         ncols = acc_pos.shape[1]
-        ids_all, counts_all = self.membership(start, stop)
-        if len(ids_all) and (ids_all.min() < 0 or ids_all.max() >= self.num_examples):
-            raise StoreCorruptError(f"{self.path}: journal holds example ids outside [0, {self.num_examples})")
-        offsets = np.concatenate([[0], np.cumsum(counts_all)])
+        members = members or self._members(start, stop)
+        ids_all, counts_all, offsets = members.window(start, stop)
         mean = self.spec.batch_share == "mean"
         # Journal is read a chunk-row range at a time; the gathered source of a step group is bounded too.
         step_block = max(self.layout.chunk_steps, (budget // 4) // max(1, 4 * ncols * 2))
@@ -469,6 +468,12 @@ class ResponsibilityStore:
                 kernel(acc_pos, pos_rows, ids, row_of_id, scale)
                 kernel(acc_neg, neg_rows, ids, row_of_id, scale)
 
+    def _members(self, start: int, stop: int) -> _Membership:
+        ids, counts = self.membership(start, stop)
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.num_examples):
+            raise StoreCorruptError(f"{self.path}: journal holds example ids outside [0, {self.num_examples})")
+        return _Membership(start, ids, counts)
+
     def fold(
         self,
         parameters: Sequence[str] | None = None,
@@ -484,39 +489,41 @@ class ResponsibilityStore:
         self._require_writable()
         names = list(parameters) if parameters is not None else self.parameters
         t_start = time.perf_counter()
-        cells = 0
-        n = self.num_examples
-        for name in names:
-            p = self.spec.param(name)
-            done = self.folded_steps(name)
-            if done == self.steps:
-                continue
-            cells += int(self.membership(done, self.steps)[1].sum()) * p.units
-            old = self._fold_group_name(name)
-            gen = self.generation + 1
-            path = f"fold/{name}/g{gen}"
+        todo = [self.spec.param(name) for name in names if self.folded_steps(name) < self.steps]
+        if not todo:
+            return FoldReport(parameters=names, steps=self.steps, cells=0, seconds=time.perf_counter() - t_start)
+        members = self._members(0, self.steps)
+        n, gen, cells = self.num_examples, self.generation + 1, 0
+        folded = dict(self._manifest["folded"])
+        replaced = []
+        for p in todo:
+            done = self.folded_steps(p.name)
+            cells += int(members.counts[done:].sum()) * p.units
+            old = self._fold_group_name(p.name)
+            path = f"fold/{p.name}/g{gen}"
             out = self._create_fold_arrays(p, path)
             # Per column: two accumulators, the top-k key scratch and journal rows.
             per_col = n * (4 * 2 + 8) + 4 * 2 * self.layout.chunk_steps
             width = _block_width(p.units, per_col, budget_bytes, self.layout.r_chunk_units)
             for c0 in range(0, p.units, width):
-                c1 = min(p.units, c0 + width)
-                cols = slice(c0, c1)
+                cols = slice(c0, min(p.units, c0 + width))
                 if old is not None:
                     acc_pos = torch.from_numpy(self._group[f"{old}/pos"][:, cols])
                     acc_neg = torch.from_numpy(self._group[f"{old}/neg"][:, cols])
                 else:
-                    acc_pos = torch.zeros(n, c1 - c0)
-                    acc_neg = torch.zeros(n, c1 - c0)
-                self._accumulate(p, cols, done, self.steps, acc_pos, acc_neg, budget_bytes, kernel)
+                    acc_pos = torch.zeros(n, cols.stop - c0)
+                    acc_neg = torch.zeros(n, cols.stop - c0)
+                self._accumulate(p, cols, done, self.steps, acc_pos, acc_neg, budget_bytes, kernel, members)
                 out["pos"][:, cols] = acc_pos.numpy()
                 out["neg"][:, cols] = acc_neg.numpy()
                 self._write_topk(out, cols, acc_pos, acc_neg)
-            folded = dict(self._manifest["folded"])
-            folded[name] = {"steps": self.steps, "path": path}
-            self._write_manifest(folded=folded)
+            folded[p.name] = {"steps": self.steps, "path": path}
             if old is not None:
-                self._delete(old)
+                replaced.append(old)
+        # One manifest write makes the whole fold visible at once; older generations go only after it.
+        self._write_manifest(folded=folded)
+        for old in replaced:
+            self._delete(old)
         return FoldReport(parameters=names, steps=self.steps, cells=cells, seconds=time.perf_counter() - t_start)
 
     def _create_fold_arrays(self, p: ParamSpec, path: str) -> dict[str, zarr.Array]:
@@ -643,6 +650,22 @@ class ResponsibilityStore:
             cols = slice(c0, min(p.units, c0 + width))
             pos, neg = self._read_pos_neg(p, cols, cols.stop - cols.start, budget_bytes)
             yield cols, _signed(pos, neg, sign).numpy()
+
+
+@dataclass(frozen=True)
+class _Membership:
+    """Batch membership of journal steps ``start ..``: ids, ids per step, and step offsets into ids."""
+
+    start: int
+    ids: np.ndarray
+    counts: np.ndarray
+
+    def window(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        a, b = start - self.start, stop - self.start
+        counts = self.counts[a:b]
+        ids = self.ids[offsets[a] : offsets[b]]
+        return ids, counts, np.concatenate([[0], np.cumsum(counts)])
 
 
 def _check_sign(sign: str) -> None:
