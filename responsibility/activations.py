@@ -1,0 +1,170 @@
+"""Per-weight activations of a test input: how large each weight's term is in its unit's pre-activation.
+
+For a weight ``w`` multiplying input value ``x`` the term is ``w·x``; its activation is ``|w·x| = |w|·|x|``.
+
+- ``nn.Linear``: ``A[b, o, i] = |W[o, i]| · |x[b, i]|``. Extra leading dims (sequence positions, as in
+  attention projections) are positions, aggregated like those of a convolution.
+- ``nn.Conv1d``/``nn.Conv2d``: a weight multiplies one input value per output position. Rule ``"sum"`` adds
+  the terms over positions, ``Σ_pos |W[o,c,k]·x[c, pos+k]| = |W[o,c,k]| · Σ_pos |x[c, pos+k]|``, i.e. |W| times
+  the sum of the unfolded |x| windows; rule ``"max"`` takes the largest term, ``|W| · max_pos |x[c, pos+k]|``.
+  Padding (any mode), stride, dilation and groups are honoured.
+- bias ``b[o]``: its term ``|b[o]|`` is in every pre-activation of unit ``o``, so it is aggregated over the
+  positions like the weights: ``P·|b[o]|`` under ``"sum"`` (``P`` output positions; ``P = 1`` for a plain
+  Linear), ``|b[o]|`` under ``"max"``.
+- neuron granularity (one R column per output unit): the unit's activation is the sum of its incoming weights'
+  activations, ``Σ_i A[b, o, i]`` (computed as a matrix product, never materialising ``A``).
+
+Other layers (norms, embeddings, custom modules) have no rule: their parameters are reported as unsupported.
+All inputs go through ONE forward pass with forward hooks; nothing loops over examples in Python.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["RULES", "Activations", "activation_modules", "compute_activations"]
+
+RULES: tuple[str, ...] = ("sum", "max")
+_SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+
+@dataclass
+class Activations:
+    """Result of :func:`compute_activations`.
+
+    ``values[name]`` is ``(B, *r_shape)``: the weight's shape (weight granularity) or ``(units,)`` (neuron).
+    """
+
+    output: torch.Tensor
+    values: dict[str, torch.Tensor]
+    unsupported: list[str] = field(default_factory=list)
+
+
+def activation_modules(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    """Parameter name -> (owning module, ``"weight"`` or ``"bias"``) for every parameter that has a rule."""
+    out: dict[str, tuple[nn.Module, str]] = {}
+    for mod_name, mod in model.named_modules():
+        if not isinstance(mod, _SUPPORTED):
+            continue
+        prefix = f"{mod_name}." if mod_name else ""
+        for kind in ("weight", "bias"):
+            if getattr(mod, kind, None) is not None:
+                out[prefix + kind] = (mod, kind)
+    return out
+
+
+def _window_stats(mod: nn.Module, x: torch.Tensor, rule: str) -> tuple[torch.Tensor, int]:
+    """Σ or max over output positions of |input| under each kernel offset: ``(B, in, *kernel)`` and #positions.
+
+    For a Linear the "kernel" is empty: ``(B, in_features)``.
+    """
+    ax = x.detach().abs()
+    if isinstance(mod, nn.Linear):
+        flat = ax.reshape(ax.shape[0], -1, ax.shape[-1]) if ax.dim() > 1 else ax.reshape(1, 1, -1)
+        positions = flat.shape[1]
+        stat = flat.sum(1) if rule == "sum" else flat.amax(1)
+        return stat, positions
+    conv1d = isinstance(mod, nn.Conv1d)
+    if ax.dim() == (2 if conv1d else 3):  # unbatched input
+        ax = ax.unsqueeze(0)
+    mode = "constant" if mod.padding_mode == "zeros" else mod.padding_mode
+    ax = F.pad(ax, mod._reversed_padding_repeated_twice, mode=mode)
+    if conv1d:
+        ax = ax.unsqueeze(2)
+        kernel, dilation, stride = (1, mod.kernel_size[0]), (1, mod.dilation[0]), (1, mod.stride[0])
+    else:
+        kernel, dilation, stride = mod.kernel_size, mod.dilation, mod.stride
+    cols = F.unfold(ax, kernel, dilation=dilation, stride=stride)  # (B, C*kh*kw, L)
+    positions = cols.shape[-1]
+    stat = cols.sum(-1) if rule == "sum" else cols.amax(-1)
+    return stat.reshape(ax.shape[0], ax.shape[1], *mod.kernel_size), positions
+
+
+def _merge(old: torch.Tensor | None, new: torch.Tensor, rule: str) -> torch.Tensor:
+    # A module called several times per forward (weight sharing) contributes all its calls' terms.
+    if old is None:
+        return new
+    return old + new if rule == "sum" else torch.maximum(old, new)
+
+
+def _weight_activation(mod: nn.Module, stat: torch.Tensor, granularity: str, abs_w: torch.Tensor) -> torch.Tensor:
+    """Activation of every weight (``(B, *W.shape)``) or unit (``(B, out)``) from the window statistics."""
+    groups = getattr(mod, "groups", 1)
+    out_ch = abs_w.shape[0]
+    b = stat.shape[0]
+    if groups > 1:
+        # Output channel o reads only the input channels of its group.
+        per_group = stat.reshape(b, groups, -1, *stat.shape[2:])
+        group_of = torch.arange(out_ch, device=stat.device) // (out_ch // groups)
+        stat_o = per_group[:, group_of]  # (B, out, in/groups, *kernel)
+        if granularity == "neuron":
+            return (stat_o * abs_w).flatten(2).sum(-1)
+        return stat_o * abs_w
+    if granularity == "neuron":
+        return stat.reshape(b, -1) @ abs_w.reshape(out_ch, -1).T
+    return stat.unsqueeze(1) * abs_w
+
+
+def compute_activations(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    names: Iterable[str] | None = None,
+    *,
+    granularity: Mapping[str, str] | None = None,
+    rule: str = "sum",
+    abs_weights: Mapping[str, torch.Tensor] | None = None,
+) -> Activations:
+    """Activations of the parameters ``names`` (default: all with a rule) for a batch, in one forward pass.
+
+    ``granularity`` maps names to ``"weight"`` (default) or ``"neuron"``. ``abs_weights`` may hold precomputed
+    ``|W|`` tensors (a cache for repeated queries). The model runs under ``torch.no_grad`` in its current mode.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    granularity = granularity or {}
+    rules = activation_modules(model)
+    all_params = dict(model.named_parameters())
+    wanted = list(rules) if names is None else list(names)
+    unsupported = [n for n in wanted if n not in rules]
+    unknown = [n for n in unsupported if n not in all_params]
+    if unknown:
+        raise ValueError(f"parameter(s) {unknown} are not in the model; its parameters are {list(all_params)}")
+    chosen = [n for n in wanted if n in rules]
+    modules: dict[int, nn.Module] = {id(rules[n][0]): rules[n][0] for n in chosen}
+    stats: dict[int, torch.Tensor | None] = dict.fromkeys(modules)
+    positions: dict[int, int] = dict.fromkeys(modules, 0)
+
+    def hook(mod: nn.Module, args: tuple, _output: object) -> None:
+        stat, pos = _window_stats(mod, args[0], rule)
+        stats[id(mod)] = _merge(stats[id(mod)], stat, rule)
+        positions[id(mod)] = positions[id(mod)] + pos if rule == "sum" else 1
+
+    handles = [m.register_forward_hook(hook) for m in modules.values()]
+    try:
+        with torch.no_grad():
+            output = model(inputs)
+    finally:
+        for h in handles:
+            h.remove()
+
+    values: dict[str, torch.Tensor] = {}
+    with torch.no_grad():
+        for name in chosen:
+            mod, kind = rules[name]
+            stat = stats[id(mod)]
+            if stat is None:
+                raise ValueError(f"module of parameter {name!r} was not called in the forward pass")
+            gran = granularity.get(name, "weight")
+            abs_w = abs_weights[name] if abs_weights is not None and name in abs_weights else all_params[name].abs()
+            abs_w = abs_w.detach().to(stat.dtype)
+            if kind == "bias":
+                scale = positions[id(mod)] if rule == "sum" else 1
+                values[name] = (abs_w * scale).unsqueeze(0).expand(stat.shape[0], -1)
+            else:
+                values[name] = _weight_activation(mod, stat, gran, abs_w)
+    return Activations(output=output, values=values, unsupported=unsupported)
