@@ -8,9 +8,9 @@ For a weight ``w`` multiplying input value ``x`` the term is ``w·x``; its activ
   the terms over positions, ``Σ_pos |W[o,c,k]·x[c, pos+k]| = |W[o,c,k]| · Σ_pos |x[c, pos+k]|``, i.e. |W| times
   the sum of the unfolded |x| windows; rule ``"max"`` takes the largest term, ``|W| · max_pos |x[c, pos+k]|``.
   Padding (any mode), stride, dilation and groups are honoured.
-- bias ``b[o]``: its term ``|b[o]|`` is in every pre-activation of unit ``o``, so it is aggregated over the
-  positions like the weights: ``P·|b[o]|`` under ``"sum"`` (``P`` output positions; ``P = 1`` for a plain
-  Linear), ``|b[o]|`` under ``"max"``.
+- bias ``b[o]``: its term in each pre-activation of unit ``o`` is ``|b[o]|``, and that is its activation under
+  both rules. It is deliberately not multiplied by the number of positions: a bias term does not depend on the
+  input, and scaling it would let convolution biases outrank every input-driven weight.
 - neuron granularity (one R column per output unit): the unit's activation is the sum of its incoming weights'
   activations, ``Σ_i A[b, o, i]`` (computed as a matrix product, never materialising ``A``).
 
@@ -58,17 +58,15 @@ def activation_modules(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
     return out
 
 
-def _window_stats(mod: nn.Module, x: torch.Tensor, rule: str) -> tuple[torch.Tensor, int]:
-    """Σ or max over output positions of |input| under each kernel offset: ``(B, in, *kernel)`` and #positions.
+def _window_stats(mod: nn.Module, x: torch.Tensor, rule: str) -> torch.Tensor:
+    """Σ or max over output positions of |input| under each kernel offset: ``(B, in, *kernel)``.
 
     For a Linear the "kernel" is empty: ``(B, in_features)``.
     """
     ax = x.detach().abs()
     if isinstance(mod, nn.Linear):
         flat = ax.reshape(ax.shape[0], -1, ax.shape[-1]) if ax.dim() > 1 else ax.reshape(1, 1, -1)
-        positions = flat.shape[1]
-        stat = flat.sum(1) if rule == "sum" else flat.amax(1)
-        return stat, positions
+        return flat.sum(1) if rule == "sum" else flat.amax(1)
     conv1d = isinstance(mod, nn.Conv1d)
     if ax.dim() == (2 if conv1d else 3):  # unbatched input
         ax = ax.unsqueeze(0)
@@ -80,9 +78,8 @@ def _window_stats(mod: nn.Module, x: torch.Tensor, rule: str) -> tuple[torch.Ten
     else:
         kernel, dilation, stride = mod.kernel_size, mod.dilation, mod.stride
     cols = F.unfold(ax, kernel, dilation=dilation, stride=stride)  # (B, C*kh*kw, L)
-    positions = cols.shape[-1]
     stat = cols.sum(-1) if rule == "sum" else cols.amax(-1)
-    return stat.reshape(ax.shape[0], ax.shape[1], *mod.kernel_size), positions
+    return stat.reshape(ax.shape[0], ax.shape[1], *mod.kernel_size)
 
 
 def _merge(old: torch.Tensor | None, new: torch.Tensor, rule: str) -> torch.Tensor:
@@ -137,12 +134,9 @@ def compute_activations(
     chosen = [n for n in wanted if n in rules]
     modules: dict[int, nn.Module] = {id(rules[n][0]): rules[n][0] for n in chosen}
     stats: dict[int, torch.Tensor | None] = dict.fromkeys(modules)
-    positions: dict[int, int] = dict.fromkeys(modules, 0)
 
     def hook(mod: nn.Module, args: tuple, _output: object) -> None:
-        stat, pos = _window_stats(mod, args[0], rule)
-        stats[id(mod)] = _merge(stats[id(mod)], stat, rule)
-        positions[id(mod)] = positions[id(mod)] + pos if rule == "sum" else 1
+        stats[id(mod)] = _merge(stats[id(mod)], _window_stats(mod, args[0], rule), rule)
 
     handles = [m.register_forward_hook(hook) for m in modules.values()]
     try:
@@ -163,8 +157,7 @@ def compute_activations(
             abs_w = abs_weights[name] if abs_weights is not None and name in abs_weights else all_params[name].abs()
             abs_w = abs_w.detach().to(stat.dtype)
             if kind == "bias":
-                scale = positions[id(mod)] if rule == "sum" else 1
-                values[name] = (abs_w * scale).unsqueeze(0).expand(stat.shape[0], -1)
+                values[name] = abs_w.unsqueeze(0).expand(stat.shape[0], -1)
             else:
                 values[name] = _weight_activation(mod, stat, gran, abs_w)
     return Activations(output=output, values=values, unsupported=unsupported)

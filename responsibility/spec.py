@@ -64,6 +64,14 @@ class RecordingSpec:
     attribution: str = "uniform"
 
     def __post_init__(self) -> None:
+        for p in self.params:
+            # Names become Zarr node names: no path separators or relative components.
+            if not p.name or "/" in p.name or p.name in (".", "..") or p.name.startswith("__"):
+                raise ValueError(f"parameter name {p.name!r} cannot be stored")
+            if p.granularity not in GRANULARITIES:
+                raise ValueError(f"granularity of {p.name!r} must be one of {GRANULARITIES}, got {p.granularity!r}")
+            if any(int(d) < 0 for d in p.shape):
+                raise ValueError(f"shape of {p.name!r} is invalid: {p.shape}")
         if self.num_examples <= 0:
             raise ValueError(f"num_examples must be positive, got {self.num_examples}")
         if self.batch_share not in BATCH_SHARES:

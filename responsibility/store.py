@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from . import __version__
 from .errors import StoreCorruptError, StoreExistsError, StoreMismatchError
@@ -73,11 +74,12 @@ class Layout:
         if self.codec not in CODECS:
             raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
 
-    def compressors(self) -> Any:
+    def compressors(self) -> list[Any]:
+        # A CRC32C per chunk turns bit rot or a torn chunk into a read error instead of wrong numbers.
         if self.codec == "none":
-            return None
-        # Shuffle groups float bytes by significance: the lossless win on float32 noise is small but free.
-        return BloscCodec(cname=self.codec, clevel=5 if self.codec == "lz4" else 1, shuffle="shuffle")
+            return [Crc32cCodec()]
+        # Shuffle groups float bytes by significance: real Δw (many exact zeros) compresses about 2x.
+        return [BloscCodec(cname=self.codec, clevel=5 if self.codec == "lz4" else 1, shuffle="shuffle"), Crc32cCodec()]
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -199,25 +201,19 @@ class ResponsibilityStore:
                 raise ValueError(f"labels must have shape ({spec.num_examples},), got {labels.shape}")
             labels = labels.astype(np.int64)
         if overwrite and not _is_url(path) and Path(path).exists():
-            if not (Path(path) / "zarr.json").exists() and any(Path(path).iterdir()):
-                raise StoreExistsError(f"{path} is a non-empty directory that is not a Zarr store; not touching it")
+            _check_replaceable(Path(path))
             shutil.rmtree(path)
         store = _open_zarr_store(path, read_only=False, storage_options=storage_options)
         group = zarr.open_group(store=store, mode="w")
-        comp = layout.compressors()
         journal = group.require_group("journal")
         width = spec.journal_width
-        journal.create_array(
-            "rows",
-            shape=(0, width),
-            dtype="float32",
-            chunks=(layout.chunk_steps, min(width, layout.journal_chunk_cols)),
-            compressors=comp,
+        _create(
+            journal, "rows", (0, width), "float32", (layout.chunk_steps, min(width, layout.journal_chunk_cols)), layout
         )
-        journal.create_array("ids", shape=(0,), dtype="int64", chunks=(1 << 16,), compressors=comp)
-        journal.create_array("steps", shape=(0, 4), dtype="int64", chunks=(1 << 14, 4), compressors=comp)
+        _create(journal, "ids", (0,), "int64", (1 << 16,), layout)
+        _create(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
         if labels is not None:
-            group.create_array("labels", data=labels, chunks=(min(len(labels), 1 << 20),), compressors=comp)
+            _create(group, "labels", labels.shape, "int64", (min(len(labels), 1 << 20),), layout)[:] = labels
         meta = {
             "format": FORMAT_VERSION,
             "library_version": __version__,
@@ -240,6 +236,9 @@ class ResponsibilityStore:
             self.spec.param(name)
             if not 0 < int(entry["steps"]) <= steps:
                 raise StoreCorruptError(f"{self.path}/zarr.json: fold of {name!r} covers {entry['steps']} steps")
+            # The path is used to read and delete arrays: accept only the shape this library writes.
+            if not re.fullmatch(rf"fold/{re.escape(name)}/g[0-9]+", str(entry["path"])):
+                raise StoreCorruptError(f"{self.path}/zarr.json: fold path {entry['path']!r} of {name!r} is invalid")
         return {"generation": int(m["generation"]), "steps": steps, "ids": ids, "folded": dict(m["folded"])}
 
     def _write_manifest(self, **changes: Any) -> None:
@@ -387,7 +386,7 @@ class ResponsibilityStore:
             )
         if steps == self.steps:
             return
-        ids = int(self._journal["steps"][steps - 1, 0]) if steps > 0 else 0
+        ids = int(self._get(self._journal["steps"], np.s_[steps - 1 : steps])[0, 0]) if steps > 0 else 0
         folded = {k: v for k, v in self._manifest["folded"].items() if int(v["steps"]) <= steps}
         self._write_manifest(steps=int(steps), ids=ids, folded=folded)
 
@@ -396,29 +395,37 @@ class ResponsibilityStore:
         if not 0 <= start <= stop <= self.steps:
             raise IndexError(f"journal rows [{start}, {stop}) outside committed [0, {self.steps})")
         ids, _ = self.membership(start, stop)
-        return self._journal["rows"][start:stop], ids, self._journal["steps"][start:stop]
+        return (
+            self._get(self._journal["rows"], np.s_[start:stop]),
+            ids,
+            self._get(self._journal["steps"], np.s_[start:stop]),
+        )
 
     def param_rows(self, name: str, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
         """One parameter's journal values for steps ``[start, stop)``, by kind (delta, or pos and neg)."""
         stop = self.steps if stop is None else stop
         rows = self._journal["rows"]
-        return {kind: rows[start:stop, cols] for kind, cols in self.spec.journal_columns()[name].items()}
+        return {
+            kind: self._get(rows, np.s_[start:stop, cols]) for kind, cols in self.spec.journal_columns()[name].items()
+        }
 
     def membership(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Example ids of steps ``[start, stop)`` and the number of ids of each step."""
         stop = self.steps if stop is None else stop
         if stop <= start:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        ends = self._journal["steps"][max(start - 1, 0) : stop, 0]
+        ends = self._get(self._journal["steps"], np.s_[max(start - 1, 0) : stop])[:, 0]
         first = int(ends[0]) if start > 0 else 0
         ends = ends[1:] if start > 0 else ends
-        ids = self._journal["ids"][first : int(ends[-1])]
+        if np.any(np.diff(np.concatenate([[first], ends])) < 0) or int(ends[-1]) > self.num_ids:
+            raise StoreCorruptError(f"{self.path}/journal/steps: step id offsets are not increasing")
+        ids = self._get(self._journal["ids"], np.s_[first : int(ends[-1])])
         counts = np.diff(np.concatenate([[first], ends]))
         return ids, counts
 
     def meta(self) -> np.ndarray:
         """(steps, 3) int64: global_step, epoch, flags of every committed step."""
-        return self._journal["steps"][: self.steps, 1:]
+        return self._get(self._journal["steps"], np.s_[: self.steps])[:, 1:]
 
     # ------------------------------------------------------------------ folding
     def _fold_group_name(self, name: str) -> str | None:
@@ -454,11 +461,11 @@ class ResponsibilityStore:
             s1 = min(stop, s0 + step_block)
             steps = slice(s0, s1)
             if p.granularity == "weight":
-                block = _read(rows_arr, steps, _shift(cols, kinds["delta"].start))
+                block = self._read(rows_arr, steps, _shift(cols, kinds["delta"].start))
                 pos_rows, neg_rows = split_signed(torch.from_numpy(block))
             else:
-                pos_rows = torch.from_numpy(_read(rows_arr, steps, _shift(cols, kinds["pos"].start)))
-                neg_rows = torch.from_numpy(_read(rows_arr, steps, _shift(cols, kinds["neg"].start)))
+                pos_rows = torch.from_numpy(self._read(rows_arr, steps, _shift(cols, kinds["pos"].start)))
+                neg_rows = torch.from_numpy(self._read(rows_arr, steps, _shift(cols, kinds["neg"].start)))
             counts = torch.from_numpy(counts_all[s0 - start : s1 - start])
             for g0, g1 in step_groups(counts, max_ids):
                 lo, hi = int(offsets[s0 - start + g0]), int(offsets[s0 - start + g1])
@@ -508,8 +515,8 @@ class ResponsibilityStore:
             for c0 in range(0, p.units, width):
                 cols = slice(c0, min(p.units, c0 + width))
                 if old is not None:
-                    acc_pos = torch.from_numpy(self._group[f"{old}/pos"][:, cols])
-                    acc_neg = torch.from_numpy(self._group[f"{old}/neg"][:, cols])
+                    acc_pos = torch.from_numpy(self._read(self._array(f"{old}/pos"), slice(None), cols))
+                    acc_neg = torch.from_numpy(self._read(self._array(f"{old}/neg"), slice(None), cols))
                 else:
                     acc_pos = torch.zeros(n, cols.stop - c0)
                     acc_neg = torch.zeros(n, cols.stop - c0)
@@ -528,22 +535,19 @@ class ResponsibilityStore:
 
     def _create_fold_arrays(self, p: ParamSpec, path: str) -> dict[str, zarr.Array]:
         n, lay = self.num_examples, self.layout
-        comp = lay.compressors()
         chunks = (min(n, lay.r_chunk_examples), min(p.units, lay.r_chunk_units))
+        # overwrite: a fold killed before its commit may have left this (unreferenced) generation behind.
         group = self._group.require_group(path)
-        out = {
-            s: group.create_array(s, shape=(n, p.units), dtype="float32", chunks=chunks, compressors=comp)
-            for s in ("pos", "neg")
-        }
+        out = {s: _create(group, s, (n, p.units), "float32", chunks, lay, overwrite=True) for s in ("pos", "neg")}
         k = min(lay.topk, n)
         if k:
             tchunks = (k, min(p.units, 1 << 16))
             for s in SIGNS:
-                out[f"top_{s}_ids"] = group.create_array(
-                    f"top_{s}_ids", shape=(k, p.units), dtype="int64", chunks=tchunks, compressors=comp
+                out[f"top_{s}_ids"] = _create(
+                    group, f"top_{s}_ids", (k, p.units), "int64", tchunks, lay, overwrite=True
                 )
-                out[f"top_{s}_values"] = group.create_array(
-                    f"top_{s}_values", shape=(k, p.units), dtype="float32", chunks=tchunks, compressors=comp
+                out[f"top_{s}_values"] = _create(
+                    group, f"top_{s}_values", (k, p.units), "float32", tchunks, lay, overwrite=True
                 )
         return out
 
@@ -555,6 +559,31 @@ class ResponsibilityStore:
             ids, vals = topk_desc(_signed(pos, neg, s), k)
             out[f"top_{s}_ids"][:, cols] = ids.numpy()
             out[f"top_{s}_values"][:, cols] = vals.numpy()
+
+    def _array(self, path: str) -> zarr.Array:
+        try:
+            return self._group[path]
+        except KeyError as exc:
+            raise StoreCorruptError(f"{self.path}/{path}: array missing (the manifest refers to it)") from exc
+
+    def _get(self, arr: zarr.Array, selection: Any, orthogonal: bool = False) -> np.ndarray:
+        """Read and verify: checksum errors and chunks that are missing (read as fill) raise StoreCorruptError."""
+        try:
+            data = arr.get_orthogonal_selection(selection) if orthogonal else arr[selection]
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise StoreCorruptError(f"{self.path}/{arr.path}: unreadable chunk ({exc})") from exc
+        if data.dtype.kind == "f":
+            lost = bool(np.isnan(data).any())
+        else:  # journal/steps: only its ids_end column is never negative
+            lost = bool(((data[:, 0] if arr.path.endswith("journal/steps") else data) < 0).any())
+        if lost:
+            raise StoreCorruptError(f"{self.path}/{arr.path}: a chunk is missing (read as fill value)")
+        return data
+
+    def _read(self, arr: zarr.Array, rows: slice, cols: slice | np.ndarray) -> np.ndarray:
+        if isinstance(cols, slice):
+            return self._get(arr, (rows, cols))
+        return self._get(arr, (rows, cols), orthogonal=True)
 
     def _delete(self, path: str) -> None:
         try:
@@ -600,8 +629,8 @@ class ResponsibilityStore:
         done = self.folded_steps(p.name)
         group = self._fold_group_name(p.name)
         if group is not None:
-            pos = torch.from_numpy(np.ascontiguousarray(_read(self._group[f"{group}/pos"], slice(None), cols)))
-            neg = torch.from_numpy(np.ascontiguousarray(_read(self._group[f"{group}/neg"], slice(None), cols)))
+            pos = torch.from_numpy(np.ascontiguousarray(self._read(self._array(f"{group}/pos"), slice(None), cols)))
+            neg = torch.from_numpy(np.ascontiguousarray(self._read(self._array(f"{group}/neg"), slice(None), cols)))
         else:
             pos = torch.zeros(self.num_examples, ncols)
             neg = torch.zeros(self.num_examples, ncols)
@@ -626,8 +655,8 @@ class ResponsibilityStore:
             and self.folded_steps(name) == self.steps
             and k <= min(self.layout.topk, self.num_examples)
         ):
-            ids = self._group[f"{group}/top_{sign}_ids"][:k]
-            vals = self._group[f"{group}/top_{sign}_values"][:k]
+            ids = self._get(self._array(f"{group}/top_{sign}_ids"), np.s_[:k])
+            vals = self._get(self._array(f"{group}/top_{sign}_values"), np.s_[:k])
         else:
             ids = np.empty((k, p.units), np.int64)
             vals = np.empty((k, p.units), np.float32)
@@ -668,6 +697,20 @@ class _Membership:
         return ids, counts, np.concatenate([[0], np.cumsum(counts)])
 
 
+def _check_replaceable(path: Path) -> None:
+    """``overwrite`` deletes only a responsibility store or an empty directory, never other data."""
+    if not path.is_dir():
+        raise StoreExistsError(f"{path} exists and is not a directory; not touching it")
+    if not any(path.iterdir()):
+        return
+    try:
+        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        attrs = {}
+    if ATTR_KEY not in attrs:
+        raise StoreExistsError(f"{path} is a non-empty directory that is not a responsibility store; not touching it")
+
+
 def _check_sign(sign: str) -> None:
     if sign not in SIGNS:
         raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
@@ -690,10 +733,26 @@ def _signed(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> torch.Tensor:
     return pos + neg
 
 
-def _read(arr: zarr.Array, rows: slice, cols: slice | np.ndarray) -> np.ndarray:
-    if isinstance(cols, slice):
-        return arr[rows, cols]
-    return arr.get_orthogonal_selection((rows, cols))
+def _create(
+    group: zarr.Group,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    chunks: tuple[int, ...],
+    layout: Layout,
+    overwrite: bool = False,
+) -> zarr.Array:
+    # Fill values are impossible data (R, Δw never NaN; ids, offsets never negative): a lost chunk reads as them.
+    fill = np.nan if dtype == "float32" else -1
+    return group.create_array(
+        name,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        fill_value=fill,
+        compressors=layout.compressors(),
+        overwrite=overwrite,
+    )
 
 
 def _shift(cols: slice | np.ndarray, offset: int) -> slice | np.ndarray:
