@@ -14,7 +14,9 @@ A thin adapter over :class:`responsibility.recorder.Recorder`:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,13 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from responsibility.errors import ExampleIdError, StoreExistsError, UnsupportedStrategyError
+from responsibility.errors import (
+    ExampleIdError,
+    ResponsibilityError,
+    StoreExistsError,
+    StoreWriteError,
+    UnsupportedStrategyError,
+)
 from responsibility.ids import IdsKey, SamplerIdTracker, batch_length, dataset_labels, ids_from_batch
 from responsibility.recorder import Recorder, as_ids, check_ids
 from responsibility.selection import select_parameters, validate_granularity
@@ -35,6 +43,7 @@ from responsibility.store import Layout, ResponsibilityStore
 log = logging.getLogger(__name__)
 
 FOLD_MODES = ("auto", "always", "never")
+ON_ERROR = ("raise", "warn")
 
 
 class ResponsibilityCallback(Callback):
@@ -57,6 +66,9 @@ class ResponsibilityCallback(Callback):
         journal_buffer_mb: memory for the two in-flight journal buffers; sets the steps per journal chunk.
         codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
         overwrite: replace an existing store when a fresh (non-resumed) run starts.
+        on_error: what a storage failure (full disk, read-only location, lost connection) does: ``"raise"``
+            stops training with :class:`StoreWriteError`; ``"warn"`` warns and lets training go on without
+            recording. Either way the store keeps its last commit. Bad settings or ids always raise.
         storage_options: fsspec options for URL stores.
     """
 
@@ -76,6 +88,7 @@ class ResponsibilityCallback(Callback):
         journal_buffer_mb: float = 256,
         codec: str = "lz4",
         overwrite: bool = False,
+        on_error: str = "raise",
         storage_options: dict[str, Any] | None = None,
         background_writer: bool = True,
     ) -> None:
@@ -83,6 +96,8 @@ class ResponsibilityCallback(Callback):
             raise ValueError(f"batch_share must be one of {BATCH_SHARES}, got {batch_share!r}")
         if fold not in FOLD_MODES:
             raise ValueError(f"fold must be one of {FOLD_MODES}, got {fold!r}")
+        if on_error not in ON_ERROR:
+            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
         if num_examples is not None and int(num_examples) <= 0:
             raise ValueError(f"num_examples must be positive, got {num_examples}")
         if fold_budget_mb <= 0 or journal_buffer_mb <= 0:
@@ -106,11 +121,13 @@ class ResponsibilityCallback(Callback):
         self.journal_buffer = int(journal_buffer_mb * 2**20)
         self.codec = codec
         self.overwrite = overwrite
+        self.on_error = on_error
         self.storage_options = storage_options
         self.background_writer = background_writer
         # Run state; no threads, locks or open stores before fit, so the callback pickles for ddp_spawn.
         self._steps = 0
         self._num_ids = 0
+        self._stopped_at: int | None = None  # steps the store kept when a storage failure stopped recording
         self._loaded: dict[str, Any] | None = None
         self._reset_run_state()
 
@@ -149,11 +166,21 @@ class ResponsibilityCallback(Callback):
         num_examples, labels = self._dataset_facts(trainer)
         spec = RecordingSpec(tuple(s for s, _ in self._tracked), num_examples, self.batch_share)
         resume = self._loaded["steps"] if self._loaded is not None else (self._steps or None)
+        if self._loaded is not None and self._loaded.get("stopped_at") is not None:
+            self._stopped_at = self._loaded["stopped_at"]
         error: str | None = None
-        if trainer.is_global_zero:
+        if trainer.is_global_zero and self._stopped_at is not None:
+            warnings.warn(
+                f"responsibility: recording into {self.store_path} stopped at step {self._stopped_at} after a "
+                "storage failure; this run does not record",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif trainer.is_global_zero:
             try:
-                self._store = self._open_store(spec, labels, resume)
-                self._recorder = Recorder(self._store, self._tracked, background=self.background_writer)
+                with self._storage_guard():
+                    self._store = self._open_store(spec, labels, resume)
+                    self._recorder = Recorder(self._store, self._tracked, background=self.background_writer)
             except Exception as exc:  # re-raised on every rank below so DDP peers do not hang
                 error = f"{type(exc).__name__}: {exc}"
                 if trainer.world_size == 1:
@@ -260,8 +287,11 @@ class ResponsibilityCallback(Callback):
         self._pending_ids = []
         if trainer.world_size > 1:
             ids = _gather_ids(trainer, ids)
+        if self._stopped_at is not None:
+            return
         if self._recorder is not None:
-            self._recorder.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch)
+            with self._storage_guard():
+                self._recorder.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch)
         self._steps += 1
         self._num_ids += len(ids)
 
@@ -273,13 +303,47 @@ class ResponsibilityCallback(Callback):
 
     # ------------------------------------------------------------------ flushing, folding, resume
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._flush()
+
+    def _flush(self) -> None:
         if self._recorder is not None:
-            self._recorder.flush()
+            with self._storage_guard():
+                self._recorder.flush()
+
+    @contextmanager
+    def _storage_guard(self) -> Iterator[None]:
+        """Apply ``on_error`` to storage failures; every other error (bad settings, ids, mismatch) propagates."""
+        try:
+            yield
+        except StoreWriteError as exc:
+            self._storage_failed(exc, exc.__cause__)
+        except ResponsibilityError:
+            raise
+        except OSError as exc:
+            self._storage_failed(StoreWriteError(f"cannot write the store {self.store_path}: {exc!r}"), exc)
+
+    def _storage_failed(self, failure: StoreWriteError, cause: BaseException | None) -> None:
+        if self.on_error == "raise":
+            raise failure from cause
+        committed = self._store.steps if self._store is not None else 0
+        warnings.warn(
+            f"responsibility: {failure}. Training goes on WITHOUT recording; the store keeps its first {committed} "
+            "steps, later ones are not recorded.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self._stopped_at = committed
+        if self._recorder is not None:
+            self._recorder.abort()
+            self._recorder = None
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._recorder is None:
             return
-        self._recorder.close()
+        with self._storage_guard():
+            self._recorder.close()
+        if self._recorder is None:  # stopped by a storage failure
+            return
         self._recorder = None
         store = self._store
         assert store is not None
@@ -320,13 +384,21 @@ class ResponsibilityCallback(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         # A checkpoint must never point past what the store holds: flush before the checkpoint is written.
-        if self._recorder is not None:
-            self._recorder.flush()
-        return {"steps": int(self._steps), "ids": int(self._num_ids), "store": self.store_path}
+        self._flush()
+        return {
+            "steps": int(self._steps),
+            "ids": int(self._num_ids),
+            "store": self.store_path,
+            "stopped_at": None if self._stopped_at is None else int(self._stopped_at),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "steps" in state_dict:
-            self._loaded = {"steps": int(state_dict["steps"]), "ids": int(state_dict["ids"])}
+            self._loaded = {
+                "steps": int(state_dict["steps"]),
+                "ids": int(state_dict["ids"]),
+                "stopped_at": state_dict.get("stopped_at"),
+            }
 
 
 def _check_strategy(trainer: pl.Trainer) -> None:

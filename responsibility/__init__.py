@@ -17,6 +17,7 @@ from .errors import (  # noqa: E402
     StoreCorruptError,
     StoreExistsError,
     StoreMismatchError,
+    StoreWriteError,
     UnsupportedStrategyError,
 )
 from .spec import ParamSpec, RecordingSpec  # noqa: E402
@@ -37,6 +38,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreExistsError",
     "StoreMismatchError",
+    "StoreWriteError",
     "UnsupportedStrategyError",
     "__version__",
 ]

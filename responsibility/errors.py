@@ -31,5 +31,9 @@ class StoreCorruptError(ResponsibilityError, OSError):
     """A store's metadata or chunks cannot be read or are inconsistent."""
 
 
+class StoreWriteError(ResponsibilityError, OSError):
+    """Writing to the store failed (read-only location, full disk, network): what was committed is intact."""
+
+
 class UnsupportedStrategyError(ResponsibilityError, RuntimeError):
     """The training strategy shards parameters, so weights cannot be snapshotted per rank."""

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
-from .errors import ExampleIdError
+from .errors import ExampleIdError, ResponsibilityError, StoreWriteError
 from .spec import ParamSpec
 from .store import ResponsibilityStore
 
@@ -187,6 +187,17 @@ class Recorder:
             self._pending = self._executor.submit(self._write, *job)
 
     def _write(self, buf: _Buffer, n: int, ids: np.ndarray) -> None:
+        try:
+            self._write_unguarded(buf, n, ids)
+        except ResponsibilityError:
+            raise
+        except Exception as exc:  # full disk, read-only location, lost connection...
+            raise StoreWriteError(
+                f"writing journal steps {buf.base}..{buf.base + n} to {self.store.path} failed: {exc!r}; "
+                f"the store keeps its last commit ({self.store.steps} steps)"
+            ) from exc
+
+    def _write_unguarded(self, buf: _Buffer, n: int, ids: np.ndarray) -> None:
         data = buf.data[:n].numpy()
         bad = ~np.isfinite(data).all(axis=1)
         if bad.any():
@@ -218,6 +229,13 @@ class Recorder:
         if self._buf.n and self.store.steps < self.steps:
             self._submit(self._buf)
             self._wait()
+
+    def abort(self) -> None:
+        """Stop the writer thread without writing more (after a storage failure)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._pending = None
 
     def close(self) -> None:
         """Flush and stop the writer thread."""

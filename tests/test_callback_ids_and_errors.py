@@ -246,3 +246,82 @@ def test_fsspec_url_store(tmp_path):
     s = ResponsibilityStore.open(url)
     assert s.folded_steps("net.2.weight") == s.steps == 6
     np.testing.assert_allclose(s.read("net.2.weight"), ref.get("net.2.weight", "abs"), rtol=2e-5, atol=1e-8)
+
+
+class _FullMemoryFS(__import__("fsspec.implementations.memory", fromlist=["MemoryFileSystem"]).MemoryFileSystem):
+    """An in-memory filesystem that fails like a full disk once ``room`` journal chunks have been written."""
+
+    protocol = "fullmem"
+    store: dict = {}  # separate from the memory:// filesystem
+    pseudo_dirs = [""]
+    room = 1 << 30
+    readonly = False
+
+    def pipe_file(self, path, value, mode="overwrite", **kwargs):
+        if type(self).readonly:
+            raise OSError(30, "Read-only file system")
+        if "journal/rows/c" in str(path):
+            if type(self).room <= 0:
+                raise OSError(28, "No space left on device")
+            type(self).room -= 1
+        return super().pipe_file(path, value, mode=mode, **kwargs)
+
+
+@pytest.fixture
+def full_disk():
+    import fsspec
+
+    fsspec.register_implementation("fullmem", _FullMemoryFS, clobber=True)
+    _FullMemoryFS.store.clear()
+    _FullMemoryFS.room = 1 << 30
+    _FullMemoryFS.readonly = False
+    yield _FullMemoryFS
+
+
+def _fit_full(tmp_path, url, **kw):
+    cb = ResponsibilityCallback(url, journal_buffer_mb=0.002, **kw)
+    steps = []
+
+    class Count(Callback):
+        def on_train_batch_end(self, *args):
+            steps.append(1)
+
+    trainer(tmp_path, [cb, Count()], max_epochs=2).fit(TinyNet(), DataLoader(IndexedData(N), batch_size=8))
+    return steps, cb
+
+
+def test_full_disk_raises_clearly_and_keeps_the_last_commit(tmp_path, full_disk):
+    from responsibility import StoreWriteError
+
+    full_disk.room = 2  # two chunk rows fit, the third write fails
+    with pytest.raises(StoreWriteError, match="No space left"):
+        _fit_full(tmp_path, "fullmem://a/s.zarr")
+    s = ResponsibilityStore.open("fullmem://a/s.zarr")
+    assert s.steps == 2 * s.layout.chunk_steps < 12
+    assert s.membership()[1].tolist() == [8] * s.steps
+    assert s.membership()[0].tolist() == list(range(8 * s.steps))
+    assert np.isfinite(s.read("net.2.weight")).all()
+
+
+def test_full_disk_with_on_error_warn_keeps_training(tmp_path, full_disk):
+    full_disk.room = 2
+    with pytest.warns(RuntimeWarning, match="WITHOUT recording"):
+        steps, cb = _fit_full(tmp_path, "fullmem://b/s.zarr", on_error="warn")
+    assert len(steps) == 12  # training finished
+    s = ResponsibilityStore.open("fullmem://b/s.zarr")
+    assert s.steps == 2 * s.layout.chunk_steps < 12
+    assert cb.state_dict()["stopped_at"] == 2 * s.layout.chunk_steps
+
+
+@pytest.mark.parametrize("on_error", ["raise", "warn"])
+def test_read_only_location(tmp_path, full_disk, on_error):
+    from responsibility import StoreWriteError
+
+    full_disk.readonly = True
+    if on_error == "raise":
+        with pytest.raises(StoreWriteError, match="Read-only file system"):
+            _fit_full(tmp_path, "fullmem://ro/s.zarr")
+    else:
+        with pytest.warns(RuntimeWarning, match="WITHOUT recording"):
+            steps, _ = _fit_full(tmp_path, "fullmem://ro/s.zarr", on_error="warn")
+        assert len(steps) == 12
