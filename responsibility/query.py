@@ -245,6 +245,7 @@ class Explainer:
         self._rules = activation_modules(model)
         self._abs_w: dict[str, tuple[int, torch.Tensor]] = {}
         self._index: dict[tuple[str, str], tuple[int, np.ndarray, np.ndarray]] = {}
+        self._labels: tuple[np.ndarray | None] | None = None
 
     def _check_model(self) -> None:
         params = dict(self.model.named_parameters())
@@ -356,7 +357,9 @@ class Explainer:
         logits = torch.cat([c[0] for c in chunks]) if chunks else torch.zeros(0)
         chosen = [sel for c in chunks for sel in c[1]]
         ids, scores = self._score(chosen, k, sign)
-        labels = store.labels
+        if self._labels is None:
+            self._labels = (store.labels,)  # labels are fixed when a store is created: read them once
+        labels = self._labels[0]
         targets = [c[2] for c in chunks]
         target_rows = [t for ts in targets for t in ts]
         items = []

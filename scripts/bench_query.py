@@ -1,0 +1,133 @@
+"""Query latency of ``explain``: p50 per single-input query, and queries/s for a batch, on the paper CNN.
+
+The paper CNN (conv 8@3x3 -> fc1 128 -> fc2 10, inside ``training.classifier.ImageClassifier``) is trained for
+one epoch on 10,000 Fashion-MNIST images with the ResponsibilityCallback tracking every layer, then folded.
+
+fc1 is recorded at **neuron** granularity (one R column per hidden unit), every other parameter per weight.
+fc1 per weight would be 692,224 weights x 10,000 examples x 2 signs x 4 bytes = 55 GB of folded R, so its
+top-k index could not be built; per neuron it is 10 MB, and fc1 still takes part in the selection (a unit's
+activation is the sum of its incoming weights' activations). All layers are queried (``layers=None``), raw
+activations compared across layers, ``k=10`` served from the top-k index (depth 10).
+
+    python scripts/bench_query.py --out docs/bench/query.json
+    python scripts/bench_query.py --samples 2000 --queries 200      # quick run
+
+The store is kept under ``outputs/`` (not /tmp) and reused by later runs with the same ``--samples``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from callbacks import ResponsibilityCallback
+from responsibility import ResponsibilityStore
+from responsibility.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
+from responsibility.models import PaperCNN
+from responsibility.query import Explainer
+from training.classifier import ImageClassifier
+
+GRANULARITY = {"*": "weight", "net.fc1.weight": "neuron"}
+
+
+def train(samples: int, store_path: Path, seed: int) -> tuple[ImageClassifier, float]:
+    """Train (or reload) the model and store; returns the model and the training seconds (0 if reused)."""
+    ckpt = store_path.with_suffix(".ckpt")
+    L.seed_everything(seed, verbose=False)
+    model = ImageClassifier(PaperCNN(), optimizer="sgd", lr=0.05)
+    if ckpt.exists() and ResponsibilityStore.exists(store_path):
+        model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+        return model, 0.0
+    images, labels = load_fashion_mnist(None, "train")
+    data = build_dataset(images, labels, FASHION_MNIST_CLASSES, num_samples=samples, seed=seed)
+    cb = ResponsibilityCallback(store_path, granularity=GRANULARITY, fold="always", topk=10, overwrite=True)
+    trainer = L.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[cb],
+    )
+    start = time.perf_counter()
+    trainer.fit(model, DataLoader(data, batch_size=64, shuffle=True))
+    seconds = time.perf_counter() - start
+    torch.save(model.state_dict(), ckpt)
+    return model, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=10000, help="training images (default 10000)")
+    parser.add_argument("--queries", type=int, default=1000, help="test images to explain (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=256, help="inputs per forward pass when batched")
+    parser.add_argument("-k", type=int, default=10, help="examples per query (default 10)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+
+    threads = max(1, os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    store_path = Path("outputs") / "bench_query" / f"paper_cnn_{args.samples}.zarr"
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    model, train_s = train(args.samples, store_path, args.seed)
+    model.eval()
+    store = ResponsibilityStore.open(store_path)
+    test_images, _ = load_fashion_mnist(None, "test")
+    x = torch.from_numpy(test_images[: args.queries].astype(np.float32) / 255.0).unsqueeze(1)
+
+    explainer = Explainer(model, store)
+    explainer.explain(x[:2], k=args.k)  # warm-up: loads |W| and the top-k index into memory
+    # One input is too little work to split over threads: intra-op parallelism only adds synchronisation.
+    torch.set_num_threads(1)
+    single = []
+    for i in range(len(x)):
+        t0 = time.perf_counter()
+        explainer.explain(x[i : i + 1], k=args.k)
+        single.append(time.perf_counter() - t0)
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    batched = explainer.explain(x, k=args.k, batch_size=args.batch_size)
+    batch_s = time.perf_counter() - t0
+
+    single_ms = sorted(1e3 * s for s in single)
+    layers = {}
+    for item in batched:
+        layers[item.weights[0][0]] = layers.get(item.weights[0][0], 0) + 1
+    result = {
+        "samples": args.samples,
+        "queries": len(x),
+        "k": args.k,
+        "granularity": GRANULARITY,
+        "train_seconds": round(train_s, 1),
+        "single_p50_ms": round(statistics.median(single_ms), 3),
+        "single_p90_ms": round(single_ms[int(0.9 * (len(single_ms) - 1))], 3),
+        "batched_queries_per_s": round(len(x) / batch_s, 1),
+        "batch_size": args.batch_size,
+        "chosen_layers": layers,
+        "torch_threads": {"single": 1, "batched": threads},
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+    }
+    print(f"{'metric':<26} {'value':>12}")
+    for key in ("single_p50_ms", "single_p90_ms", "batched_queries_per_s", "train_seconds"):
+        print(f"{key:<26} {result[key]:>12}")
+    print(f"chosen layers (batched): {layers}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
