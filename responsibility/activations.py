@@ -6,7 +6,8 @@ For a weight ``w`` multiplying input value ``x`` the term is ``w·x``; its activ
   attention projections) are positions, aggregated like those of a convolution.
 - ``nn.Conv1d``/``nn.Conv2d``: a weight multiplies one input value per output position. Rule ``"sum"`` adds
   the terms over positions, ``Σ_pos |W[o,c,k]·x[c, pos+k]| = |W[o,c,k]| · Σ_pos |x[c, pos+k]|``, i.e. |W| times
-  the sum of the unfolded |x| windows; rule ``"max"`` takes the largest term, ``|W| · max_pos |x[c, pos+k]|``.
+  the sum of |x| over the strided window of each kernel offset; rule ``"max"`` takes the largest term,
+  ``|W| · max_pos |x[c, pos+k]|``.
   Padding (any mode), stride, dilation and groups are honoured.
 - bias ``b[o]``: its term in each pre-activation of unit ``o`` is ``|b[o]|``, and that is its activation under
   both rules. It is deliberately not multiplied by the number of positions: a bias term does not depend on the
@@ -66,6 +67,8 @@ def _window_stats(mod: nn.Module, x: torch.Tensor, rule: str) -> torch.Tensor:
     ax = x.detach().abs()
     if isinstance(mod, nn.Linear):
         flat = ax.reshape(ax.shape[0], -1, ax.shape[-1]) if ax.dim() > 1 else ax.reshape(1, 1, -1)
+        if flat.shape[1] == 1:
+            return flat[:, 0]
         return flat.sum(1) if rule == "sum" else flat.amax(1)
     conv1d = isinstance(mod, nn.Conv1d)
     if ax.dim() == (2 if conv1d else 3):  # unbatched input
@@ -77,8 +80,21 @@ def _window_stats(mod: nn.Module, x: torch.Tensor, rule: str) -> torch.Tensor:
         kernel, dilation, stride = (1, mod.kernel_size[0]), (1, mod.dilation[0]), (1, mod.stride[0])
     else:
         kernel, dilation, stride = mod.kernel_size, mod.dilation, mod.stride
-    cols = F.unfold(ax, kernel, dilation=dilation, stride=stride)  # (B, C*kh*kw, L)
-    stat = cols.sum(-1) if rule == "sum" else cols.amax(-1)
+    out_h = (ax.shape[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    out_w = (ax.shape[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    stat = ax.new_empty(ax.shape[0], ax.shape[1], kernel[0], kernel[1])
+    # One strided window per kernel offset (a loop over offsets, not examples): reads |x| without the copy
+    # that unfold would write.
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            r0, c0 = i * dilation[0], j * dilation[1]
+            window = ax[
+                :,
+                :,
+                r0 : r0 + (out_h - 1) * stride[0] + 1 : stride[0],
+                c0 : c0 + (out_w - 1) * stride[1] + 1 : stride[1],
+            ]
+            stat[:, :, i, j] = window.sum((2, 3)) if rule == "sum" else window.amax((2, 3))
     return stat.reshape(ax.shape[0], ax.shape[1], *mod.kernel_size)
 
 
