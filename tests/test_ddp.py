@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from lit_helpers import IndexedData, TinyNet, trainer
 from torch.utils.data import DataLoader
 
-from lit_helpers import IndexedData, TinyNet, trainer
 from responsibility import ResponsibilityCallback, ResponsibilityStore
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
