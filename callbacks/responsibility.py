@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader
 
 from responsibility.errors import (
     ExampleIdError,
+    ParameterChangedError,
     ResponsibilityError,
     StoreExistsError,
     StoreWriteError,
@@ -133,6 +134,7 @@ class ResponsibilityCallback(Callback):
 
     def _reset_run_state(self) -> None:
         self._tracked: list[tuple[ParamSpec, torch.nn.Parameter]] = []
+        self._owners: list[tuple[str, torch.nn.Module, str, torch.nn.Parameter]] = []
         self._tracker: SamplerIdTracker | None = None
         self._recorder: Recorder | None = None
         self._store: ResponsibilityStore | None = None
@@ -158,6 +160,11 @@ class ResponsibilityCallback(Callback):
             return
         _check_strategy(trainer)
         self._tracked = select_parameters(pl_module.named_parameters(), self.layers, self.granularity)
+        # Where each tracked tensor lives, to notice cheaply at every step if user code swapped it out.
+        self._owners = [
+            (spec.name, pl_module.get_submodule(spec.name.rpartition(".")[0]), spec.name.rpartition(".")[2], param)
+            for spec, param in self._tracked
+        ]
         if self.ids_key is None:
             self._tracker = SamplerIdTracker()
             self._restore_strategy = _track_train_dataloaders(trainer, self._tracker)
@@ -289,6 +296,12 @@ class ResponsibilityCallback(Callback):
             ids = _gather_ids(trainer, ids)
         if self._stopped_at is not None:
             return
+        for name, module, leaf, param in self._owners:
+            if module._parameters.get(leaf) is not param:
+                raise ParameterChangedError(
+                    f"tracked parameter {name!r} was replaced by another tensor during training; R would silently "
+                    "stop following it. Replace parameters before fit, or not at all."
+                )
         if self._recorder is not None:
             with self._storage_guard():
                 self._recorder.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch)

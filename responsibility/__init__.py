@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 from .errors import (  # noqa: E402
     ExampleIdError,
     LayerSelectionError,
+    ParameterChangedError,
     ResponsibilityError,
     StoreCorruptError,
     StoreExistsError,
@@ -31,6 +32,7 @@ __all__ = [
     "LayerSelectionError",
     "Layout",
     "ParamSpec",
+    "ParameterChangedError",
     "RecordingSpec",
     "ResponsibilityCallback",
     "ResponsibilityError",

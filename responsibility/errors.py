@@ -35,5 +35,9 @@ class StoreWriteError(ResponsibilityError, OSError):
     """Writing to the store failed (read-only location, full disk, network): what was committed is intact."""
 
 
+class ParameterChangedError(ResponsibilityError, RuntimeError):
+    """A tracked parameter was replaced by another tensor or reshaped during training."""
+
+
 class UnsupportedStrategyError(ResponsibilityError, RuntimeError):
     """The training strategy shards parameters, so weights cannot be snapshotted per rank."""

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import torch
 
-from .errors import ExampleIdError, ResponsibilityError, StoreWriteError
+from .errors import ExampleIdError, ParameterChangedError, ResponsibilityError, StoreWriteError
 from .spec import ParamSpec
 from .store import ResponsibilityStore
 
@@ -86,10 +86,11 @@ class Recorder:
         """
         wanted = None if params is None else {id(p) for p in params}
         with torch.no_grad():
-            for _, param, _ in self._tracked:
+            for spec, param, _ in self._tracked:
                 key = id(param)
                 if key in self._snapped or (wanted is not None and key not in wanted):
                     continue
+                _check_shape(spec, param)
                 snap = self._snapshots.get(key)
                 if snap is None or snap.shape != param.shape or snap.device != param.device:
                     snap = self._snapshots[key] = torch.empty_like(param, memory_format=torch.contiguous_format)
@@ -128,8 +129,7 @@ class Recorder:
             for sl in cols.values():
                 row[sl].zero_()
             return
-        if p.shape != snap.shape:
-            raise RuntimeError(f"parameter {spec.name!r} changed shape during training ({snap.shape} -> {p.shape})")
+        _check_shape(spec, p)
         if spec.granularity == "weight":
             out = row[cols["delta"]]
             if p.dtype == torch.float32 and not p.is_cuda:
@@ -245,6 +245,14 @@ class Recorder:
             if self._executor is not None:
                 self._executor.shutdown(wait=True)
                 self._executor = None
+
+
+def _check_shape(spec: ParamSpec, param: torch.Tensor) -> None:
+    if tuple(param.shape) != spec.shape:
+        raise ParameterChangedError(
+            f"parameter {spec.name!r} changed shape during training ({spec.shape} -> {tuple(param.shape)}); "
+            "its recorded responsibility would no longer line up with its weights"
+        )
 
 
 def as_ids(ids: np.ndarray | torch.Tensor | Sequence[int]) -> np.ndarray:

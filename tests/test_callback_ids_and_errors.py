@@ -325,3 +325,46 @@ def test_read_only_location(tmp_path, full_disk, on_error):
         with pytest.warns(RuntimeWarning, match="WITHOUT recording"):
             steps, _ = _fit_full(tmp_path, "fullmem://ro/s.zarr", on_error="warn")
         assert len(steps) == 12
+
+
+class _Scale(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(6))
+
+    def forward(self, x):
+        return x * self.w.reshape(-1)  # still works if w's data is reshaped to (2, 3)
+
+
+class _ScaledNet(TinyNet):
+    def __init__(self, change: str) -> None:
+        super().__init__()
+        self.net.insert(1, _Scale())
+        self.change = change
+
+    def on_train_batch_start(self, batch, batch_idx):
+        if batch_idx == 2:
+            w = self.net[1].w
+            if self.change == "replace":
+                self.net[1].w = torch.nn.Parameter(w.detach().clone())
+            else:
+                w.data = w.data.reshape(2, 3)
+
+
+@pytest.mark.parametrize("change", ["replace", "reshape"])
+def test_parameter_replaced_or_reshaped_during_training(tmp_path, change):
+    from responsibility import ParameterChangedError
+
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", journal_buffer_mb=0.0001)
+    with pytest.raises(ParameterChangedError, match="'net.1.w' (changed shape|was replaced)"):
+        trainer(tmp_path, [cb], max_epochs=1).fit(_ScaledNet(change), DataLoader(IndexedData(N), batch_size=8))
+    s = ResponsibilityStore.open(tmp_path / "s.zarr")
+    assert s.steps == 2  # what was recorded before the change is committed and intact
+    assert np.isfinite(s.read("net.0.weight")).all()
+
+
+def test_dataset_size_change_between_runs_is_a_mismatch(tmp_path):
+    _fit(tmp_path)
+    cb = ResponsibilityCallback(tmp_path / "s.zarr")
+    with pytest.raises(StoreMismatchError, match="num_examples: store has 48, run has 40"):
+        trainer(tmp_path, [cb], max_epochs=1).fit(TinyNet(), DataLoader(IndexedData(40), batch_size=8))
