@@ -98,12 +98,12 @@ def topk(
     """
     import dask.array as da
 
-    r = as_dask(store, name, sign)
     n = store.num_examples
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
     if n > 1 << 32:
         raise ValueError("topk packs example ids into 32 bits; stores with more than 2**32 examples are unsupported")
+    r = as_dask(store, name, sign)
     rows = da.arange(n, chunks=(r.chunks[0],), dtype=np.int64)
     keys = da.blockwise(_keys, "nu", r, "nu", rows, "n", n=n, dtype=np.int64)
     top = da.topk(keys, k, axis=0, split_every=split_every)
