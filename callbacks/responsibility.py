@@ -242,7 +242,7 @@ class ResponsibilityCallback(Callback):
                         f"store {path} already holds {store.steps} recorded steps. Resume training from its "
                         "checkpoint (trainer.fit(ckpt_path=...)), use a new store path, or overwrite=True."
                     )
-                return store
+                # An empty store (perhaps half made by a killed run) holds nothing: make it afresh below.
         elif resume:
             raise FileNotFoundError(f"the checkpoint was recorded into {path}, which no longer exists")
         layout = self._layout(spec)

@@ -26,10 +26,10 @@ import json
 import re
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -47,6 +47,7 @@ MANIFEST_KEY = "manifest"
 CODECS = ("lz4", "zstd", "none")
 DEFAULT_FOLD_BUDGET = 1 << 30
 DEFAULT_READ_BUDGET = 4 << 30
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -204,16 +205,6 @@ class ResponsibilityStore:
             _check_replaceable(Path(path))
             shutil.rmtree(path)
         store = _open_zarr_store(path, read_only=False, storage_options=storage_options)
-        group = zarr.open_group(store=store, mode="w")
-        journal = group.require_group("journal")
-        width = spec.journal_width
-        _create(
-            journal, "rows", (0, width), "float32", (layout.chunk_steps, min(width, layout.journal_chunk_cols)), layout
-        )
-        _create(journal, "ids", (0,), "int64", (1 << 16,), layout)
-        _create(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
-        if labels is not None:
-            _create(group, "labels", labels.shape, "int64", (min(len(labels), 1 << 20),), layout)[:] = labels
         meta = {
             "format": FORMAT_VERSION,
             "library_version": __version__,
@@ -224,7 +215,17 @@ class ResponsibilityStore:
             "info": info or {},
         }
         manifest = {"generation": 0, "steps": 0, "ids": 0, "folded": {}}
-        group.attrs.put({ATTR_KEY: meta, MANIFEST_KEY: manifest})
+        # Metadata first: a reader that opens the store while it is being made sees an empty, valid store.
+        group = zarr.open_group(store=store, mode="w", attributes={ATTR_KEY: meta, MANIFEST_KEY: manifest})
+        journal = group.require_group("journal")
+        width = spec.journal_width
+        _create(
+            journal, "rows", (0, width), "float32", (layout.chunk_steps, min(width, layout.journal_chunk_cols)), layout
+        )
+        _create(journal, "ids", (0,), "int64", (1 << 16,), layout)
+        _create(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
+        if labels is not None:
+            _create(group, "labels", labels.shape, "int64", (min(len(labels), 1 << 20),), layout)[:] = labels
         return cls(group, path, read_only=False)
 
     # ------------------------------------------------------------------ metadata
@@ -251,6 +252,17 @@ class ResponsibilityStore:
     def _require_writable(self) -> None:
         if self.read_only:
             raise PermissionError(f"{self.path} is open read-only; open it with mode='r+'")
+
+    def _after_newer_commit(self, read: Callable[[], T]) -> T:
+        """Run ``read``; if it fails because a writer committed (and cleaned up) meanwhile, re-read once."""
+        try:
+            return read()
+        except StoreCorruptError:
+            generation = self.generation
+            self.refresh()
+            if self.generation == generation:
+                raise
+            return read()
 
     def refresh(self) -> None:
         """Re-read the manifest (e.g. to see steps committed by a training run since opening)."""
@@ -619,7 +631,7 @@ class ResponsibilityStore:
                 f"reading R of {name!r} needs ~{need / 2**30:.1f} GiB (> max_bytes={max_bytes / 2**30:.1f} GiB); "
                 "select columns with weights=..., or raise max_bytes"
             )
-        pos, neg = self._read_pos_neg(p, cols, ncols, max_bytes)
+        pos, neg = self._after_newer_commit(lambda: self._read_pos_neg(p, cols, ncols, max_bytes))
         out = _signed(pos, neg, sign).numpy()
         return out.reshape(self.num_examples, *p.r_shape) if weights is None else out
 
@@ -645,6 +657,9 @@ class ResponsibilityStore:
         Returns ``(ids, values)``, each of shape ``(k, *r_shape)``, best first; ties go to the smaller id. Served
         from the top-k index when it is current and deep enough, else computed from R block by block.
         """
+        return self._after_newer_commit(lambda: self._most_responsible(name, k, sign, budget_bytes))
+
+    def _most_responsible(self, name: str, k: int, sign: Sign, budget_bytes: int) -> tuple[np.ndarray, np.ndarray]:
         _check_sign(sign)
         p = self.spec.param(name)
         if not 1 <= k <= self.num_examples:
