@@ -228,7 +228,7 @@ def test_read_and_ranking_match_reference(run: Run) -> None:
         check_store(store, run)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=15)
 @given(
     run=runs(max_steps=14, with_events=False), split=st.integers(0, 12), budgets=st.tuples(*[st.integers(1, 4096)] * 3)
 )
