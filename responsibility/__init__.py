@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 from .errors import (  # noqa: E402
+    BudgetError,
     ExampleIdError,
     LayerSelectionError,
     ParameterChangedError,
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from callbacks.responsibility import ResponsibilityCallback
 
 __all__ = [
+    "BudgetError",
     "ExampleIdError",
     "LayerSelectionError",
     "Layout",

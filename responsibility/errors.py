@@ -39,5 +39,9 @@ class ParameterChangedError(ResponsibilityError, RuntimeError):
     """A tracked parameter was replaced by another tensor or reshaped during training."""
 
 
+class BudgetError(ResponsibilityError, MemoryError):
+    """A read would need more memory than its budget allows."""
+
+
 class UnsupportedStrategyError(ResponsibilityError, RuntimeError):
     """The training strategy shards parameters, so weights cannot be snapshotted per rank."""

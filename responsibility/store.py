@@ -37,7 +37,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from . import __version__
-from .errors import StoreCorruptError, StoreExistsError, StoreMismatchError
+from .errors import BudgetError, StoreCorruptError, StoreExistsError, StoreMismatchError
 from .fold import FoldKernel, index_add_fold, split_signed, step_groups, topk_desc
 from .spec import SIGNS, ParamSpec, RecordingSpec, Sign
 
@@ -115,6 +115,19 @@ def _open_zarr_store(path: str | Path, read_only: bool, storage_options: dict | 
     return zarr.storage.LocalStore(path, read_only=read_only)
 
 
+def metadata_digest(meta: dict[str, Any]) -> str:
+    """Digest of a store's static metadata (everything but the digest itself): any later edit is detected."""
+    body = {k: v for k, v in meta.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _int(value: Any, what: str) -> int:
+    """A non-negative JSON integer (not a bool, float or numeric string), else StoreCorruptError."""
+    if type(value) is not int or value < 0:
+        raise StoreCorruptError(f"{what} must be a non-negative integer, got {value!r}")
+    return value
+
+
 def labels_digest(labels: np.ndarray | None) -> str | None:
     """A short content hash of the labels, so a store notices a changed dataset."""
     if labels is None:
@@ -131,24 +144,26 @@ class ResponsibilityStore:
         self.read_only = read_only
         self._arrays: dict[str, zarr.Array] | None = None
         attrs = group.attrs.asdict()
-        if ATTR_KEY not in attrs or MANIFEST_KEY not in attrs:
+        if not isinstance(attrs.get(ATTR_KEY), dict) or not isinstance(attrs.get(MANIFEST_KEY), dict):
             raise StoreCorruptError(f"{path} is a Zarr group but not a responsibility store (no metadata)")
+        meta = attrs[ATTR_KEY]
+        if _int(meta.get("format"), f"{path}/zarr.json: format") > FORMAT_VERSION:
+            raise StoreCorruptError(
+                f"{path} has store format {meta['format']}, newer than this library understands "
+                f"({FORMAT_VERSION}); upgrade responsibility"
+            )
+        if meta.get("digest") != metadata_digest(meta):
+            raise StoreCorruptError(f"{path}/zarr.json: the store's metadata was altered (digest mismatch)")
         try:
-            meta = attrs[ATTR_KEY]
-            if int(meta["format"]) > FORMAT_VERSION:
-                raise StoreCorruptError(
-                    f"{path} has store format {meta['format']}, newer than this library understands "
-                    f"({FORMAT_VERSION}); upgrade responsibility"
-                )
             self.spec = RecordingSpec.from_json(meta["spec"])
             self.layout = Layout(**meta["layout"])
             self.labels_digest: str | None = meta.get("labels_digest")
             self.info: dict[str, Any] = dict(meta.get("info", {}))
-            self._manifest = self._check_manifest(attrs[MANIFEST_KEY])
-        except StoreCorruptError:
-            raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise StoreCorruptError(f"{path}/zarr.json: malformed responsibility metadata ({exc!r})") from exc
+        self._manifest = self._check_manifest(attrs[MANIFEST_KEY])
+        if self.steps:
+            self._check_journal()
 
     # ------------------------------------------------------------------ opening and creating
     @classmethod
@@ -164,8 +179,8 @@ class ResponsibilityStore:
             group = zarr.open_group(store=store, mode=mode)
         except (FileNotFoundError, KeyError) as exc:
             raise FileNotFoundError(f"no responsibility store at {path}") from exc
-        except (ValueError, TypeError, json.JSONDecodeError) as exc:
-            raise StoreCorruptError(f"{path}/zarr.json cannot be parsed: {exc}") from exc
+        except Exception as exc:  # zarr raises many types on malformed JSON: all mean the same to a user
+            raise StoreCorruptError(f"{path}/zarr.json cannot be parsed: {exc!r}") from exc
         return cls(group, path, read_only=(mode == "r"))
 
     @classmethod
@@ -214,6 +229,7 @@ class ResponsibilityStore:
             "labels_digest": labels_digest(labels),
             "info": info or {},
         }
+        meta["digest"] = metadata_digest(meta)
         manifest = {"generation": 0, "steps": 0, "ids": 0, "folded": {}}
         # Metadata first: a reader that opens the store while it is being made sees an empty, valid store.
         group = zarr.open_group(store=store, mode="w", attributes={ATTR_KEY: meta, MANIFEST_KEY: manifest})
@@ -230,17 +246,30 @@ class ResponsibilityStore:
 
     # ------------------------------------------------------------------ metadata
     def _check_manifest(self, m: dict[str, Any]) -> dict[str, Any]:
-        steps, ids = int(m["steps"]), int(m["ids"])
-        if steps < 0 or ids < 0:
-            raise StoreCorruptError(f"{self.path}/zarr.json: negative step or id count in manifest")
-        for name, entry in m["folded"].items():
-            self.spec.param(name)
-            if not 0 < int(entry["steps"]) <= steps:
-                raise StoreCorruptError(f"{self.path}/zarr.json: fold of {name!r} covers {entry['steps']} steps")
+        where = f"{self.path}/zarr.json: manifest"
+        steps, ids = _int(m.get("steps"), f"{where} steps"), _int(m.get("ids"), f"{where} ids")
+        generation = _int(m.get("generation"), f"{where} generation")
+        folded = m.get("folded")
+        if not isinstance(folded, dict):
+            raise StoreCorruptError(f"{where}: 'folded' is not a mapping")
+        for name, entry in folded.items():
+            if name not in self.spec.names or not isinstance(entry, dict):
+                raise StoreCorruptError(f"{where}: fold entry {name!r} is invalid")
+            if not 0 < _int(entry.get("steps"), f"{where} fold steps of {name!r}") <= steps:
+                raise StoreCorruptError(f"{where}: fold of {name!r} covers {entry['steps']} steps of {steps}")
             # The path is used to read and delete arrays: accept only the shape this library writes.
-            if not re.fullmatch(rf"fold/{re.escape(name)}/g[0-9]+", str(entry["path"])):
-                raise StoreCorruptError(f"{self.path}/zarr.json: fold path {entry['path']!r} of {name!r} is invalid")
-        return {"generation": int(m["generation"]), "steps": steps, "ids": ids, "folded": dict(m["folded"])}
+            if not re.fullmatch(rf"fold/{re.escape(name)}/g[0-9]+", str(entry.get("path"))):
+                raise StoreCorruptError(f"{where}: fold path {entry.get('path')!r} of {name!r} is invalid")
+        return {"generation": generation, "steps": steps, "ids": ids, "folded": dict(folded)}
+
+    def _check_journal(self) -> None:
+        """The journal arrays must hold what the spec and manifest say (cheap: metadata and one step record)."""
+        j = self._journal
+        last_end = int(self._get(j["steps"], np.s_[self.steps - 1 : self.steps])[0, 0])
+        if last_end != self.num_ids:
+            raise StoreCorruptError(
+                f"{self.path}/zarr.json: manifest counts {self.num_ids} ids, the journal's last step ends at {last_end}"
+            )
 
     def _write_manifest(self, **changes: Any) -> None:
         self._require_writable()
@@ -303,7 +332,17 @@ class ResponsibilityStore:
     @property
     def labels(self) -> np.ndarray | None:
         """Per-example labels recorded with the run, or None."""
-        return self._group["labels"][:] if "labels" in self._group else None
+        if self.labels_digest is None:
+            return None
+        arr = self._array("labels", "int64", lambda s: s == (self.num_examples,))
+        try:
+            labels = arr[:]
+        except Exception as exc:
+            raise StoreCorruptError(f"{self.path}/labels: unreadable chunk ({exc!r})") from exc
+        # Labels may legitimately be negative, so a lost chunk (fill -1) is caught by the digest instead.
+        if labels_digest(labels) != self.labels_digest:
+            raise StoreCorruptError(f"{self.path}/labels: labels do not match their recorded digest")
+        return labels
 
     def param(self, name: str) -> ParamSpec:
         return self.spec.param(name)
@@ -373,10 +412,14 @@ class ResponsibilityStore:
     @property
     def _journal(self) -> dict[str, zarr.Array]:
         if self._arrays is None:
-            try:
-                self._arrays = {name: self._group[f"journal/{name}"] for name in ("rows", "ids", "steps")}
-            except KeyError as exc:
-                raise StoreCorruptError(f"{self.path}: journal array missing ({exc})") from exc
+            width, steps, ids = self.spec.journal_width, self.steps, self.num_ids
+            self._arrays = {
+                "rows": self._array(
+                    "journal/rows", "float32", lambda s: len(s) == 2 and s[1] == width and s[0] >= steps
+                ),
+                "ids": self._array("journal/ids", "int64", lambda s: len(s) == 1 and s[0] >= ids),
+                "steps": self._array("journal/steps", "int64", lambda s: len(s) == 2 and s[1] == 4 and s[0] >= steps),
+            }
         return self._arrays
 
     def commit(self, steps: int, ids: int) -> None:
@@ -527,8 +570,8 @@ class ResponsibilityStore:
             for c0 in range(0, p.units, width):
                 cols = slice(c0, min(p.units, c0 + width))
                 if old is not None:
-                    acc_pos = torch.from_numpy(self._read(self._array(f"{old}/pos"), slice(None), cols))
-                    acc_neg = torch.from_numpy(self._read(self._array(f"{old}/neg"), slice(None), cols))
+                    acc_pos = torch.from_numpy(self._read(self._fold_array(p.name, "pos"), slice(None), cols))
+                    acc_neg = torch.from_numpy(self._read(self._fold_array(p.name, "neg"), slice(None), cols))
                 else:
                     acc_pos = torch.zeros(n, cols.stop - c0)
                     acc_neg = torch.zeros(n, cols.stop - c0)
@@ -550,6 +593,7 @@ class ResponsibilityStore:
         chunks = (min(n, lay.r_chunk_examples), min(p.units, lay.r_chunk_units))
         # overwrite: a fold killed before its commit may have left this (unreferenced) generation behind.
         group = self._group.require_group(path)
+        group.attrs.put({"steps": self.steps})
         out = {s: _create(group, s, (n, p.units), "float32", chunks, lay, overwrite=True) for s in ("pos", "neg")}
         k = min(lay.topk, n)
         if k:
@@ -572,18 +616,49 @@ class ResponsibilityStore:
             out[f"top_{s}_ids"][:, cols] = ids.numpy()
             out[f"top_{s}_values"][:, cols] = vals.numpy()
 
-    def _array(self, path: str) -> zarr.Array:
+    def _array(
+        self, path: str, dtype: str | None = None, shape_ok: Callable[[tuple[int, ...]], bool] | None = None
+    ) -> zarr.Array:
+        """Open an array the manifest or spec says exists, and check its dtype and shape against them."""
         try:
-            return self._group[path]
+            arr = self._group[path]
         except KeyError as exc:
-            raise StoreCorruptError(f"{self.path}/{path}: array missing (the manifest refers to it)") from exc
+            raise StoreCorruptError(f"{self.path}/{path}: array missing") from exc
+        except Exception as exc:  # malformed array metadata surfaces as many zarr/JSON error types
+            raise StoreCorruptError(f"{self.path}/{path}/zarr.json: unreadable array metadata ({exc!r})") from exc
+        if not isinstance(arr, zarr.Array):
+            raise StoreCorruptError(f"{self.path}/{path}: expected an array, found a group")
+        if dtype is not None and str(arr.dtype) != dtype:
+            raise StoreCorruptError(f"{self.path}/{path}: dtype {arr.dtype}, expected {dtype}")
+        if shape_ok is not None and not shape_ok(tuple(arr.shape)):
+            raise StoreCorruptError(f"{self.path}/{path}: shape {arr.shape} does not match the store's metadata")
+        return arr
+
+    def _fold_array(self, name: str, which: str) -> zarr.Array:
+        """An array of the current fold of ``name``; checks that it covers the steps the manifest says."""
+        entry = self._manifest["folded"][name]
+        p, n = self.spec.param(name), self.num_examples
+        group = entry["path"]
+        try:
+            covered = self._group[group].attrs.get("steps")
+        except Exception as exc:
+            raise StoreCorruptError(f"{self.path}/{group}: fold group unreadable ({exc!r})") from exc
+        if covered != entry["steps"]:
+            raise StoreCorruptError(
+                f"{self.path}/{group}: fold covers {covered} steps, the manifest says {entry['steps']}"
+            )
+        if which in ("pos", "neg"):
+            return self._array(f"{group}/{which}", "float32", lambda s: s == (n, p.units))
+        k = min(self.layout.topk, n)
+        dtype = "int64" if which.endswith("_ids") else "float32"
+        return self._array(f"{group}/{which}", dtype, lambda s: s == (k, p.units))
 
     def _get(self, arr: zarr.Array, selection: Any, orthogonal: bool = False) -> np.ndarray:
         """Read and verify: checksum errors and chunks that are missing (read as fill) raise StoreCorruptError."""
         try:
             data = arr.get_orthogonal_selection(selection) if orthogonal else arr[selection]
-        except (ValueError, OSError, RuntimeError) as exc:
-            raise StoreCorruptError(f"{self.path}/{arr.path}: unreadable chunk ({exc})") from exc
+        except Exception as exc:  # checksum, codec and I/O errors all mean a damaged chunk here
+            raise StoreCorruptError(f"{self.path}/{arr.path}: unreadable chunk ({exc!r})") from exc
         if data.dtype.kind == "f":
             lost = bool(np.isnan(data).any())
         else:  # journal/steps: only its ids_end column is never negative
@@ -627,9 +702,9 @@ class ResponsibilityStore:
             ncols = len(cols)
         need = self.num_examples * ncols * 4 * 3
         if need > max_bytes:
-            raise MemoryError(
-                f"reading R of {name!r} needs ~{need / 2**30:.1f} GiB (> max_bytes={max_bytes / 2**30:.1f} GiB); "
-                "select columns with weights=..., or raise max_bytes"
+            raise BudgetError(
+                f"{self.path}: reading R of {name!r} needs ~{need / 2**30:.1f} GiB "
+                f"(> max_bytes={max_bytes / 2**30:.1f} GiB); select columns with weights=..., or raise max_bytes"
             )
         pos, neg = self._after_newer_commit(lambda: self._read_pos_neg(p, cols, ncols, max_bytes))
         out = _signed(pos, neg, sign).numpy()
@@ -641,8 +716,8 @@ class ResponsibilityStore:
         done = self.folded_steps(p.name)
         group = self._fold_group_name(p.name)
         if group is not None:
-            pos = torch.from_numpy(np.ascontiguousarray(self._read(self._array(f"{group}/pos"), slice(None), cols)))
-            neg = torch.from_numpy(np.ascontiguousarray(self._read(self._array(f"{group}/neg"), slice(None), cols)))
+            pos = torch.from_numpy(np.ascontiguousarray(self._read(self._fold_array(p.name, "pos"), slice(None), cols)))
+            neg = torch.from_numpy(np.ascontiguousarray(self._read(self._fold_array(p.name, "neg"), slice(None), cols)))
         else:
             pos = torch.zeros(self.num_examples, ncols)
             neg = torch.zeros(self.num_examples, ncols)
@@ -670,8 +745,8 @@ class ResponsibilityStore:
             and self.folded_steps(name) == self.steps
             and k <= min(self.layout.topk, self.num_examples)
         ):
-            ids = self._get(self._array(f"{group}/top_{sign}_ids"), np.s_[:k])
-            vals = self._get(self._array(f"{group}/top_{sign}_values"), np.s_[:k])
+            ids = self._get(self._fold_array(name, f"top_{sign}_ids"), np.s_[:k])
+            vals = self._get(self._fold_array(name, f"top_{sign}_values"), np.s_[:k])
         else:
             ids = np.empty((k, p.units), np.int64)
             vals = np.empty((k, p.units), np.float32)
