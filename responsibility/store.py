@@ -220,6 +220,8 @@ class ResponsibilityStore:
             _check_replaceable(Path(path))
             shutil.rmtree(path)
         store = _open_zarr_store(path, read_only=False, storage_options=storage_options)
+        if overwrite and _is_url(path):
+            _check_replaceable_url(store, path)  # mode="w" below clears everything under the prefix
         meta = {
             "format": FORMAT_VERSION,
             "library_version": __version__,
@@ -799,6 +801,27 @@ def _check_replaceable(path: Path) -> None:
         attrs = {}
     if ATTR_KEY not in attrs:
         raise StoreExistsError(f"{path} is a non-empty directory that is not a responsibility store; not touching it")
+
+
+def _check_replaceable_url(store: Any, path: str) -> None:
+    """The object-storage twin of :func:`_check_replaceable`: clear only a responsibility store or nothing."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    async def any_key() -> bool:
+        async for _ in store.list():
+            return True
+        return False
+
+    if not sync(any_key()):
+        return
+    raw = sync(store.get("zarr.json", prototype=default_buffer_prototype()))
+    try:
+        attrs = json.loads(raw.to_bytes()).get("attributes", {}) if raw is not None else {}
+    except (ValueError, AttributeError):
+        attrs = {}
+    if not isinstance(attrs, dict) or ATTR_KEY not in attrs:
+        raise StoreExistsError(f"{path} holds objects that are not a responsibility store; not deleting them")
 
 
 def _check_sign(sign: str) -> None:

@@ -368,3 +368,16 @@ def test_dataset_size_change_between_runs_is_a_mismatch(tmp_path):
     cb = ResponsibilityCallback(tmp_path / "s.zarr")
     with pytest.raises(StoreMismatchError, match="num_examples: store has 48, run has 40"):
         trainer(tmp_path, [cb], max_epochs=1).fit(TinyNet(), DataLoader(IndexedData(40), batch_size=8))
+
+
+def test_overwrite_never_deletes_foreign_data(tmp_path):
+    from responsibility.spec import ParamSpec, RecordingSpec
+
+    spec = RecordingSpec((ParamSpec("w", (2, 2)),), num_examples=4)
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("precious")
+    with pytest.raises(StoreExistsError, match="not a responsibility store"):
+        ResponsibilityStore.create(tmp_path / "mine", spec, overwrite=True)
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
+    ResponsibilityStore.create(tmp_path / "store", spec)
+    ResponsibilityStore.create(tmp_path / "store", spec, overwrite=True)  # a responsibility store may be replaced

@@ -8,9 +8,9 @@ import sys
 import time
 
 import numpy as np
+from test_kill_resume import JOB
 
 from responsibility import ResponsibilityStore
-from test_kill_resume import JOB
 
 
 def naive_fold(store: ResponsibilityStore, name: str) -> np.ndarray:

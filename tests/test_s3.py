@@ -130,18 +130,9 @@ def test_open_missing_url_is_a_clear_error(s3):
         ResponsibilityStore.open(url, storage_options=_options(s3))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ResponsibilityStore.create(url, overwrite=True) clears the whole URL prefix without the check that "
-    "local paths get (_check_replaceable: only a responsibility store or an empty directory is deleted), so "
-    "unrelated objects under an s3:// prefix are deleted",
-)
 def test_overwrite_does_not_delete_foreign_objects_on_s3(s3):
     s3["client"].put_object(Bucket=BUCKET, Key="data/notes.txt", Body=b"precious")
     spec = RecordingSpec((ParamSpec("w", (2, 2)),), num_examples=4)
-    try:
+    with pytest.raises(StoreExistsError, match="not a responsibility store"):
         ResponsibilityStore.create(f"s3://{BUCKET}/data", spec, overwrite=True, storage_options=_options(s3))
-    except StoreExistsError:
-        pass  # the behaviour of a local directory: refused, nothing deleted
     assert "data/notes.txt" in _keys(s3, "data/")
