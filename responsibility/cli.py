@@ -207,6 +207,15 @@ def _parse_target(text: str) -> str | int | None:
         raise ValueError(f"--target must be 'predicted', 'none' or a class index, got {text!r}") from exc
 
 
+def _class_names(cfg: Any, args: argparse.Namespace) -> list[str] | None:
+    """Class names saved by the training run beside its store (class_names.json), if any."""
+    run_dir = Path(args.run_dir) if args.run_dir else None
+    if run_dir is None or not (run_dir / "class_names.json").is_file():
+        return None
+    names = json.loads((run_dir / "class_names.json").read_text())
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
 def cmd_query(args: argparse.Namespace) -> int:
     from .query import explain
 
@@ -241,6 +250,11 @@ def cmd_query(args: argparse.Namespace) -> int:
         ex.to_json(args.json)
     if args.csv:
         ex.to_csv(args.csv)
+    if args.html:
+        from .report import write_html
+
+        names = _class_names(cfg, args)
+        write_html(ex, args.html, class_names=names, store=str(store_path))
     print(f"{'input':>5} {'pred':>4} {'rank':>4} {'example':>8} {'label':>6} {'score':>12}  weights")
     for r in ex.to_records():
         label = "-" if r["label"] is None else str(r["label"])
@@ -327,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rule", choices=("sum", "max"), default="sum", help="conv activation over positions")
     p.add_argument("--json", metavar="OUT", help="also write the explanation as JSON to OUT")
     p.add_argument("--csv", metavar="OUT", help="also write one row per (input, rank) as CSV to OUT")
+    p.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report to OUT")
     p.set_defaults(func=cmd_query)
 
     p = sub.add_parser("groups", help="R of a parameter summed per training class (needs labels in the store)")

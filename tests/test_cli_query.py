@@ -51,7 +51,7 @@ def run_dir(tmp_path_factory):
 def test_query_run_dir_table_json_csv(run_dir, tmp_path):
     out = cli(
         "query", "--run-dir", str(run_dir), "--inputs", "test:0,1,2", "-k", "3",
-        "--json", str(tmp_path / "q.json"), "--csv", str(tmp_path / "q.csv"),
+        "--json", str(tmp_path / "q.json"), "--csv", str(tmp_path / "q.csv"), "--html", str(tmp_path / "q.html"),
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
@@ -60,6 +60,8 @@ def test_query_run_dir_table_json_csv(run_dir, tmp_path):
     assert [e["input"] for e in doc["inputs"]] == [0, 1, 2]
     assert all(len(e["example_ids"]) == 3 and e["labels"] is not None for e in doc["inputs"])
     assert len((tmp_path / "q.csv").read_text().strip().splitlines()) == 1 + 9
+    page = (tmp_path / "q.html").read_text()
+    assert page.count("<h2>Input ") == 3 and page.count("<tr><td>") == 9
 
 
 def test_query_explicit_files_layers_and_target(run_dir, tmp_path, capsys):
