@@ -140,7 +140,8 @@ def _build_model(cfg: Any, checkpoint: str) -> Any:
     try:
         ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; all mean the same to the user
-        raise ValueError(f"cannot read checkpoint {checkpoint}: {type(exc).__name__}: {exc}") from exc
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ValueError(f"cannot read checkpoint {checkpoint}: {type(exc).__name__}: {first}") from exc
     state = ckpt.get("state_dict") if isinstance(ckpt, dict) else None
     if not isinstance(state, dict):
         raise ValueError(f"{checkpoint} is not a Lightning checkpoint (no state_dict)")
@@ -188,7 +189,10 @@ def _load_inputs(text: str, cfg: Any) -> Any:
     if path.suffix == ".npy":
         x = torch.from_numpy(np.load(path, allow_pickle=False))
     elif path.suffix == ".pt":
-        x = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            x = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # e.g. a pickled object that weights_only refuses to build
+            raise ValueError(f"cannot read inputs {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
         if not isinstance(x, torch.Tensor):
             raise ValueError(f"{path} must hold one tensor (a batch of inputs), got {type(x).__name__}")
     else:

@@ -381,3 +381,12 @@ def test_overwrite_never_deletes_foreign_data(tmp_path):
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
     ResponsibilityStore.create(tmp_path / "store", spec)
     ResponsibilityStore.create(tmp_path / "store", spec, overwrite=True)  # a responsibility store may be replaced
+
+
+def test_changed_labels_are_a_mismatch(tmp_path):
+    _fit(tmp_path)
+    relabelled = IndexedData(N)
+    relabelled.targets = (relabelled.targets + 1) % 3
+    cb = ResponsibilityCallback(tmp_path / "s.zarr")
+    with pytest.raises(StoreMismatchError, match="labels differ"):
+        trainer(tmp_path, [cb], max_epochs=1).fit(TinyNet(), DataLoader(relabelled, batch_size=8))

@@ -146,3 +146,29 @@ def test_query_errors_are_one_line(run_dir, lenet_files, args, message, capsys):
     err = capsys.readouterr().err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], err
+
+
+class _Payload:
+    """Unpickling this would run code: weights_only loading must refuse it before it runs."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("what", ["checkpoint", "inputs"])
+def test_pickled_code_in_checkpoint_or_inputs_is_refused(run_dir, tmp_path, capsys, what):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    if what == "checkpoint":
+        torch.save({"state_dict": {}, "payload": _Payload(str(marker))}, evil)
+        args = ["--run-dir", str(run_dir), "--checkpoint", str(evil), "--inputs", "test:0"]
+    else:
+        torch.save(_Payload(str(marker)), evil)
+        args = ["--run-dir", str(run_dir), "--inputs", str(evil)]
+    assert main(["query", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot read" in err[0] and "UnpicklingError" in err[0]
+    assert not marker.exists()

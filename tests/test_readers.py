@@ -94,3 +94,29 @@ def test_reader_opened_before_a_refold_follows_the_new_commit(tmp_path):
     assert reader.read("w")[:, 0, 0].tolist() == [1.5, 1, 2, 0, 0.5]
     ids, _ = reader.most_responsible("w", k=2)
     assert ids[:, 0, 0].tolist() == [2, 0]
+
+
+def test_checkpoint_ahead_of_store_and_read_budget(tmp_path):
+    """Resuming a checkpoint that counts more steps than the store holds is refused; so is a read over budget."""
+    import pytest
+    import torch
+
+    from responsibility import BudgetError, StoreCorruptError
+    from responsibility.recorder import Recorder
+    from responsibility.spec import ParamSpec, RecordingSpec
+
+    w = torch.nn.Parameter(torch.zeros(4, 4))
+    store = ResponsibilityStore.create(tmp_path / "s.zarr", RecordingSpec((ParamSpec("w", (4, 4)),), num_examples=8))
+    rec = Recorder(store, [(store.param("w"), w)], background=False)
+    for t in range(3):
+        rec.snapshot()
+        with torch.no_grad():
+            w.add_(1.0)
+        rec.record_step([t])
+    rec.close()
+    with pytest.raises(StoreCorruptError, match="expects 5 recorded steps but the store has only 3"):
+        store.rollback(5)
+    assert store.steps == 3
+    with pytest.raises(BudgetError, match="select columns with weights"):
+        store.read("w", max_bytes=100)
+    assert store.read("w", weights=[0], max_bytes=400).shape == (8, 1)

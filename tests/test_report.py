@@ -43,7 +43,7 @@ def test_malicious_text_is_escaped(tmp_path):
         class_names=class_names,
         title=EVIL,
         store=f"/runs/{EVIL}.zarr",
-        image=f'grid" onload="alert(1).png',
+        image='grid" onload="alert(1).png',
     )
     parser = _Tags()
     parser.feed(page)
