@@ -262,11 +262,8 @@ class ResponsibilityCallback(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self.ids_key is not None:
-            ids = ids_from_batch(batch, self.ids_key)
-        else:
-            assert self._tracker is not None
-            ids = as_ids(self._tracker.next_ids())
+        # setup() made a tracker exactly when ids come from the sampler rather than the batch.
+        ids = ids_from_batch(batch, self.ids_key) if self._tracker is None else as_ids(self._tracker.next_ids())
         if not self._checked_first_batch:
             n = batch_length(batch) if self.ids_key is None else None
             if n is not None and n != len(ids):
@@ -351,18 +348,20 @@ class ResponsibilityCallback(Callback):
             self._recorder = None
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._recorder is None:
+        store = self._store
+        if self._recorder is None or store is None:
             return
         with self._storage_guard():
             self._recorder.close()
         if self._recorder is None:  # stopped by a storage failure
             return
         self._recorder = None
-        store = self._store
-        assert store is not None
         r_bytes = 8 * store.num_examples * sum(p.units for p in store.spec.params)
         if self.fold == "always" or (self.fold == "auto" and r_bytes <= self.fold_budget):
-            report = store.fold(budget_bytes=self.fold_budget)
+            with self._storage_guard():  # the journal is complete either way; a failed fold can be redone
+                report = store.fold(budget_bytes=self.fold_budget)
+            if self._stopped_at is not None:
+                return
             rank_zero_info(
                 f"responsibility: folded {report.steps} steps into R ({report.cells:.3g} cells, "
                 f"{report.seconds:.2f} s) at {store.path}"

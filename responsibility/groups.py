@@ -19,12 +19,14 @@ import torch
 from .spec import Sign
 from .store import DEFAULT_FOLD_BUDGET, ResponsibilityStore
 
-__all__ = ["class_share", "diagonal_dominance", "group_responsibility", "interclass_matrix"]
+__all__ = ["class_share", "diagonal_dominance", "group_responsibility", "interclass_matrix", "resolve_groups"]
 
 LEVELS = ("weight", "unit", "layer")
 
 
-def _groups(store: ResponsibilityStore, groups: np.ndarray | None, num_groups: int | None) -> tuple[np.ndarray, int]:
+def resolve_groups(
+    store: ResponsibilityStore, groups: np.ndarray | None, num_groups: int | None
+) -> tuple[np.ndarray, int]:
     if groups is None:
         groups = store.labels
         if groups is None:
@@ -57,7 +59,7 @@ def group_responsibility(
     Memory stays within ``budget_bytes`` (R is read in column blocks); ``progress(done, total)`` is called
     after each block with column counts.
     """
-    ids, g = _groups(store, groups, num_groups)
+    ids, g = resolve_groups(store, groups, num_groups)
     p = store.param(name)
     index = torch.from_numpy(ids)
     out = np.zeros((g, p.units), np.float64)

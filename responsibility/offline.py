@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import ResponsibilityError, StoreCorruptError
+from .groups import resolve_groups
 from .spec import SIGNS, Sign
 from .store import ResponsibilityStore
 
@@ -56,8 +57,7 @@ def as_dask(
 
     if sign not in SIGNS:
         raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
-    p = store.param(name)
-    folded = store.folded_steps(name)
+    folded = store.folded_steps(name)  # also rejects an unknown name
     if folded == 0:
         raise NotFoldedError(
             f"{name!r} in {store.path} is not folded; run store.fold() (open with mode='r+') or "
@@ -68,12 +68,10 @@ def as_dask(
             f"the fold of {name!r} in {store.path} covers {folded} of {store.steps} journal steps; run store.fold() "
             f"or `responsibility fold {store.path}` to bring it up to date, or pass allow_stale=True"
         )
-    path = store._manifest["folded"][name]["path"]
     parts = []
     for part in ("pos", "neg") if sign == "abs" else (sign,):
-        arr = store._array(f"{path}/{part}")
-        if arr.shape != (store.num_examples, p.units):
-            raise StoreCorruptError(f"{store.path}/{path}/{part}: shape {arr.shape}, expected R's")
+        arr = store.fold_array(name, part)  # dtype and shape checked against the spec
+        path = arr.path.rsplit("/", 1)[0]
         # Named by content identity (store, generation path): the same fold gives the same graph keys.
         token = tokenize(store.path, path, part, store.generation)
         x = da.from_array(
@@ -132,7 +130,7 @@ def group_sums(
     import dask.array as da
 
     r = as_dask(store, name, sign)
-    groups, g = _check_groups(store, groups, num_groups)
+    groups, g = resolve_groups(store, groups, num_groups)
     gid = da.from_array(groups, chunks=(r.chunks[0],))
     per_chunk = da.blockwise(
         _group_block,
@@ -186,23 +184,3 @@ def _group_block(block: np.ndarray, gid: np.ndarray, g: int) -> np.ndarray:
     acc = torch.zeros((g, block.shape[1]), dtype=torch.float64)
     acc.index_add_(0, torch.from_numpy(np.ascontiguousarray(gid)), torch.from_numpy(block).double())
     return acc.numpy()[None]
-
-
-def _check_groups(
-    store: ResponsibilityStore, groups: np.ndarray | None, num_groups: int | None
-) -> tuple[np.ndarray, int]:
-    if groups is None:
-        groups = store.labels
-        if groups is None:
-            raise ValueError(f"store {store.path} has no labels; pass groups=... (one group id per example)")
-    groups = np.asarray(groups)
-    if groups.shape != (store.num_examples,) or not np.issubdtype(groups.dtype, np.integer):
-        raise ValueError(f"groups must be {store.num_examples} integer group ids, got shape {groups.shape}")
-    if groups.min() < 0:
-        raise ValueError("group ids must be non-negative")
-    g = int(groups.max()) + 1
-    if num_groups is not None:
-        if num_groups < g:
-            raise ValueError(f"num_groups={num_groups} but group ids go up to {g - 1}")
-        g = int(num_groups)
-    return groups.astype(np.int64), g

@@ -203,23 +203,17 @@ def top_examples(
     """
     cols = np.asarray(columns, dtype=np.int64)
     if _index_usable(store, name, k):
-        path = store._manifest["folded"][name]["path"]
         uniq, inverse = np.unique(cols, return_inverse=True)
-        sel = (slice(0, k), uniq)
-        ids = store._group[f"{path}/top_{sign}_ids"].get_orthogonal_selection(sel)
-        vals = store._group[f"{path}/top_{sign}_values"].get_orthogonal_selection(sel)
-        return ids[:, inverse], vals[:, inverse]
+        index = store.topk_index(name, sign, uniq)
+        if index is not None:
+            return index[0][:k, inverse], index[1][:k, inverse]
     r = store.read(name, sign, weights=cols)
     ids, vals = topk_desc(torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)), k)
     return ids.numpy(), vals.numpy()
 
 
 def _index_usable(store: ResponsibilityStore, name: str, k: int) -> bool:
-    return (
-        store.folded_steps(name) == store.steps > 0
-        and k <= min(store.layout.topk, store.num_examples)
-        and name in store._manifest["folded"]
-    )
+    return store.folded_steps(name) == store.steps > 0 and k <= min(store.layout.topk, store.num_examples)
 
 
 @dataclass
@@ -303,10 +297,10 @@ class Explainer:
             key = (name, sign)
             cached = self._index.get(key)
             if cached is None or cached[0] != store.generation:
-                path = store._manifest["folded"][name]["path"]
-                ids = store._group[f"{path}/top_{sign}_ids"][:]
-                vals = store._group[f"{path}/top_{sign}_values"][:]
-                cached = self._index[key] = (store.generation, ids, vals)
+                index = store.topk_index(name, sign)
+                if index is None:
+                    return top_examples(store, name, columns, k, sign)
+                cached = self._index[key] = (store.generation, *index)
             return cached[1][:k, columns], cached[2][:k, columns]
         return top_examples(store, name, columns, k, sign)
 

@@ -636,6 +636,32 @@ class ResponsibilityStore:
             raise StoreCorruptError(f"{self.path}/{path}: shape {arr.shape} does not match the store's metadata")
         return arr
 
+    def fold_array(self, name: str, which: str) -> zarr.Array:
+        """An array of the current fold of ``name``: ``pos``/``neg`` R or ``top_<sign>_ids``/``_values``.
+
+        Checked against the spec and manifest; for Dask and other readers that work chunk by chunk.
+        """
+        if name not in self._manifest["folded"]:
+            raise KeyError(f"{name!r} has no fold in {self.path}; run store.fold() or `responsibility fold`")
+        return self._fold_array(name, which)
+
+    def topk_index(
+        self, name: str, sign: Sign = "abs", columns: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The stored top-k index of ``name`` (ids, values: ``(depth, columns)``), or None unless it is current."""
+        _check_sign(sign)
+        self.spec.param(name)
+        if (
+            not (self.steps > 0 and self.folded_steps(name) == self.steps)
+            or min(self.layout.topk, self.num_examples) == 0
+        ):
+            return None
+        sel: Any = np.s_[:] if columns is None else (slice(None), np.asarray(columns, dtype=np.int64))
+        orth = columns is not None
+        ids = self._get(self._fold_array(name, f"top_{sign}_ids"), sel, orthogonal=orth)
+        vals = self._get(self._fold_array(name, f"top_{sign}_values"), sel, orthogonal=orth)
+        return ids, vals
+
     def _fold_array(self, name: str, which: str) -> zarr.Array:
         """An array of the current fold of ``name``; checks that it covers the steps the manifest says."""
         entry = self._manifest["folded"][name]
