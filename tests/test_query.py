@@ -226,3 +226,25 @@ def test_errors(mlp_run):
     other = Wrapped(nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3)))
     with pytest.raises(StoreMismatchError, match="net.0.weight has shape"):
         Explainer(other, store)
+
+
+def test_known_answer_target_on_final_layer(tmp_path):
+    """A single Linear layer is the final layer: feature 0 is non-zero only in example 5, so for every target
+    class c the chosen weight is [c, 0] and the answer is example 5; other features' weights never win."""
+    torch.manual_seed(2)
+    x = torch.randn(16, 4) * 0.1
+    x[:, 0] = 0.0
+    x[5, 0] = 1.5
+    y = torch.arange(16) % 3
+    model = Wrapped(nn.Sequential(nn.Linear(4, 3)))
+    store = fit(tmp_path, model, x, y)
+    probe = torch.zeros(1, 4)
+    probe[0, 0] = 2.0
+    logits = model(probe)
+    for target, row in [(0, 0), (1, 1), (2, 2), ("predicted", int(logits.argmax()))]:
+        ex = explain(model, store, probe, k=2, layers="net.0.weight", target=target)
+        name, index, _ = ex[0].weights[0]
+        assert (name, index) == ("net.0.weight", (row, 0)), target
+        assert ex[0].example_ids[0] == 5 and ex[0].scores[1] == 0
+    ex = explain(model, store, probe, k=1, layers="net.0.weight", target=None)
+    assert ex[0].weights[0][1][1] == 0 and ex[0].example_ids[0] == 5
