@@ -39,7 +39,7 @@ from responsibility.ids import IdsKey, SamplerIdTracker, batch_length, dataset_l
 from responsibility.recorder import Recorder, as_ids, check_ids
 from responsibility.selection import select_parameters, validate_granularity
 from responsibility.spec import BATCH_SHARES, ParamSpec, RecordingSpec
-from responsibility.store import Layout, ResponsibilityStore
+from responsibility.store import Layout, ResponsibilityStore, check_location
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class ResponsibilityCallback(Callback):
             granularity = dict(granularity)  # Hydra passes DictConfig
         validate_granularity(granularity)
         Layout(topk=topk, codec=codec)  # validates topk and codec now rather than at train start
-        self.store_path = str(store)
+        self.store_path = check_location(store)
         self.layers = (
             [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
         )

@@ -128,6 +128,26 @@ def _int(value: Any, what: str) -> int:
     return value
 
 
+def check_location(path: str | Path) -> str:
+    """Validate a store location before anything is written: a directory path or a known fsspec URL."""
+    text = str(path).strip()
+    if not text or "\x00" in text:
+        raise ValueError(f"invalid store location {str(path)!r}")
+    if _is_url(text):
+        import fsspec
+
+        protocol = text.split("://", 1)[0]
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ValueError, ImportError) as exc:
+            raise ValueError(f"store URL {text!r}: unsupported or unavailable protocol {protocol!r} ({exc})") from exc
+        return text
+    local = Path(text[len("file://") :] if text.startswith("file://") else text)
+    if local.exists() and not local.is_dir():
+        raise ValueError(f"store location {text} is an existing file, not a directory")
+    return text
+
+
 def labels_digest(labels: np.ndarray | None) -> str | None:
     """A short content hash of the labels, so a store notices a changed dataset."""
     if labels is None:

@@ -153,11 +153,21 @@ def test_layer_globs_and_granularity_mapping_select_as_documented(tmp_path):
         (dict(codec="gzip9"), ValueError),
         (dict(topk=-1), ValueError),
         (dict(num_examples=0), ValueError),
+        (dict(on_error="ignore"), ValueError),
     ],
 )
 def test_bad_settings_fail_at_construction(tmp_path, kwargs, error):
     with pytest.raises(error):
         ResponsibilityCallback(tmp_path / "s.zarr", **kwargs)
+
+
+@pytest.mark.parametrize(
+    "where, message", [("", "invalid store location"), ("nosuchfs://b/s.zarr", "protocol"), ("{file}", "existing file")]
+)
+def test_bad_store_location_fails_at_construction(tmp_path, where, message):
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(ValueError, match=message):
+        ResponsibilityCallback(where.format(file=tmp_path / "f.txt"))
 
 
 def _fit(tmp_path, model=None, **kw):
