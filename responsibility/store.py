@@ -38,7 +38,7 @@ from zarr.codecs import BloscCodec, Crc32cCodec
 
 from . import __version__
 from .errors import BudgetError, StoreCorruptError, StoreExistsError, StoreMismatchError
-from .fold import FoldKernel, index_add_fold, split_signed, step_groups, topk_desc
+from .fold import FoldKernel, index_add_fold, split_signed, step_groups, topk_desc, topk_rows
 from .spec import SIGNS, ParamSpec, RecordingSpec, Sign
 
 FORMAT_VERSION = 1
@@ -633,10 +633,12 @@ class ResponsibilityStore:
         k = min(self.layout.topk, self.num_examples)
         if not k:
             return
+        # One transpose of each part serves all three signs: top-k runs along contiguous rows.
+        pos_t, neg_t = pos.t().contiguous(), neg.t().contiguous()
         for s in SIGNS:
-            ids, vals = topk_desc(_signed(pos, neg, s), k)
-            out[f"top_{s}_ids"][:, cols] = ids.numpy()
-            out[f"top_{s}_values"][:, cols] = vals.numpy()
+            ids, vals = topk_rows(_signed(pos_t, neg_t, s), k)
+            out[f"top_{s}_ids"][:, cols] = ids.t().numpy()
+            out[f"top_{s}_values"][:, cols] = vals.t().numpy()
 
     def _array(
         self, path: str, dtype: str | None = None, shape_ok: Callable[[tuple[int, ...]], bool] | None = None

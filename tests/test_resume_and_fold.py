@@ -168,3 +168,23 @@ def test_topk_desc_ties_and_zeros():
     assert ids[:, 0].tolist() == [1, 2, 3, 0]
     assert ids[:, 1].tolist() == [0, 1, 3, 2]
     assert vals[:, 0].tolist() == [3.0, 3.0, 1.0, 0.0]
+
+
+def test_topk_rows_matches_stable_sort_with_heavy_ties():
+    """Rows tied across the cut (as after one epoch, where a whole batch shares one R value) and without ties."""
+    from responsibility.fold import topk_rows
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n, m = int(rng.integers(1, 60)), int(rng.integers(1, 5))
+        k = int(rng.integers(1, n + 1))
+        if trial % 3 == 0:
+            v = rng.choice(np.array([0.0, 0.5, 1.0, 2.0], np.float32), size=(m, n))
+        elif trial % 3 == 1:
+            v = np.repeat(rng.random((m, (n + 7) // 8), dtype=np.float32), 8, axis=1)[:, :n]  # batches of 8
+        else:
+            v = rng.random((m, n), dtype=np.float32)
+        ids, vals = topk_rows(torch.from_numpy(np.ascontiguousarray(v)), k)
+        order = np.argsort(-v, axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(ids.numpy(), order)
+        np.testing.assert_array_equal(vals.numpy(), np.take_along_axis(v, order, 1))
