@@ -36,10 +36,12 @@ from responsibility.errors import (
     UnsupportedStrategyError,
 )
 from responsibility.ids import IdsKey, SamplerIdTracker, batch_length, dataset_labels, ids_from_batch
+from responsibility.layout import Layout
+from responsibility.location import check_location
 from responsibility.recorder import Recorder, as_ids, check_ids
 from responsibility.selection import select_parameters, validate_granularity
 from responsibility.spec import BATCH_SHARES, ParamSpec, RecordingSpec
-from responsibility.store import Layout, ResponsibilityStore, check_location
+from responsibility.store import ResponsibilityStore
 
 log = logging.getLogger(__name__)
 

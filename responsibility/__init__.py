@@ -22,8 +22,9 @@ from .errors import (  # noqa: E402
     StoreWriteError,
     UnsupportedStrategyError,
 )
+from .layout import Layout  # noqa: E402
 from .spec import ParamSpec, RecordingSpec  # noqa: E402
-from .store import Layout, ResponsibilityStore  # noqa: E402
+from .store import ResponsibilityStore  # noqa: E402
 
 if TYPE_CHECKING:
     from callbacks.responsibility import ResponsibilityCallback

@@ -43,8 +43,9 @@ class _Buffer:
 class Recorder:
     """Journals the weight changes of the tracked parameters into a :class:`ResponsibilityStore`.
 
-    ``num_steps``/``num_ids`` say where the journal continues (a resumed run); the partial chunk before that
-    point is reloaded so that every write stays a whole-chunk write.
+    The journal continues at the store's committed step count (after a rollback, where the resumed checkpoint
+    left off); the partly written chunk row before that point is reloaded, so every write stays a whole-chunk
+    write.
     """
 
     def __init__(

@@ -34,56 +34,19 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
 
 from . import __version__
 from .errors import BudgetError, StoreCorruptError, StoreExistsError, StoreMismatchError
 from .fold import FoldKernel, index_add_fold, split_signed, step_groups, topk_desc, topk_rows
+from .layout import Layout, create_array
+from .location import ATTR_KEY, check_replaceable, check_replaceable_url, is_url, open_zarr_store
 from .spec import SIGNS, ParamSpec, RecordingSpec, Sign
 
 FORMAT_VERSION = 1
-ATTR_KEY = "responsibility"
 MANIFEST_KEY = "manifest"
-CODECS = ("lz4", "zstd", "none")
 DEFAULT_FOLD_BUDGET = 1 << 30
 DEFAULT_READ_BUDGET = 4 << 30
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Chunking and compression, fixed when a store is created.
-
-    ``chunk_steps`` journal rows form one chunk row: the recorder buffers that many steps and writes whole
-    chunks. R chunks are (``r_chunk_examples``, ``r_chunk_units``): a fold writes column blocks over all
-    examples, so it writes whole chunks too.
-    """
-
-    chunk_steps: int = 32
-    journal_chunk_cols: int = 32768
-    r_chunk_examples: int = 1024
-    r_chunk_units: int = 256
-    codec: str = "lz4"
-    topk: int = 10
-
-    def __post_init__(self) -> None:
-        for field in ("chunk_steps", "journal_chunk_cols", "r_chunk_examples", "r_chunk_units"):
-            if int(getattr(self, field)) < 1:
-                raise ValueError(f"{field} must be >= 1")
-        if self.topk < 0:
-            raise ValueError("topk must be >= 0")
-        if self.codec not in CODECS:
-            raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
-
-    def compressors(self) -> list[Any]:
-        # A CRC32C per chunk turns bit rot or a torn chunk into a read error instead of wrong numbers.
-        if self.codec == "none":
-            return [Crc32cCodec()]
-        # Shuffle groups float bytes by significance: real Δw (many exact zeros) compresses about 2x.
-        return [BloscCodec(cname=self.codec, clevel=5 if self.codec == "lz4" else 1, shuffle="shuffle"), Crc32cCodec()]
-
-    def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 @dataclass
@@ -100,21 +63,6 @@ class FoldReport:
         return self.cells / self.seconds if self.seconds > 0 else float("inf")
 
 
-def _is_url(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
-
-
-def _open_zarr_store(path: str | Path, read_only: bool, storage_options: dict | None) -> Any:
-    path = str(path)
-    if _is_url(path):
-        from zarr.storage import FsspecStore
-
-        return FsspecStore.from_url(path, storage_options=storage_options, read_only=read_only)
-    if path.startswith("file://"):
-        path = path[len("file://") :]
-    return zarr.storage.LocalStore(path, read_only=read_only)
-
-
 def metadata_digest(meta: dict[str, Any]) -> str:
     """Digest of a store's static metadata (everything but the digest itself): any later edit is detected."""
     body = {k: v for k, v in meta.items() if k != "digest"}
@@ -126,26 +74,6 @@ def _int(value: Any, what: str) -> int:
     if type(value) is not int or value < 0:
         raise StoreCorruptError(f"{what} must be a non-negative integer, got {value!r}")
     return value
-
-
-def check_location(path: str | Path) -> str:
-    """Validate a store location before anything is written: a directory path or a known fsspec URL."""
-    text = str(path).strip()
-    if not text or "\x00" in text:
-        raise ValueError(f"invalid store location {str(path)!r}")
-    if _is_url(text):
-        import fsspec
-
-        protocol = text.split("://", 1)[0]
-        try:
-            fsspec.get_filesystem_class(protocol)
-        except (ValueError, ImportError) as exc:
-            raise ValueError(f"store URL {text!r}: unsupported or unavailable protocol {protocol!r} ({exc})") from exc
-        return text
-    local = Path(text[len("file://") :] if text.startswith("file://") else text)
-    if local.exists() and not local.is_dir():
-        raise ValueError(f"store location {text} is an existing file, not a directory")
-    return text
 
 
 def labels_digest(labels: np.ndarray | None) -> str | None:
@@ -192,9 +120,9 @@ class ResponsibilityStore:
         if mode not in ("r", "r+"):
             raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
         path = str(path)
-        if not _is_url(path) and not (Path(path) / "zarr.json").exists():
+        if not is_url(path) and not (Path(path) / "zarr.json").exists():
             raise FileNotFoundError(f"no responsibility store at {path} (no zarr.json)")
-        store = _open_zarr_store(path, read_only=(mode == "r"), storage_options=storage_options)
+        store = open_zarr_store(path, read_only=(mode == "r"), storage_options=storage_options)
         try:
             group = zarr.open_group(store=store, mode=mode)
         except (FileNotFoundError, KeyError) as exc:
@@ -207,9 +135,9 @@ class ResponsibilityStore:
     def exists(cls, path: str | Path, *, storage_options: dict | None = None) -> bool:
         """Whether ``path`` holds a Zarr group (of any kind)."""
         path = str(path)
-        if not _is_url(path):
+        if not is_url(path):
             return (Path(path) / "zarr.json").exists()
-        store = _open_zarr_store(path, read_only=True, storage_options=storage_options)
+        store = open_zarr_store(path, read_only=True, storage_options=storage_options)
         from zarr.core.sync import sync
 
         return bool(sync(store.exists("zarr.json")))
@@ -236,12 +164,12 @@ class ResponsibilityStore:
             if labels.shape != (spec.num_examples,):
                 raise ValueError(f"labels must have shape ({spec.num_examples},), got {labels.shape}")
             labels = labels.astype(np.int64)
-        if overwrite and not _is_url(path) and Path(path).exists():
-            _check_replaceable(Path(path))
+        if overwrite and not is_url(path) and Path(path).exists():
+            check_replaceable(Path(path))
             shutil.rmtree(path)
-        store = _open_zarr_store(path, read_only=False, storage_options=storage_options)
-        if overwrite and _is_url(path):
-            _check_replaceable_url(store, path)  # mode="w" below clears everything under the prefix
+        store = open_zarr_store(path, read_only=False, storage_options=storage_options)
+        if overwrite and is_url(path):
+            check_replaceable_url(store, path)  # mode="w" below clears everything under the prefix
         meta = {
             "format": FORMAT_VERSION,
             "library_version": __version__,
@@ -257,13 +185,13 @@ class ResponsibilityStore:
         group = zarr.open_group(store=store, mode="w", attributes={ATTR_KEY: meta, MANIFEST_KEY: manifest})
         journal = group.require_group("journal")
         width = spec.journal_width
-        _create(
+        create_array(
             journal, "rows", (0, width), "float32", (layout.chunk_steps, min(width, layout.journal_chunk_cols)), layout
         )
-        _create(journal, "ids", (0,), "int64", (1 << 16,), layout)
-        _create(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
+        create_array(journal, "ids", (0,), "int64", (1 << 16,), layout)
+        create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
         if labels is not None:
-            _create(group, "labels", labels.shape, "int64", (min(len(labels), 1 << 20),), layout)[:] = labels
+            create_array(group, "labels", labels.shape, "int64", (min(len(labels), 1 << 20),), layout)[:] = labels
         return cls(group, path, read_only=False)
 
     # ------------------------------------------------------------------ metadata
@@ -616,15 +544,15 @@ class ResponsibilityStore:
         # overwrite: a fold killed before its commit may have left this (unreferenced) generation behind.
         group = self._group.require_group(path)
         group.attrs.put({"steps": self.steps})
-        out = {s: _create(group, s, (n, p.units), "float32", chunks, lay, overwrite=True) for s in ("pos", "neg")}
+        out = {s: create_array(group, s, (n, p.units), "float32", chunks, lay, overwrite=True) for s in ("pos", "neg")}
         k = min(lay.topk, n)
         if k:
             tchunks = (k, min(p.units, 1 << 16))
             for s in SIGNS:
-                out[f"top_{s}_ids"] = _create(
+                out[f"top_{s}_ids"] = create_array(
                     group, f"top_{s}_ids", (k, p.units), "int64", tchunks, lay, overwrite=True
                 )
-                out[f"top_{s}_values"] = _create(
+                out[f"top_{s}_values"] = create_array(
                     group, f"top_{s}_values", (k, p.units), "float32", tchunks, lay, overwrite=True
                 )
         return out
@@ -837,41 +765,6 @@ class _Membership:
         return ids, counts, np.concatenate([[0], np.cumsum(counts)])
 
 
-def _check_replaceable(path: Path) -> None:
-    """``overwrite`` deletes only a responsibility store or an empty directory, never other data."""
-    if not path.is_dir():
-        raise StoreExistsError(f"{path} exists and is not a directory; not touching it")
-    if not any(path.iterdir()):
-        return
-    try:
-        attrs = json.loads((path / "zarr.json").read_text()).get("attributes", {})
-    except (OSError, ValueError, AttributeError):
-        attrs = {}
-    if ATTR_KEY not in attrs:
-        raise StoreExistsError(f"{path} is a non-empty directory that is not a responsibility store; not touching it")
-
-
-def _check_replaceable_url(store: Any, path: str) -> None:
-    """The object-storage twin of :func:`_check_replaceable`: clear only a responsibility store or nothing."""
-    from zarr.core.buffer import default_buffer_prototype
-    from zarr.core.sync import sync
-
-    async def any_key() -> bool:
-        async for _ in store.list():
-            return True
-        return False
-
-    if not sync(any_key()):
-        return
-    raw = sync(store.get("zarr.json", prototype=default_buffer_prototype()))
-    try:
-        attrs = json.loads(raw.to_bytes()).get("attributes", {}) if raw is not None else {}
-    except (ValueError, AttributeError):
-        attrs = {}
-    if not isinstance(attrs, dict) or ATTR_KEY not in attrs:
-        raise StoreExistsError(f"{path} holds objects that are not a responsibility store; not deleting them")
-
-
 def _check_sign(sign: str) -> None:
     if sign not in SIGNS:
         raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
@@ -892,28 +785,6 @@ def _signed(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> torch.Tensor:
     if sign == "neg":
         return neg
     return pos + neg
-
-
-def _create(
-    group: zarr.Group,
-    name: str,
-    shape: tuple[int, ...],
-    dtype: str,
-    chunks: tuple[int, ...],
-    layout: Layout,
-    overwrite: bool = False,
-) -> zarr.Array:
-    # Fill values are impossible data (R, Δw never NaN; ids, offsets never negative): a lost chunk reads as them.
-    fill = np.nan if dtype == "float32" else -1
-    return group.create_array(
-        name,
-        shape=shape,
-        dtype=dtype,
-        chunks=chunks,
-        fill_value=fill,
-        compressors=layout.compressors(),
-        overwrite=overwrite,
-    )
 
 
 def _shift(cols: slice | np.ndarray, offset: int) -> slice | np.ndarray:

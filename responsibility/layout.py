@@ -1,0 +1,70 @@
+"""How a store's arrays are chunked and encoded: fixed when the store is created."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
+
+CODECS = ("lz4", "zstd", "none")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Chunking and compression, fixed when a store is created.
+
+    ``chunk_steps`` journal rows form one chunk row: the recorder buffers that many steps and writes whole
+    chunks. R chunks are (``r_chunk_examples``, ``r_chunk_units``): a fold writes column blocks over all
+    examples, so it writes whole chunks too.
+    """
+
+    chunk_steps: int = 32
+    journal_chunk_cols: int = 32768
+    r_chunk_examples: int = 1024
+    r_chunk_units: int = 256
+    codec: str = "lz4"
+    topk: int = 10
+
+    def __post_init__(self) -> None:
+        for field in ("chunk_steps", "journal_chunk_cols", "r_chunk_examples", "r_chunk_units"):
+            if int(getattr(self, field)) < 1:
+                raise ValueError(f"{field} must be >= 1")
+        if self.topk < 0:
+            raise ValueError("topk must be >= 0")
+        if self.codec not in CODECS:
+            raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
+
+    def compressors(self) -> list[Any]:
+        # A CRC32C per chunk turns bit rot or a torn chunk into a read error instead of wrong numbers.
+        if self.codec == "none":
+            return [Crc32cCodec()]
+        # Shuffle groups float bytes by significance: real Δw (many exact zeros) compresses about 2x.
+        return [BloscCodec(cname=self.codec, clevel=5 if self.codec == "lz4" else 1, shuffle="shuffle"), Crc32cCodec()]
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def create_array(
+    group: zarr.Group,
+    name: str,
+    shape: tuple[int, ...],
+    dtype: str,
+    chunks: tuple[int, ...],
+    layout: Layout,
+    overwrite: bool = False,
+) -> zarr.Array:
+    # Fill values are impossible data (R, Δw never NaN; ids, offsets never negative): a lost chunk reads as them.
+    fill = np.nan if dtype == "float32" else -1
+    return group.create_array(
+        name,
+        shape=shape,
+        dtype=dtype,
+        chunks=chunks,
+        fill_value=fill,
+        compressors=layout.compressors(),
+        overwrite=overwrite,
+    )
