@@ -100,7 +100,9 @@ class ResponsibilityStore:
                 f"{path} has store format {meta['format']}, newer than this library understands "
                 f"({FORMAT_VERSION}); upgrade responsibility"
             )
-        if meta.get("digest") != metadata_digest(meta):
+        if "digest" not in meta:
+            raise StoreCorruptError(f"{path}/zarr.json: no metadata digest (written by a pre-release version?)")
+        if meta["digest"] != metadata_digest(meta):
             raise StoreCorruptError(f"{path}/zarr.json: the store's metadata was altered (digest mismatch)")
         try:
             self.spec = RecordingSpec.from_json(meta["spec"])
