@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -118,3 +119,54 @@ def test_small_journal_chunks_and_worker_processes(tmp_path):
 def test_labels_stored_from_dataset(tmp_path):
     store, _, _ = run_case(tmp_path, batch_size=8, max_epochs=1)
     np.testing.assert_array_equal(store.labels, IndexedData(N).targets.numpy())
+
+
+class _Scheduled(TinyNet):
+    def configure_optimizers(self):
+        opt = torch.optim.SGD(self.parameters(), lr=0.2, momentum=0.5)
+        return {"optimizer": opt, "lr_scheduler": torch.optim.lr_scheduler.StepLR(opt, step_size=3, gamma=0.3)}
+
+
+class _TwoOptimizers(TinyNet):
+    """Manual optimization, one optimizer per layer, both stepping in every batch (a GAN-like loop)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):
+        first, second = self.optimizers()
+        loss = torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+        first.zero_grad()
+        second.zero_grad()
+        self.manual_backward(loss)
+        first.step()
+        if batch_idx % 2 == 0:  # the second optimizer skips every other batch
+            second.step()
+
+    def configure_optimizers(self):
+        return [torch.optim.SGD(self.net[0].parameters(), lr=0.1), torch.optim.Adam(self.net[2].parameters(), 0.01)]
+
+
+@pytest.mark.parametrize(
+    "model, trainer_kw",
+    [
+        (_Scheduled, dict(max_epochs=2)),
+        (_TwoOptimizers, dict(max_epochs=2)),
+        (TinyNet, dict(max_epochs=3, reload_dataloaders_every_n_epochs=1)),
+    ],
+    ids=["lr_scheduler", "two_optimizers_manual", "reload_dataloaders"],
+)
+def test_schedulers_several_optimizers_and_reloaded_loaders(tmp_path, model, trainer_kw):
+    torch.manual_seed(1)
+    ref = NaiveReference(N)
+    cb = ResponsibilityCallback(tmp_path / "store.zarr")
+
+    class Data(L.LightningDataModule):
+        def train_dataloader(self):
+            return DataLoader(IndexedData(N), batch_size=8, shuffle=True)
+
+    trainer(tmp_path, [cb, ref], **trainer_kw).fit(model(), datamodule=Data())
+    store = ResponsibilityStore.open(tmp_path / "store.zarr")
+    assert store.steps == 6 * trainer_kw["max_epochs"]
+    assert_matches(store, ref)
