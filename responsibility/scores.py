@@ -1,0 +1,62 @@
+"""Example-level scores from a store, for data debugging: which training examples look wrong?
+
+- :func:`self_responsibility`: an example's total responsibility over the chosen parameters, Σ_weights R[m]
+  (the paper ranks examples by it, on the first layer). With the uniform rule it measures how much the weights
+  moved while the example was in the batch: loud, hard or mislabelled examples move them more.
+- :func:`class_agreement`: a new score built from the *signed* arrays. Each example's net push on the weights,
+  D[m] = R_pos[m] − R_neg[m], is compared (cosine) with the mean push of the examples that carry the same label.
+  A mislabelled example is trained towards another class's targets, so its push tends to disagree with its
+  labelled class: rank by *low* agreement. Returned as a suspicion score (1 − cosine, in [0, 2]).
+
+Both stream R block by block (:meth:`ResponsibilityStore.iter_blocks`), so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .groups import resolve_groups
+from .store import DEFAULT_FOLD_BUDGET, ResponsibilityStore
+
+
+def self_responsibility(
+    store: ResponsibilityStore,
+    parameters: Sequence[str] | None = None,
+    sign: str = "abs",
+    budget_bytes: int = DEFAULT_FOLD_BUDGET,
+) -> np.ndarray:
+    """Σ over the weights of ``parameters`` (default all) of R[m]: shape (num_examples,), float64."""
+    total = np.zeros(store.num_examples)
+    for name in parameters or store.parameters:
+        for _, block in store.iter_blocks(name, sign, budget_bytes):
+            total += block.sum(axis=1, dtype=np.float64)
+    return total
+
+
+def class_agreement(
+    store: ResponsibilityStore,
+    parameters: Sequence[str] | None = None,
+    labels: np.ndarray | None = None,
+    budget_bytes: int = DEFAULT_FOLD_BUDGET,
+) -> np.ndarray:
+    """Suspicion score 1 − cos(D[m], mean_{label(j)=label(m)} D[j]) with D = R_pos − R_neg: (num_examples,)."""
+    groups, g = resolve_groups(store, labels, None)
+    dots = np.zeros(store.num_examples)
+    norms = np.zeros(store.num_examples)
+    class_norms = np.zeros(g)
+    for name in parameters or store.parameters:
+        for (_, pos), (_, neg) in zip(
+            store.iter_blocks(name, "pos", budget_bytes), store.iter_blocks(name, "neg", budget_bytes), strict=True
+        ):
+            d = pos.astype(np.float64) - neg
+            means = np.zeros((g, d.shape[1]))
+            np.add.at(means, groups, d)
+            means /= np.maximum(np.bincount(groups, minlength=g), 1)[:, None]
+            dots += np.einsum("ij,ij->i", d, means[groups])
+            norms += np.einsum("ij,ij->i", d, d)
+            class_norms += np.einsum("ij,ij->i", means, means)
+    denom = np.sqrt(norms) * np.sqrt(class_norms[groups])
+    cosine = np.divide(dots, denom, out=np.zeros_like(dots), where=denom > 0)
+    return 1.0 - cosine
