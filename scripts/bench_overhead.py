@@ -32,6 +32,7 @@ from responsibility import ResponsibilityStore
 from responsibility.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
 from responsibility.models import PaperCNN
 from training.classifier import ImageClassifier
+from training.trainers import quiet_trainer
 
 SETTINGS = {
     "a_all_weights": dict(granularity="weight"),
@@ -42,16 +43,7 @@ SETTINGS = {
 def fit_once(data, batch_size: int, epochs: int, callback: ResponsibilityCallback | None, seed: int) -> float:
     L.seed_everything(seed, verbose=False)
     model = ImageClassifier(PaperCNN(), optimizer="sgd", lr=0.05)
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[callback] if callback else [],
-    )
+    trainer = quiet_trainer(epochs, [callback] if callback else [])
     loader = DataLoader(data, batch_size=batch_size, shuffle=True)
     start = time.perf_counter()
     trainer.fit(model, loader)

@@ -36,6 +36,7 @@ from responsibility.datasets import FASHION_MNIST_CLASSES, build_dataset, load_f
 from responsibility.models import PaperCNN
 from responsibility.query import Explainer
 from training.classifier import ImageClassifier
+from training.trainers import quiet_trainer
 
 GRANULARITY = {"*": "weight", "net.fc1.weight": "neuron"}
 
@@ -51,16 +52,7 @@ def train(samples: int, store_path: Path, seed: int) -> tuple[ImageClassifier, f
     images, labels = load_fashion_mnist(None, "train")
     data = build_dataset(images, labels, FASHION_MNIST_CLASSES, num_samples=samples, seed=seed)
     cb = ResponsibilityCallback(store_path, granularity=GRANULARITY, fold="always", topk=10, overwrite=True)
-    trainer = L.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[cb],
-    )
+    trainer = quiet_trainer(1, [cb])
     start = time.perf_counter()
     trainer.fit(model, DataLoader(data, batch_size=64, shuffle=True))
     seconds = time.perf_counter() - start

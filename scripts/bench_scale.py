@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from callbacks import ResponsibilityCallback
 from responsibility import ResponsibilityStore
 from responsibility.query import top_examples
+from training.trainers import quiet_trainer
 
 
 def peak_rss_gib() -> float:
@@ -73,16 +74,7 @@ def main() -> None:
     y = torch.randint(0, args.classes, (args.examples,), generator=g)
     model = Classifier(args.features, args.units, args.classes)
     cb = ResponsibilityCallback(store_path, layers=["net.0.weight"], fold="never", topk=10)
-    trainer = L.Trainer(
-        max_epochs=args.epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[cb],
-    )
+    trainer = quiet_trainer(args.epochs, [cb])
     start = time.perf_counter()
     trainer.fit(model, DataLoader(TensorDataset(x, y), batch_size=args.batch_size, shuffle=True))
     fit_s = time.perf_counter() - start

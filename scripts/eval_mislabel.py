@@ -27,6 +27,7 @@ from responsibility.models import PaperCNN
 from responsibility.scores import class_agreement, self_responsibility
 from training.classifier import ImageClassifier
 from training.datamodules import FashionMNISTDataModule
+from training.trainers import quiet_trainer
 
 
 def run(batch_size: int, epochs: int, lr: float, seed: int, workdir: Path, data_dir: str | None) -> dict:
@@ -46,16 +47,7 @@ def run(batch_size: int, epochs: int, lr: float, seed: int, workdir: Path, data_
     path = workdir / f"b{batch_size}_s{seed}.zarr"
     shutil.rmtree(path, ignore_errors=True)
     cb = ResponsibilityCallback(path, granularity={"*": "weight", "net.fc1": "neuron"}, fold="always")
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[cb],
-    )
+    trainer = quiet_trainer(epochs, [cb])
     trainer.fit(model, train_dataloaders=dm.train_dataloader())
     store = ResponsibilityStore.open(path)
     flipped = dm.train_set.flipped_ids
