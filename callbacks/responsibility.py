@@ -68,6 +68,8 @@ class ResponsibilityCallback(Callback):
         fold_budget_mb: size limit for the automatic fold, and the memory budget of folding.
         journal_buffer_mb: memory for the two in-flight journal buffers; sets the steps per journal chunk.
         codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
+        r_dtype: ``"float32"`` (default) or ``"float16"``: opt-in lossy storage of the folded R (relative error
+            at most 2^-11; the journal, running sums and the top-k index stay exact).
         overwrite: replace an existing store when a fresh (non-resumed) run starts.
         on_error: what a storage failure (full disk, read-only location, lost connection) does: ``"raise"``
             stops training with :class:`StoreWriteError`; ``"warn"`` warns and lets training go on without
@@ -90,6 +92,7 @@ class ResponsibilityCallback(Callback):
         fold_budget_mb: float = 2048,
         journal_buffer_mb: float = 256,
         codec: str = "lz4",
+        r_dtype: str = "float32",
         overwrite: bool = False,
         on_error: str = "raise",
         storage_options: dict[str, Any] | None = None,
@@ -108,7 +111,7 @@ class ResponsibilityCallback(Callback):
         if isinstance(granularity, Mapping):
             granularity = dict(granularity)  # Hydra passes DictConfig
         validate_granularity(granularity)
-        Layout(topk=topk, codec=codec)  # validates topk and codec now rather than at train start
+        Layout(topk=topk, codec=codec, r_dtype=r_dtype)  # validates these now rather than at train start
         self.store_path = check_location(store)
         self.layers = (
             [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
@@ -123,6 +126,7 @@ class ResponsibilityCallback(Callback):
         self.fold_budget = int(fold_budget_mb * 2**20)
         self.journal_buffer = int(journal_buffer_mb * 2**20)
         self.codec = codec
+        self.r_dtype = r_dtype
         self.overwrite = overwrite
         self.on_error = on_error
         self.storage_options = storage_options
@@ -258,7 +262,9 @@ class ResponsibilityCallback(Callback):
         chunk_steps = int(max(1, min(256, self.journal_buffer // (2 * row_bytes))))
         # ~4 MiB journal chunks: big enough to write at disk speed, small enough to read one weight's column.
         cols = int(max(1024, (4 << 20) // (4 * chunk_steps)))
-        return Layout(chunk_steps=chunk_steps, journal_chunk_cols=cols, codec=self.codec, topk=self.topk)
+        return Layout(
+            chunk_steps=chunk_steps, journal_chunk_cols=cols, codec=self.codec, topk=self.topk, r_dtype=self.r_dtype
+        )
 
     # ------------------------------------------------------------------ per batch
     def on_train_batch_start(

@@ -10,6 +10,8 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 CODECS = ("lz4", "zstd", "none")
+R_DTYPES = ("float32", "float16")
+FLOAT16_MAX = 65504.0
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class Layout:
     r_chunk_units: int = 256
     codec: str = "lz4"
     topk: int = 10
+    # float16 stores the folded R lossily (relative error <= 2^-11, absolute <= 2^-25 below 2^-14) at half the
+    # size; the fold still accumulates in float32 from the journal and never resumes from rounded sums.
+    r_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for field in ("chunk_steps", "journal_chunk_cols", "r_chunk_examples", "r_chunk_units"):
@@ -36,6 +41,8 @@ class Layout:
             raise ValueError("topk must be >= 0")
         if self.codec not in CODECS:
             raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
+        if self.r_dtype not in R_DTYPES:
+            raise ValueError(f"r_dtype must be one of {R_DTYPES}, got {self.r_dtype!r}")
 
     def compressors(self) -> list[Any]:
         # A CRC32C per chunk turns bit rot or a torn chunk into a read error instead of wrong numbers.
@@ -58,7 +65,7 @@ def create_array(
     overwrite: bool = False,
 ) -> zarr.Array:
     # Fill values are impossible data (R, Δw never NaN; ids, offsets never negative): a lost chunk reads as them.
-    fill = np.nan if dtype == "float32" else -1
+    fill = np.nan if dtype.startswith("float") else -1
     return group.create_array(
         name,
         shape=shape,

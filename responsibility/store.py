@@ -38,7 +38,7 @@ import zarr
 from . import __version__
 from .errors import BudgetError, StoreCorruptError, StoreExistsError, StoreMismatchError
 from .fold import FoldKernel, index_add_fold, split_signed, step_groups, topk_desc, topk_rows
-from .layout import Layout, create_array
+from .layout import FLOAT16_MAX, Layout, create_array
 from .location import ATTR_KEY, check_replaceable, check_replaceable_url, is_url, open_zarr_store
 from .spec import SIGNS, ParamSpec, RecordingSpec, Sign
 
@@ -511,7 +511,8 @@ class ResponsibilityStore:
         folded = dict(self._manifest["folded"])
         replaced = []
         for p in todo:
-            done = self.folded_steps(p.name)
+            # Lossy stored R is never a base for more sums: such a fold starts again from the journal.
+            done = self.folded_steps(p.name) if self._exact_r else 0
             cells += int(members.counts[done:].sum()) * p.units
             old = self._fold_group_name(p.name)
             path = f"fold/{p.name}/g{gen}"
@@ -521,16 +522,16 @@ class ResponsibilityStore:
             width = _block_width(p.units, per_col, budget_bytes, self.layout.r_chunk_units)
             for c0 in range(0, p.units, width):
                 cols = slice(c0, min(p.units, c0 + width))
-                if old is not None:
+                if old is not None and done:
                     acc_pos = torch.from_numpy(self._read(self._fold_array(p.name, "pos"), slice(None), cols))
                     acc_neg = torch.from_numpy(self._read(self._fold_array(p.name, "neg"), slice(None), cols))
                 else:
                     acc_pos = torch.zeros(n, cols.stop - c0)
                     acc_neg = torch.zeros(n, cols.stop - c0)
                 self._accumulate(p, cols, done, self.steps, acc_pos, acc_neg, budget_bytes, kernel, members)
-                out["pos"][:, cols] = acc_pos.numpy()
-                out["neg"][:, cols] = acc_neg.numpy()
-                self._write_topk(out, cols, acc_pos, acc_neg)
+                out["pos"][:, cols] = self._to_stored(p.name, acc_pos)
+                out["neg"][:, cols] = self._to_stored(p.name, acc_neg)
+                self._write_topk(out, cols, acc_pos, acc_neg)  # from float32 sums: rankings stay exact
             folded[p.name] = {"steps": self.steps, "path": path}
             if old is not None:
                 replaced.append(old)
@@ -540,13 +541,30 @@ class ResponsibilityStore:
             self._delete(old)
         return FoldReport(parameters=names, steps=self.steps, cells=cells, seconds=time.perf_counter() - t_start)
 
+    @property
+    def _exact_r(self) -> bool:
+        return self.layout.r_dtype == "float32"
+
+    def _to_stored(self, name: str, acc: torch.Tensor) -> np.ndarray:
+        if self._exact_r:
+            return acc.numpy()
+        peak = float(acc.max()) if acc.numel() else 0.0
+        if peak > FLOAT16_MAX:
+            raise ValueError(
+                f"{self.path}: R of {name!r} reaches {peak:.4g}, beyond float16's range ({FLOAT16_MAX:g}); "
+                "this store needs r_dtype='float32'"
+            )
+        return acc.numpy().astype(np.float16)
+
     def _create_fold_arrays(self, p: ParamSpec, path: str) -> dict[str, zarr.Array]:
         n, lay = self.num_examples, self.layout
         chunks = (min(n, lay.r_chunk_examples), min(p.units, lay.r_chunk_units))
         # overwrite: a fold killed before its commit may have left this (unreferenced) generation behind.
         group = self._group.require_group(path)
         group.attrs.put({"steps": self.steps})
-        out = {s: create_array(group, s, (n, p.units), "float32", chunks, lay, overwrite=True) for s in ("pos", "neg")}
+        out = {
+            s: create_array(group, s, (n, p.units), lay.r_dtype, chunks, lay, overwrite=True) for s in ("pos", "neg")
+        }
         k = min(lay.topk, n)
         if k:
             tchunks = (k, min(p.units, 1 << 16))
@@ -628,7 +646,7 @@ class ResponsibilityStore:
                 f"{self.path}/{group}: fold covers {covered} steps, the manifest says {entry['steps']}"
             )
         if which in ("pos", "neg"):
-            return self._array(f"{group}/{which}", "float32", lambda s: s == (n, p.units))
+            return self._array(f"{group}/{which}", self.layout.r_dtype, lambda s: s == (n, p.units))
         k = min(self.layout.topk, n)
         dtype = "int64" if which.endswith("_ids") else "float32"
         return self._array(f"{group}/{which}", dtype, lambda s: s == (k, p.units))
@@ -694,10 +712,12 @@ class ResponsibilityStore:
         self, p: ParamSpec, cols: slice | np.ndarray, ncols: int, budget: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
         done = self.folded_steps(p.name)
-        group = self._fold_group_name(p.name)
-        if group is not None:
-            pos = torch.from_numpy(np.ascontiguousarray(self._read(self._fold_array(p.name, "pos"), slice(None), cols)))
-            neg = torch.from_numpy(np.ascontiguousarray(self._read(self._fold_array(p.name, "neg"), slice(None), cols)))
+        # A lossy fold is used only when current; otherwise R is summed afresh from the journal in float32.
+        if done and not self._exact_r and done < self.steps:
+            done = 0
+        if done:
+            read = [self._read(self._fold_array(p.name, s), slice(None), cols) for s in ("pos", "neg")]
+            pos, neg = (torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)) for r in read)
         else:
             pos = torch.zeros(self.num_examples, ncols)
             neg = torch.zeros(self.num_examples, ncols)
