@@ -75,7 +75,7 @@ class Recorder:
         self._reported_nonfinite = 0
         self.steps = store.steps
         self.num_ids = store.num_ids
-        self._start_buffer(self.steps, self.num_ids)
+        self._buf.reset(self.steps, self.num_ids)
         self._preload()
 
     # ------------------------------------------------------------------ hot path
@@ -119,7 +119,7 @@ class Recorder:
             self._submit(buf)
             # _submit waited for the other buffer's write, so it is free to refill while this one is written.
             self._buf = self._buffers[1] if buf is self._buffers[0] else self._buffers[0]
-            self._start_buffer(self.steps, self.num_ids)
+            self._buf.reset(self.steps, self.num_ids)
 
     def _write_delta(
         self, spec: ParamSpec, param: torch.nn.Parameter, cols: dict[str, slice], row: torch.Tensor
@@ -158,9 +158,6 @@ class Recorder:
         return scratch
 
     # ------------------------------------------------------------------ writing
-    def _start_buffer(self, base: int, ids_base: int) -> None:
-        self._buf.reset(base, ids_base)
-
     def _preload(self) -> None:
         """Reload the committed rows of a partly written chunk row (resume mid-chunk)."""
         chunk = self.store.layout.chunk_steps

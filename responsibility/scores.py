@@ -8,7 +8,7 @@
   A mislabelled example is trained towards another class's targets, so its push tends to disagree with its
   labelled class: rank by *low* agreement. Returned as a suspicion score (1 − cosine, in [0, 2]).
 
-Both stream R block by block (:meth:`ResponsibilityStore.iter_blocks`), so memory stays bounded.
+Both stream R block by block (:meth:`ResponsibilityStore.iter_parts`), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -47,10 +47,8 @@ def class_agreement(
     norms = np.zeros(store.num_examples)
     class_norms = np.zeros(g)
     for name in parameters or store.parameters:
-        for (_, pos), (_, neg) in zip(
-            store.iter_blocks(name, "pos", budget_bytes), store.iter_blocks(name, "neg", budget_bytes), strict=True
-        ):
-            d = pos.astype(np.float64) - neg
+        for _, pos, neg in store.iter_parts(name, budget_bytes):
+            d = pos.double().numpy() - neg.double().numpy()
             means = np.zeros((g, d.shape[1]))
             np.add.at(means, groups, d)
             means /= np.maximum(np.bincount(groups, minlength=g), 1)[:, None]

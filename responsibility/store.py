@@ -739,21 +739,13 @@ class ResponsibilityStore:
         p = self.spec.param(name)
         if not 1 <= k <= self.num_examples:
             raise ValueError(f"k must be in [1, {self.num_examples}], got {k}")
-        group = self._fold_group_name(name)
-        if (
-            group is not None
-            and self.folded_steps(name) == self.steps
-            and k <= min(self.layout.topk, self.num_examples)
-        ):
-            ids = self._get(self._fold_array(name, f"top_{sign}_ids"), np.s_[:k])
-            vals = self._get(self._fold_array(name, f"top_{sign}_values"), np.s_[:k])
+        index = self.topk_index(name, sign) if k <= min(self.layout.topk, self.num_examples) else None
+        if index is not None:
+            ids, vals = index[0][:k], index[1][:k]
         else:
             ids = np.empty((k, p.units), np.int64)
             vals = np.empty((k, p.units), np.float32)
-            width = _block_width(p.units, self.num_examples * (4 * 3 + 8), budget_bytes, self.layout.r_chunk_units)
-            for c0 in range(0, p.units, width):
-                cols = slice(c0, min(p.units, c0 + width))
-                pos, neg = self._read_pos_neg(p, cols, cols.stop - cols.start, budget_bytes)
+            for cols, pos, neg in self.iter_parts(name, budget_bytes):
                 bi, bv = topk_desc(_signed(pos, neg, sign), k)
                 ids[:, cols], vals[:, cols] = bi.numpy(), bv.numpy()
         return ids.reshape(k, *p.r_shape), vals.reshape(k, *p.r_shape)
@@ -763,12 +755,20 @@ class ResponsibilityStore:
     ) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield ``(columns, R[:, columns])`` blocks of a parameter's flat R within a memory budget."""
         _check_sign(sign)
+        for cols, pos, neg in self.iter_parts(name, budget_bytes):
+            yield cols, _signed(pos, neg, sign).numpy()
+
+    def iter_parts(
+        self, name: str, budget_bytes: int = DEFAULT_FOLD_BUDGET
+    ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+        """Yield ``(columns, R_pos, R_neg)`` column blocks (float32 tensors), each part read or folded once."""
         p = self.spec.param(name)
-        width = _block_width(p.units, self.num_examples * 4 * 3, budget_bytes, self.layout.r_chunk_units)
+        # Per column: both parts, a signed copy and scratch for a consumer's top-k.
+        width = _block_width(p.units, self.num_examples * (4 * 3 + 8), budget_bytes, self.layout.r_chunk_units)
         for c0 in range(0, p.units, width):
             cols = slice(c0, min(p.units, c0 + width))
             pos, neg = self._read_pos_neg(p, cols, cols.stop - cols.start, budget_bytes)
-            yield cols, _signed(pos, neg, sign).numpy()
+            yield cols, pos, neg
 
 
 @dataclass(frozen=True)
