@@ -13,6 +13,7 @@ A thin adapter over :class:`responsibility.recorder.Recorder`:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -29,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from responsibility.errors import (
     ExampleIdError,
+    LayerSelectionError,
     ParameterChangedError,
     ResponsibilityError,
     StoreExistsError,
@@ -38,9 +40,10 @@ from responsibility.errors import (
 from responsibility.ids import IdsKey, SamplerIdTracker, batch_length, dataset_labels, ids_from_batch
 from responsibility.layout import Layout
 from responsibility.location import check_location
+from responsibility.per_example import ExampleGradients, default_rule, example_form
 from responsibility.recorder import Recorder, as_ids, check_ids
 from responsibility.selection import select_parameters, validate_granularity
-from responsibility.spec import BATCH_SHARES, ParamSpec, RecordingSpec
+from responsibility.spec import ATTRIBUTIONS, BATCH_SHARES, SHARE_RULES, ParamSpec, RecordingSpec
 from responsibility.store import ResponsibilityStore
 
 log = logging.getLogger(__name__)
@@ -58,7 +61,12 @@ class ResponsibilityCallback(Callback):
         granularity: ``"weight"`` (one R value per weight), ``"neuron"`` (per output unit, summing the unit's
             incoming |Δw|), or a mapping from patterns to either; later entries override earlier ones.
         batch_share: ``"full"`` gives every example of a step the whole |Δw| (the paper); ``"mean"`` divides
-            it by the number of examples in the step.
+            it by the number of examples in the step. Uniform attribution only.
+        attribution: ``"uniform"`` (the paper: every example of a step gets the step's Δw) or ``"per_example"``
+            (Δw is split among the step's examples by their own gradients; nn.Linear and nn.Conv2d parameters at
+            weight granularity, single process; see :mod:`responsibility.per_example`).
+        share_rule: per-example split: ``"gradient"`` (exact for plain SGD), ``"magnitude"`` (for momentum, Adam,
+            weight decay) or ``"auto"``: gradient when every optimizer of tracked weights is plain SGD.
         ids_key: read example ids from the batch (a key or position, or a callable ``batch -> ids``) instead of
             learning them from the DataLoader's sampler; needed for iterable datasets.
         num_examples: size of the id space; defaults to ``len(train_dataset)``.
@@ -84,6 +92,8 @@ class ResponsibilityCallback(Callback):
         layers: str | Sequence[str] | None = None,
         granularity: str | Mapping[str, str] = "weight",
         batch_share: str = "full",
+        attribution: str = "uniform",
+        share_rule: str = "auto",
         ids_key: IdsKey | None = None,
         num_examples: int | None = None,
         labels: Sequence[int] | np.ndarray | None = None,
@@ -100,6 +110,12 @@ class ResponsibilityCallback(Callback):
     ) -> None:
         if batch_share not in BATCH_SHARES:
             raise ValueError(f"batch_share must be one of {BATCH_SHARES}, got {batch_share!r}")
+        if attribution not in ATTRIBUTIONS:
+            raise ValueError(f"attribution must be one of {ATTRIBUTIONS}, got {attribution!r}")
+        if share_rule not in ("auto", *SHARE_RULES):
+            raise ValueError(f"share_rule must be 'auto' or one of {SHARE_RULES}, got {share_rule!r}")
+        if attribution == "per_example" and batch_share != "full":
+            raise ValueError("batch_share applies to uniform attribution; per-example shares already sum to Δw")
         if fold not in FOLD_MODES:
             raise ValueError(f"fold must be one of {FOLD_MODES}, got {fold!r}")
         if on_error not in ON_ERROR:
@@ -118,6 +134,8 @@ class ResponsibilityCallback(Callback):
         )
         self.granularity = granularity
         self.batch_share = batch_share
+        self.attribution = attribution
+        self.share_rule = share_rule
         self.ids_key = ids_key
         self.num_examples = None if num_examples is None else int(num_examples)
         self.labels = None if labels is None else np.asarray(labels)
@@ -142,6 +160,8 @@ class ResponsibilityCallback(Callback):
         self._tracked: list[tuple[ParamSpec, torch.nn.Parameter]] = []
         self._owners: list[tuple[str, torch.nn.Module, str, torch.nn.Parameter]] = []
         self._tracker: SamplerIdTracker | None = None
+        self._examples: ExampleGradients | None = None
+        self._examples_per_step = 1
         self._recorder: Recorder | None = None
         self._store: ResponsibilityStore | None = None
         self._pending_ids: list[np.ndarray] = []
@@ -171,13 +191,42 @@ class ResponsibilityCallback(Callback):
             (spec.name, pl_module.get_submodule(spec.name.rpartition(".")[0]), spec.name.rpartition(".")[2], param)
             for spec, param in self._tracked
         ]
+        if self.attribution == "per_example":
+            self._setup_per_example(trainer)
         if self.ids_key is None:
             self._tracker = SamplerIdTracker()
             self._restore_strategy = _track_train_dataloaders(trainer, self._tracker)
 
+    def _setup_per_example(self, trainer: pl.Trainer) -> None:
+        if trainer.world_size > 1:
+            raise UnsupportedStrategyError(
+                "attribution='per_example' records in a single process for now; with several ranks use "
+                "attribution='uniform'"
+            )
+        coarse = [spec.name for spec, _ in self._tracked if spec.granularity != "weight"]
+        if coarse:
+            raise LayerSelectionError(
+                f"attribution='per_example' records weight granularity only; {coarse} are set to 'neuron'"
+            )
+        specs = [
+            dataclasses.replace(spec, example_form=example_form(module, leaf, spec.name))
+            for (spec, _), (_, module, leaf, _) in zip(self._tracked, self._owners, strict=True)
+        ]
+        self._tracked = [(spec, param) for spec, (_, param) in zip(specs, self._tracked, strict=True)]
+        self._examples = ExampleGradients(
+            [(spec, module, leaf) for spec, (_, module, leaf, _) in zip(specs, self._owners, strict=True)]
+        )
+        self._examples.attach()
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         num_examples, labels = self._dataset_facts(trainer)
-        spec = RecordingSpec(tuple(s for s, _ in self._tracked), num_examples, self.batch_share)
+        loader = trainer.train_dataloader
+        batch = getattr(loader, "batch_size", None) or 1
+        self._examples_per_step = int(batch) * trainer.accumulate_grad_batches
+        rule = self.share_rule
+        if rule == "auto":
+            rule = default_rule(trainer.optimizers, [p for _, p in self._tracked])
+        spec = RecordingSpec(tuple(s for s, _ in self._tracked), num_examples, self.batch_share, self.attribution, rule)
         resume = self._loaded["steps"] if self._loaded is not None else (self._steps or None)
         if self._loaded is not None and self._loaded.get("stopped_at") is not None:
             self._stopped_at = self._loaded["stopped_at"]
@@ -258,7 +307,8 @@ class ResponsibilityCallback(Callback):
         )
 
     def _layout(self, spec: RecordingSpec) -> Layout:
-        row_bytes = 4 * sum(p.numel if p.granularity == "weight" else 2 * p.units for p in spec.params)
+        # A step's buffer holds its journal row and, per example, the per-example values.
+        row_bytes = 4 * (spec.journal_width + spec.example_width * self._examples_per_step)
         chunk_steps = int(max(1, min(256, self.journal_buffer // (2 * row_bytes))))
         # ~4 MiB journal chunks: big enough to write at disk speed, small enough to read one weight's column.
         cols = int(max(1024, (4 << 20) // (4 * chunk_steps)))
@@ -297,6 +347,7 @@ class ResponsibilityCallback(Callback):
         self._last_global_step = trainer.global_step
         ids = np.concatenate(self._pending_ids) if self._pending_ids else np.zeros(0, np.int64)
         self._pending_ids = []
+        examples = self._examples.take() if self._examples is not None else None
         if trainer.world_size > 1:
             ids = _gather_ids(trainer, ids)
         if self._stopped_at is not None:
@@ -309,7 +360,9 @@ class ResponsibilityCallback(Callback):
                 )
         if self._recorder is not None:
             with self._storage_guard():
-                self._recorder.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch)
+                self._recorder.record_step(
+                    ids, global_step=trainer.global_step, epoch=trainer.current_epoch, examples=examples
+                )
         self._steps += 1
         self._num_ids += len(ids)
 
@@ -389,6 +442,8 @@ class ResponsibilityCallback(Callback):
         self._close_quietly()
         if self._restore_strategy is not None:
             self._restore_strategy()
+        if self._examples is not None:
+            self._examples.detach()
         store_steps, ids = self._steps, self._num_ids
         self._reset_run_state()
         self._steps, self._num_ids = store_steps, ids

@@ -31,6 +31,7 @@ class _Buffer:
         self.data = torch.zeros(rows, width, dtype=torch.float32, pin_memory=pin)
         self.steps = np.zeros((rows, 4), dtype=np.int64)
         self.ids: list[np.ndarray] = []
+        self.examples: list[torch.Tensor] = []  # per-example attribution: (len(ids), example_width) per step
         self.base = 0  # step of row 0
         self.ids_base = 0  # flat id position of row 0's first id
         self.n = 0
@@ -38,6 +39,7 @@ class _Buffer:
     def reset(self, base: int, ids_base: int) -> None:
         self.base, self.ids_base, self.n = base, ids_base, 0
         self.ids = []
+        self.examples = []
 
 
 class Recorder:
@@ -99,11 +101,29 @@ class Recorder:
                 self._snapped.add(key)
 
     def record_step(
-        self, ids: np.ndarray | torch.Tensor | Sequence[int], global_step: int = -1, epoch: int = -1
+        self,
+        ids: np.ndarray | torch.Tensor | Sequence[int],
+        global_step: int = -1,
+        epoch: int = -1,
+        examples: torch.Tensor | None = None,
     ) -> None:
-        """Journal one optimizer step: Δw of every snapshotted parameter, and the step's example ids."""
+        """Journal one optimizer step: Δw of every snapshotted parameter, and the step's example ids.
+
+        A store that records per-example attribution also needs ``examples``: the step's per-example values,
+        ``(len(ids), example_width)`` in id order (:meth:`ExampleGradients.take
+        <responsibility.per_example.ExampleGradients.take>`).
+        """
         ids = as_ids(ids)
         check_ids(ids, self.store.num_examples)
+        width = self.store.spec.example_width
+        if width and (examples is None or tuple(examples.shape) != (len(ids), width)):
+            got = None if examples is None else tuple(examples.shape)
+            raise ExampleIdError(
+                f"per-example values of shape {got} for a step of {len(ids)} ids (expected ({len(ids)}, {width})): "
+                "every id needs its per-example gradient values"
+            )
+        if not width and examples is not None:
+            raise ValueError("this store records uniform attribution: record_step takes no per-example values")
         buf = self._buf
         row = buf.data[buf.n]
         with torch.no_grad():
@@ -111,6 +131,8 @@ class Recorder:
                 self._write_delta(spec, param, cols, row)
         buf.steps[buf.n] = (0, global_step, epoch, 0)
         buf.ids.append(ids)
+        if examples is not None:
+            buf.examples.append(examples.detach().to("cpu", torch.float32))
         buf.n += 1
         self.steps += 1
         self.num_ids += len(ids)
@@ -135,6 +157,8 @@ class Recorder:
             out = row[cols["delta"]]
             if p.dtype == torch.float32 and not p.is_cuda:
                 torch.sub(p.reshape(-1), snap.reshape(-1), out=out)
+            elif p.dtype == torch.float64:
+                out.copy_((p - snap).reshape(-1))  # subtract before rounding: small changes keep their digits
             else:
                 # Low-precision or device weights: the difference is taken in float32, then copied to the host.
                 out.copy_(p.float().reshape(-1) - snap.float().reshape(-1))
@@ -171,6 +195,9 @@ class Recorder:
         buf.data[:n] = torch.from_numpy(rows)
         buf.steps[:n] = steps
         buf.ids = list(np.split(ids, steps[:-1, 0] - buf.ids_base))
+        if self.store.spec.example_width:
+            examples = torch.from_numpy(self.store.journal_examples(base, self.steps))
+            buf.examples = list(examples.split([len(a) for a in buf.ids]))
         buf.n = n
 
     def _submit(self, buf: _Buffer) -> None:
@@ -178,15 +205,16 @@ class Recorder:
         n = buf.n
         ids = np.concatenate(buf.ids[:n]) if n else np.zeros(0, np.int64)
         buf.steps[:n, 0] = buf.ids_base + np.cumsum([len(a) for a in buf.ids[:n]], dtype=np.int64)
-        job = (buf, n, ids)
+        examples = torch.cat(buf.examples[:n]).numpy() if buf.examples else None
+        job = (buf, n, ids, examples)
         if self._executor is None:
             self._write(*job)
         else:
             self._pending = self._executor.submit(self._write, *job)
 
-    def _write(self, buf: _Buffer, n: int, ids: np.ndarray) -> None:
+    def _write(self, buf: _Buffer, n: int, ids: np.ndarray, examples: np.ndarray | None) -> None:
         try:
-            self._write_unguarded(buf, n, ids)
+            self._write_unguarded(buf, n, ids, examples)
         except ResponsibilityError:
             raise
         except Exception as exc:  # full disk, read-only location, lost connection...
@@ -195,16 +223,22 @@ class Recorder:
                 f"the store keeps its last commit ({self.store.steps} steps)"
             ) from exc
 
-    def _write_unguarded(self, buf: _Buffer, n: int, ids: np.ndarray) -> None:
+    def _write_unguarded(self, buf: _Buffer, n: int, ids: np.ndarray, examples: np.ndarray | None) -> None:
         data = buf.data[:n].numpy()
         bad = ~np.isfinite(data).all(axis=1)
+        step_of_id = np.repeat(np.arange(n), [len(a) for a in buf.ids[:n]])
+        if examples is not None:
+            bad[step_of_id[~np.isfinite(examples).all(axis=1)]] = True
         if bad.any():
-            # Policy: a step whose Δw is NaN/Inf adds nothing (row zeroed) and is flagged in journal/steps.
+            # Policy: a step whose Δw (or an example's gradient) is NaN/Inf adds nothing: its journal values are
+            # zeroed and the step is flagged in journal/steps.
             data[bad] = 0.0
+            if examples is not None:
+                examples[bad[step_of_id]] = 0.0
             buf.steps[:n][bad, 3] |= FLAG_NONFINITE
             self.nonfinite_steps.extend(int(buf.base + i) for i in np.flatnonzero(bad))
         steps = buf.steps[:n]
-        self.store.write_journal(buf.base, data, ids, buf.ids_base, steps)
+        self.store.write_journal(buf.base, data, ids, buf.ids_base, steps, examples)
         self.store.commit(buf.base + n, int(steps[-1, 0]) if n else buf.ids_base)
 
     def _wait(self) -> None:

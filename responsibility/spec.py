@@ -16,6 +16,11 @@ Sign = Literal["abs", "pos", "neg"]
 GRANULARITIES: tuple[str, ...] = ("weight", "neuron")
 BATCH_SHARES: tuple[str, ...] = ("full", "mean")
 SIGNS: tuple[str, ...] = ("abs", "pos", "neg")
+ATTRIBUTIONS: tuple[str, ...] = ("uniform", "per_example")
+SHARE_RULES: tuple[str, ...] = ("gradient", "magnitude")
+# How a parameter's per-example gradients are journaled: "outer" = the two factors of a Linear weight's
+# rank-1 gradient (output gradient, input), "dense" = the gradient itself.
+EXAMPLE_FORMS: tuple[str, ...] = ("outer", "dense")
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,7 @@ class ParamSpec:
     name: str
     shape: tuple[int, ...]
     granularity: Granularity = "weight"
+    example_form: str | None = None  # per-example attribution only: one of EXAMPLE_FORMS
 
     @property
     def numel(self) -> int:
@@ -46,12 +52,27 @@ class ParamSpec:
         """Shape of one example's R for this parameter (``read`` returns ``(N, *r_shape)``)."""
         return self.shape if self.granularity == "weight" else (self.units,)
 
+    @property
+    def example_width(self) -> int:
+        """Values journaled per example (per-example attribution): factors or the gradient itself."""
+        if self.example_form == "outer":
+            return self.shape[0] + self.shape[1]
+        return self.numel
+
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "shape": list(self.shape), "granularity": self.granularity}
+        out: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "granularity": self.granularity}
+        if self.example_form is not None:
+            out["example_form"] = self.example_form
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ParamSpec:
-        return cls(name=str(d["name"]), shape=tuple(int(s) for s in d["shape"]), granularity=d["granularity"])
+        return cls(
+            name=str(d["name"]),
+            shape=tuple(int(s) for s in d["shape"]),
+            granularity=d["granularity"],
+            example_form=d.get("example_form"),
+        )
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,7 @@ class RecordingSpec:
     num_examples: int
     batch_share: BatchShare = "full"
     attribution: str = "uniform"
+    share_rule: str = "gradient"  # per-example attribution only: how Δw is split (responsibility.per_example)
 
     def __post_init__(self) -> None:
         for p in self.params:
@@ -81,6 +103,25 @@ class RecordingSpec:
             raise ValueError("duplicate parameter names in spec")
         if not self.params:
             raise ValueError("a recording needs at least one tracked parameter")
+        if self.attribution not in ATTRIBUTIONS:
+            raise ValueError(f"attribution must be one of {ATTRIBUTIONS}, got {self.attribution!r}")
+        if self.share_rule not in SHARE_RULES:
+            raise ValueError(f"share_rule must be one of {SHARE_RULES}, got {self.share_rule!r}")
+        if self.attribution == "per_example":
+            self._check_per_example()
+
+    def _check_per_example(self) -> None:
+        if self.batch_share != "full":
+            raise ValueError("batch_share applies to uniform attribution; per-example shares already sum to Δw")
+        for p in self.params:
+            if p.granularity != "weight":
+                raise ValueError(
+                    f"per-example attribution records weight granularity only; {p.name!r} asks for {p.granularity!r}"
+                )
+            if p.example_form not in EXAMPLE_FORMS:
+                raise ValueError(f"{p.name!r}: example_form must be one of {EXAMPLE_FORMS}, got {p.example_form!r}")
+            if p.example_form == "outer" and len(p.shape) != 2:
+                raise ValueError(f"{p.name!r}: an 'outer' example form needs a 2-D weight, got shape {p.shape}")
 
     def param(self, name: str) -> ParamSpec:
         for p in self.params:
@@ -116,12 +157,34 @@ class RecordingSpec:
         """Values journaled per optimizer step."""
         return sum(p.numel if p.granularity == "weight" else 2 * p.units for p in self.params)
 
+    def example_columns(self) -> dict[str, dict[str, slice]]:
+        """Where each parameter's per-example values sit in a row of ``journal/examples``.
+
+        ``"outer"`` parameters: ``{"out": output gradient, "in": layer input}``; ``"dense"``: ``{"grad": ...}``.
+        """
+        out: dict[str, dict[str, slice]] = {}
+        offset = 0
+        for p in self.params:
+            if p.example_form == "outer":
+                rows, cols = p.shape[0], p.shape[1]
+                out[p.name] = {"out": slice(offset, offset + rows), "in": slice(offset + rows, offset + rows + cols)}
+            else:
+                out[p.name] = {"grad": slice(offset, offset + p.numel)}
+            offset += p.example_width
+        return out
+
+    @property
+    def example_width(self) -> int:
+        """Values journaled per example (0 for uniform attribution)."""
+        return sum(p.example_width for p in self.params) if self.attribution == "per_example" else 0
+
     def to_json(self) -> dict[str, Any]:
         return {
             "params": [p.to_json() for p in self.params],
             "num_examples": self.num_examples,
             "batch_share": self.batch_share,
             "attribution": self.attribution,
+            "share_rule": self.share_rule,
         }
 
     @classmethod
@@ -131,6 +194,7 @@ class RecordingSpec:
             num_examples=int(d["num_examples"]),
             batch_share=d["batch_share"],
             attribution=d.get("attribution", "uniform"),
+            share_rule=d.get("share_rule", "gradient"),
         )
 
     def differences(self, other: RecordingSpec) -> list[str]:
@@ -138,7 +202,7 @@ class RecordingSpec:
         out: list[str] = []
         if self.num_examples != other.num_examples:
             out.append(f"num_examples: store has {self.num_examples}, run has {other.num_examples}")
-        for field in ("batch_share", "attribution"):
+        for field in ("batch_share", "attribution", "share_rule"):
             a, b = getattr(self, field), getattr(other, field)
             if a != b:
                 out.append(f"{field}: store has {a!r}, run has {b!r}")
@@ -154,4 +218,6 @@ class RecordingSpec:
                 out.append(f"parameter {name!r}: store shape {a.shape}, run shape {b.shape}")
             if a.granularity != b.granularity:
                 out.append(f"parameter {name!r}: store granularity {a.granularity}, run {b.granularity}")
+            if a.example_form != b.example_form:
+                out.append(f"parameter {name!r}: store example form {a.example_form}, run {b.example_form}")
         return out

@@ -9,6 +9,8 @@ Layout (all arrays chunked and compressed, no pickle anywhere)::
     journal/ids          (M,)       example ids of every step, concatenated (int64)
     journal/steps        (T, 4)     ids_end (end offset of the step's ids), global_step, epoch, flags (int64;
                                     flag 1 = non-finite Δw, row zeroed)
+    journal/examples     (M, E)     per-example attribution only: each example's journaled gradient values,
+                                    aligned with journal/ids (RecordingSpec.example_columns; float32)
     fold/<p>/g<G>/pos    (N, units) folded R_pos (float32); likewise neg
     fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values  (k, units) per-weight top-k index, sign in abs/pos/neg
     labels               (N,)       per-example labels, when known
@@ -40,6 +42,7 @@ from .errors import BudgetError, StoreCorruptError, StoreExistsError, StoreMisma
 from .fold import FoldKernel, index_add_fold, split_signed, step_groups, topk_desc, topk_rows
 from .layout import FLOAT16_MAX, Layout, create_array
 from .location import ATTR_KEY, check_replaceable, check_replaceable_url, is_url, open_zarr_store
+from .per_example import example_grads, needed_columns, shares
 from .spec import SIGNS, ParamSpec, RecordingSpec, Sign
 
 FORMAT_VERSION = 1
@@ -192,6 +195,11 @@ class ResponsibilityStore:
         )
         create_array(journal, "ids", (0,), "int64", (1 << 16,), layout)
         create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
+        if spec.example_width:
+            cols = min(spec.example_width, layout.journal_chunk_cols)
+            create_array(
+                journal, "examples", (0, spec.example_width), "float32", (_example_chunk_rows(cols), cols), layout
+            )
         if labels is not None:
             create_array(group, "labels", labels.shape, "int64", (min(len(labels), 1 << 20),), layout)[:] = labels
         return cls(group, path, read_only=False)
@@ -345,19 +353,34 @@ class ResponsibilityStore:
             arr.resize((max(rows, 2 * arr.shape[0]), *arr.shape[1:]))
 
     def write_journal(
-        self, start_step: int, rows: np.ndarray, ids: np.ndarray, ids_start: int, steps: np.ndarray
+        self,
+        start_step: int,
+        rows: np.ndarray,
+        ids: np.ndarray,
+        ids_start: int,
+        steps: np.ndarray,
+        examples: np.ndarray | None = None,
     ) -> None:
         """Write journal rows for steps ``start_step ..`` (not visible until :meth:`commit`).
 
         ``rows`` is (n, journal_width); ``ids`` the concatenated ids of those steps, starting at flat position
-        ``ids_start``; ``steps`` (n, 4): absolute ids_end, global_step, epoch, flags.
+        ``ids_start``; ``steps`` (n, 4): absolute ids_end, global_step, epoch, flags; ``examples``
+        (len(ids), example_width): per-example values, required exactly when the store records per example.
         """
         self._require_writable()
         n = len(steps)
         if rows.shape != (n, self.spec.journal_width) or steps.shape != (n, 4):
             raise ValueError(f"journal block shapes {rows.shape}, {steps.shape} do not match the store")
+        blocks = [("rows", rows, start_step), ("ids", ids, ids_start), ("steps", steps, start_step)]
+        if self.spec.example_width:
+            if examples is None or examples.shape != (len(ids), self.spec.example_width):
+                got = None if examples is None else examples.shape
+                raise ValueError(f"per-example values of shape {got}, expected ({len(ids)}, {self.spec.example_width})")
+            blocks.append(("examples", examples, ids_start))
+        elif examples is not None:
+            raise ValueError("this store records uniform attribution: it takes no per-example values")
         journal = self._journal
-        for name, block, first in (("rows", rows, start_step), ("ids", ids, ids_start), ("steps", steps, start_step)):
+        for name, block, first in blocks:
             self._ensure_rows(journal[name], first + len(block))
             journal[name][first : first + len(block)] = block
 
@@ -372,6 +395,11 @@ class ResponsibilityStore:
                 "ids": self._array("journal/ids", "int64", lambda s: len(s) == 1 and s[0] >= ids),
                 "steps": self._array("journal/steps", "int64", lambda s: len(s) == 2 and s[1] == 4 and s[0] >= steps),
             }
+            if self.spec.example_width:
+                e = self.spec.example_width
+                self._arrays["examples"] = self._array(
+                    "journal/examples", "float32", lambda s: len(s) == 2 and s[1] == e and s[0] >= ids
+                )
         return self._arrays
 
     def commit(self, steps: int, ids: int) -> None:
@@ -418,9 +446,22 @@ class ResponsibilityStore:
 
     def membership(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Example ids of steps ``[start, stop)`` and the number of ids of each step."""
+        ids, counts, _ = self._membership(start, stop)
+        return ids, counts
+
+    def journal_examples(self, start: int, stop: int) -> np.ndarray:
+        """Per-example values (per-example attribution) of the ids of committed steps ``[start, stop)``."""
+        if not self.spec.example_width:
+            raise ValueError(f"{self.path} records uniform attribution: it has no per-example values")
+        ids, _, first = self._membership(start, stop)
+        return self._get(self._journal["examples"], np.s_[first : first + len(ids)])
+
+    def _membership(self, start: int, stop: int | None) -> tuple[np.ndarray, np.ndarray, int]:
+        """ids and per-step counts of steps ``[start, stop)``, and the flat position of the first id."""
         stop = self.steps if stop is None else stop
         if stop <= start:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            first = 0 if start == 0 else int(self._get(self._journal["steps"], np.s_[start - 1 : start])[0, 0])
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), first
         ends = self._get(self._journal["steps"], np.s_[max(start - 1, 0) : stop])[:, 0]
         first = int(ends[0]) if start > 0 else 0
         ends = ends[1:] if start > 0 else ends
@@ -428,7 +469,7 @@ class ResponsibilityStore:
             raise StoreCorruptError(f"{self.path}/journal/steps: step id offsets are not increasing")
         ids = self._get(self._journal["ids"], np.s_[first : int(ends[-1])])
         counts = np.diff(np.concatenate([[first], ends]))
-        return ids, counts
+        return ids, counts, first
 
     def meta(self) -> np.ndarray:
         """(steps, 3) int64: global_step, epoch, flags of every committed step."""
@@ -458,16 +499,22 @@ class ResponsibilityStore:
         kinds = self.spec.journal_columns()[p.name]
         ncols = acc_pos.shape[1]
         members = members or self._members(start, stop)
-        ids_all, counts_all, offsets = members.window(start, stop)
+        ids_all, counts_all, offsets, first = members.window(start, stop)
+        per_example = self.spec.attribution == "per_example"
         mean = self.spec.batch_share == "mean"
-        # Journal is read a chunk-row range at a time; the gathered source of a step group is bounded too.
+        # Journal is read a chunk-row range at a time; the gathered source of a step group is bounded too
+        # (per-example folds hold a few (ids, columns) temporaries: gradients, shares and their two parts).
         step_block = max(self.layout.chunk_steps, (budget // 4) // max(1, 4 * ncols * 2))
         step_block = max(1, step_block // self.layout.chunk_steps) * self.layout.chunk_steps
-        max_ids = max(1, (budget // 4) // max(1, 4 * ncols))
+        max_ids = max(1, (budget // 4) // max(1, 4 * ncols * (5 if per_example else 1)))
         for s0 in range(start, stop, step_block):
             s1 = min(stop, s0 + step_block)
             steps = slice(s0, s1)
-            if p.granularity == "weight":
+            if per_example:
+                delta = torch.from_numpy(self._read(rows_arr, steps, _shift(cols, kinds["delta"].start)))
+                lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
+                values = self._example_values(p, cols, first + lo, first + hi)
+            elif p.granularity == "weight":
                 block = self._read(rows_arr, steps, _shift(cols, kinds["delta"].start))
                 pos_rows, neg_rows = split_signed(torch.from_numpy(block))
             else:
@@ -478,15 +525,40 @@ class ResponsibilityStore:
                 lo, hi = int(offsets[s0 - start + g0]), int(offsets[s0 - start + g1])
                 ids = torch.from_numpy(ids_all[lo:hi])
                 row_of_id = torch.repeat_interleave(torch.arange(g0, g1), counts[g0:g1])
+                if per_example:
+                    base = int(offsets[s0 - start])
+                    group = {kind: v[lo - base : hi - base] for kind, v in values.items()}
+                    share = shares(
+                        delta[g0:g1],
+                        example_grads(p, group, cols),
+                        row_of_id - g0,
+                        counts[g0:g1],
+                        self.spec.share_rule,
+                    )
+                    pos_part, neg_part = split_signed(share)
+                    del share
+                    own = torch.arange(hi - lo)
+                    kernel(acc_pos, pos_part, ids, own, None)
+                    kernel(acc_neg, neg_part, ids, own, None)
+                    continue
                 scale = (1.0 / counts[g0:g1].to(torch.float32)).repeat_interleave(counts[g0:g1]) if mean else None
                 kernel(acc_pos, pos_rows, ids, row_of_id, scale)
                 kernel(acc_neg, neg_rows, ids, row_of_id, scale)
 
+    def _example_values(self, p: ParamSpec, cols: slice | np.ndarray, lo: int, hi: int) -> dict[str, torch.Tensor]:
+        """The journaled per-example values of ``p`` that columns ``cols`` need, for flat id positions [lo, hi)."""
+        arr = self._journal["examples"]
+        where = self.spec.example_columns()[p.name]
+        return {
+            kind: torch.from_numpy(np.ascontiguousarray(self._read(arr, slice(lo, hi), _shift(sel, where[kind].start))))
+            for kind, sel in needed_columns(p, cols).items()
+        }
+
     def _members(self, start: int, stop: int) -> _Membership:
-        ids, counts = self.membership(start, stop)
+        ids, counts, first = self._membership(start, stop)
         if len(ids) and (ids.min() < 0 or ids.max() >= self.num_examples):
             raise StoreCorruptError(f"{self.path}: journal holds example ids outside [0, {self.num_examples})")
-        return _Membership(start, ids, counts)
+        return _Membership(start, ids, counts, first)
 
     def fold(
         self,
@@ -778,13 +850,20 @@ class _Membership:
     start: int
     ids: np.ndarray
     counts: np.ndarray
+    first: int  # flat position (in journal/ids) of ids[0]
 
-    def window(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def window(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """ids, per-step counts and id offsets of steps ``[start, stop)``, and the flat position of the first id."""
         offsets = np.concatenate([[0], np.cumsum(self.counts)])
         a, b = start - self.start, stop - self.start
         counts = self.counts[a:b]
         ids = self.ids[offsets[a] : offsets[b]]
-        return ids, counts, np.concatenate([[0], np.cumsum(counts)])
+        return ids, counts, np.concatenate([[0], np.cumsum(counts)]), self.first + int(offsets[a])
+
+
+def _example_chunk_rows(cols: int) -> int:
+    # ~4 MiB chunks, like the journal rows: written by id ranges, read by id ranges and parameter columns.
+    return int(max(256, (4 << 20) // (4 * cols)))
 
 
 def _check_sign(sign: str) -> None:

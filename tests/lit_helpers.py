@@ -135,3 +135,79 @@ def trainer(tmp_path, callbacks, **kw) -> L.Trainer:
     )
     opts.update(kw)
     return L.Trainer(callbacks=callbacks, **opts)
+
+
+class PerExampleReference(Callback):
+    """Per-example attribution in float64, the slow obvious way.
+
+    At each optimizer step every example's own gradient is recomputed by a separate backward pass of a float64
+    copy of ``pl_module.net`` on that example alone (cross-entropy, the loss TinyNet trains with); Δw is split
+    by the rule of ``responsibility.per_example`` written out per weight, and added to each example in a loop.
+    ``sgd_exact`` skips the rule and adds |-lr · g_j / B| instead: what plain SGD's shares must equal.
+    """
+
+    def __init__(self, num_examples: int, rule: str, sgd_exact_lr: float | None = None) -> None:
+        self.n, self.rule, self.sgd_lr = num_examples, rule, sgd_exact_lr
+        self.pos: dict[str, np.ndarray] = {}
+        self.neg: dict[str, np.ndarray] = {}
+        self.before: dict[str, np.ndarray] | None = None
+        self.batch: list[tuple[torch.Tensor, torch.Tensor, int]] = []
+        self.grads: list[dict[str, np.ndarray]] | None = None
+        self.last_step = 0
+
+    def on_train_start(self, trainer, pl_module):
+        self.last_step = trainer.global_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if self.before is None:
+            self.before = {n: p.detach().double().numpy().copy() for n, p in pl_module.named_parameters()}
+        self.batch.extend((x, y, int(i)) for x, y, i in zip(batch[0], batch[1], batch[2], strict=True))
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if self.grads is not None:
+            return
+        import copy
+
+        net = copy.deepcopy(pl_module.net).double()
+        names = [f"net.{n}" for n, _ in net.named_parameters()]
+        self.grads = []
+        for x, y, _ in self.batch:
+            loss = torch.nn.functional.cross_entropy(net(x[None].double()), y[None])
+            g = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
+            self.grads.append(
+                {
+                    n: (np.zeros(p.shape) if gi is None else gi.numpy())
+                    for n, p, gi in zip(names, net.parameters(), g, strict=True)
+                }
+            )
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.last_step:
+            return
+        self.last_step = trainer.global_step
+        ids = [i for _, _, i in self.batch]
+        for name, p in pl_module.named_parameters():
+            d = p.detach().double().numpy() - self.before[name]
+            g = np.stack([gr[name] for gr in self.grads])
+            if self.sgd_lr is not None:
+                share = -self.sgd_lr * g / len(ids)
+            else:
+                w = np.abs(g) if self.rule == "magnitude" else g
+                denom = w.sum(0)
+                safe = denom != 0
+                scale = np.where(safe, d / np.where(safe, denom, 1), 0.0)
+                share = scale * w + np.where(safe, 0.0, d / len(ids))
+            if name not in self.pos:
+                self.pos[name] = np.zeros((self.n, *d.shape))
+                self.neg[name] = np.zeros((self.n, *d.shape))
+            for j, m in enumerate(ids):
+                self.pos[name][m] += np.maximum(share[j], 0)
+                self.neg[name][m] += np.maximum(-share[j], 0)
+        self.before, self.batch, self.grads = None, [], None
+
+    def get(self, name: str, sign: str) -> np.ndarray:
+        if sign == "pos":
+            return self.pos[name]
+        if sign == "neg":
+            return self.neg[name]
+        return self.pos[name] + self.neg[name]

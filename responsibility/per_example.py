@@ -1,0 +1,227 @@
+"""Per-example attribution: split each step's Δw among the step's examples by their own gradients.
+
+Example j of a step gets ``share_j`` of the step's weight change, and the shares of a step sum to Δw exactly:
+
+- rule ``"gradient"``: ``share_j = Δw ⊙ g_j / Σ_k g_k``. With plain SGD (no momentum, no weight decay) the step
+  is ``Δw = -lr Σ_k g_k``, so ``share_j = -lr g_j``: each example's own update, exactly.
+- rule ``"magnitude"``: ``share_j = Δw ⊙ |g_j| / Σ_k |g_k|``: every example moves the weight in Δw's direction,
+  in proportion to the size of its gradient on it. For momentum, Adam or weight decay, where Δw is not a multiple
+  of the current gradient, this stays well conditioned; ``Δw / Σ_k g_k`` can explode where the examples' gradients
+  cancel.
+
+Where the denominator is zero (no example of the step has a gradient on the weight: momentum or weight decay alone
+moved it), the weight's Δw is split evenly among the step's examples. ``g_j`` is example j's gradient of the
+loss the optimizer stepped on; rules only use ratios, so loss scaling (means, accumulation) does not matter.
+
+Recording (:class:`ExampleGradients`): module hooks capture per-example gradients of tracked ``nn.Linear`` and
+``nn.Conv2d`` parameters, batched, in the backward pass that computes the batch gradient. A Linear weight's
+per-example gradient is the outer product ``δ_j a_jᵀ`` of the output gradient and the layer input: the journal
+keeps the two factors (``out + in`` values per example instead of ``out · in``), and the product is formed only
+when folding (:func:`example_grads`). Conv2d weights and all biases journal the per-example gradient itself.
+Per-example gradients assume examples do not interact in the forward pass (no batch norm in train mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .errors import LayerSelectionError, ResponsibilityError
+from .spec import ParamSpec
+
+__all__ = ["ExampleGradients", "default_rule", "example_form", "example_grads", "shares"]
+
+
+def example_form(module: nn.Module, leaf: str, name: str) -> str:
+    """How the per-example gradients of parameter ``leaf`` of ``module`` are journaled ("outer" or "dense")."""
+    if isinstance(module, nn.Linear) and leaf == "weight":
+        return "outer"
+    if isinstance(module, (nn.Linear, nn.Conv2d)) and leaf in ("weight", "bias"):
+        return "dense"
+    raise LayerSelectionError(
+        f"per-example attribution supports the weight and bias of nn.Linear and nn.Conv2d layers; {name!r} belongs "
+        f"to a {type(module).__name__}. Leave it out with layers=..., or use attribution='uniform'"
+    )
+
+
+def shares(
+    delta: torch.Tensor, grads: torch.Tensor, row_of_id: torch.Tensor, counts: torch.Tensor, rule: str
+) -> torch.Tensor:
+    """Each example's share of its step's Δw: ``(M, P)`` from ``delta`` ``(T, P)`` and ``grads`` ``(M, P)``.
+
+    Example row j belongs to step ``row_of_id[j]``; ``counts`` (T,) is the number of examples of each step.
+    """
+    weight = grads.abs() if rule == "magnitude" else grads
+    denom = torch.zeros_like(delta).index_add_(0, row_of_id, weight)
+    scale = delta / denom
+    usable = torch.isfinite(scale)  # denom == 0, or so small that the ratio overflows
+    scale = torch.where(usable, scale, torch.zeros((), dtype=scale.dtype))
+    even = torch.where(usable, torch.zeros((), dtype=delta.dtype), delta / counts.to(delta.dtype).unsqueeze(1))
+    return scale[row_of_id].mul_(weight).add_(even[row_of_id])
+
+
+def example_grads(p: ParamSpec, values: dict[str, torch.Tensor], cols: slice | np.ndarray) -> torch.Tensor:
+    """Per-example gradients of flat weights ``cols`` of ``p`` from its journaled values: ``(M, len(cols))``.
+
+    ``values`` holds the journaled columns by kind, already restricted as :func:`needed_columns` says.
+    """
+    if p.example_form != "outer":
+        return values["grad"]
+    out_idx, in_idx = _outer_indices(p, cols)
+    out_sel, in_sel = _compact(out_idx), _compact(in_idx)
+    return values["out"][:, _local(out_idx, out_sel)] * values["in"][:, _local(in_idx, in_sel)]
+
+
+def needed_columns(p: ParamSpec, cols: slice | np.ndarray) -> dict[str, slice | np.ndarray]:
+    """The journaled columns (relative to the parameter's own) that :func:`example_grads` needs for ``cols``."""
+    if p.example_form != "outer":
+        return {"grad": cols}
+    out_idx, in_idx = _outer_indices(p, cols)
+    return {"out": _compact(out_idx), "in": _compact(in_idx)}
+
+
+def _outer_indices(p: ParamSpec, cols: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    flat = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else np.asarray(cols, dtype=np.int64)
+    return flat // p.shape[1], flat % p.shape[1]
+
+
+def _compact(idx: np.ndarray) -> slice | np.ndarray:
+    """A slice covering ``idx`` when its distinct values are contiguous, else the sorted distinct values."""
+    uniq = np.unique(idx)
+    if len(uniq) == 0:
+        return slice(0, 0)
+    if uniq[-1] - uniq[0] + 1 == len(uniq):
+        return slice(int(uniq[0]), int(uniq[-1]) + 1)
+    return uniq
+
+
+def _local(idx: np.ndarray, sel: slice | np.ndarray) -> torch.Tensor:
+    local = idx - sel.start if isinstance(sel, slice) else np.searchsorted(sel, idx)
+    return torch.from_numpy(np.ascontiguousarray(local, dtype=np.int64))
+
+
+class ExampleGradients:
+    """Captures per-example gradients of tracked Linear/Conv2d parameters with module hooks.
+
+    A forward hook keeps each tracked layer's input and puts a hook on its output; that hook receives the output
+    gradient in the backward pass and turns it into per-example values for every tracked parameter of the layer.
+    Forward passes without gradient (validation, ``no_grad``) are ignored. :meth:`take` returns the rows of all
+    backward passes since the last call (several with gradient accumulation), in batch order.
+    """
+
+    def __init__(self, tracked: Sequence[tuple[ParamSpec, nn.Module, str]]) -> None:
+        self._modules: dict[int, tuple[nn.Module, list[tuple[ParamSpec, str]]]] = {}
+        self._order: list[tuple[ParamSpec, int]] = []
+        for spec, module, leaf in tracked:
+            if spec.example_form is None:
+                raise ValueError(f"{spec.name!r} has no example_form: not recorded per example")
+            self._modules.setdefault(id(module), (module, []))[1].append((spec, leaf))
+            self._order.append((spec, id(module)))
+        self._captured: dict[int, list[dict[str, torch.Tensor] | None]] = {k: [] for k in self._modules}
+        self._handles: list[Any] = []
+
+    def attach(self) -> None:
+        """Register the hooks (idempotent)."""
+        if not self._handles:
+            self._handles = [m.register_forward_hook(self._forward) for m, _ in self._modules.values()]
+
+    def detach(self) -> None:
+        """Remove the hooks and drop anything captured."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self.clear()
+
+    def clear(self) -> None:
+        for calls in self._captured.values():
+            calls.clear()
+
+    def _forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        calls = self._captured.get(id(module))
+        # A deep copy of the model (EMA, a teacher) carries a copy of this hook: it is not a tracked layer.
+        if calls is None or not (torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad):
+            return
+        x = args[0]
+        if isinstance(module, nn.Linear) and x.dim() != 2:
+            raise ResponsibilityError(
+                f"per-example attribution needs Linear inputs of shape (batch, features); {type(module).__name__} "
+                f"got {tuple(x.shape)}. Track this layer with attribution='uniform'"
+            )
+        calls.append(None)
+        output.register_hook(partial(self._backward, module, x.detach(), calls, len(calls) - 1))
+
+    def _backward(
+        self, module: nn.Module, x: torch.Tensor, calls: list[dict[str, torch.Tensor] | None], slot: int, grad: Any
+    ) -> None:
+        delta = grad.detach().float()
+        x = x.float()
+        values: dict[str, torch.Tensor] = {}
+        for spec, leaf in self._modules[id(module)][1]:
+            if isinstance(module, nn.Linear):
+                values[spec.name] = torch.cat([delta, x], 1) if leaf == "weight" else delta
+            elif leaf == "bias":
+                values[spec.name] = delta.sum((2, 3))
+            else:
+                values[spec.name] = _conv2d_weight_grads(module, x, delta)
+        calls[slot] = values
+
+    def take(self) -> torch.Tensor:
+        """``(B, example_width)`` float32 rows of the examples seen since the last call, then forget them."""
+        per_module: dict[int, dict[str, torch.Tensor]] = {}
+        batch: int | None = None
+        for key, calls in self._captured.items():
+            done = [c for c in calls if c is not None]
+            if not done:
+                continue
+            merged = {name: torch.cat([c[name] for c in done]) for name in done[0]}
+            n = len(next(iter(merged.values())))
+            if batch is not None and n != batch:
+                module = self._modules[key][0]
+                raise ResponsibilityError(
+                    f"per-example attribution: a tracked {type(module).__name__} saw {n} examples in this step, "
+                    f"another tracked layer {batch}. Each tracked layer must run exactly once per example"
+                )
+            batch = n
+            per_module[key] = merged
+        self.clear()
+        parts = []
+        for spec, key in self._order:
+            got = per_module.get(key)
+            if got is None:  # the layer did not run with gradient: its examples pushed it nowhere
+                parts.append(torch.zeros(batch or 0, spec.example_width))
+            else:
+                parts.append(got[spec.name].reshape(len(got[spec.name]), -1))
+        device = next((t.device for t in parts if t.numel()), torch.device("cpu"))
+        return torch.cat([t.to(device) for t in parts], 1) if parts else torch.zeros(0, 0)
+
+
+def _conv2d_weight_grads(conv: nn.Conv2d, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Per-example weight gradients of a Conv2d: ``(B, out, in/groups, kh, kw)`` via unfolded inputs."""
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    # _reversed_padding_repeated_twice is how Conv2d itself pads for non-zero modes and "same"; covers all cases.
+    x = F.pad(x, conv._reversed_padding_repeated_twice, mode=mode)
+    cols = F.unfold(x, conv.kernel_size, dilation=conv.dilation, stride=conv.stride)  # (B, C*kh*kw, L)
+    b, g = x.shape[0], conv.groups
+    cols = cols.view(b, g, -1, cols.shape[-1])
+    d = delta.reshape(b, g, -1, delta.shape[2] * delta.shape[3])
+    return torch.einsum("bgol,bgkl->bgok", d, cols).reshape(b, *conv.weight.shape)
+
+
+def default_rule(optimizers: Sequence[torch.optim.Optimizer], params: Sequence[torch.Tensor]) -> str:
+    """ "gradient" when every optimizer group holding a tracked parameter is plain SGD (then it is exact), else
+    "magnitude"."""
+    tracked = {id(p) for p in params}
+    for opt in optimizers:
+        for group in opt.param_groups:
+            if not any(id(p) in tracked for p in group["params"]):
+                continue
+            plain = type(opt) is torch.optim.SGD and not group.get("momentum") and not group.get("weight_decay")
+            if not plain:
+                return "magnitude"
+    return "gradient"
