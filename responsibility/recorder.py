@@ -28,7 +28,9 @@ class _Buffer:
     """``chunk_steps`` journal rows plus the ids and step records (ids_end, global_step, epoch, flags)."""
 
     def __init__(self, rows: int, width: int, pin: bool) -> None:
+        self.pin = pin
         self.data = torch.zeros(rows, width, dtype=torch.float32, pin_memory=pin)
+        self.copied: torch.cuda.Event | None = None  # device -> host copies of the rows are done when it fires
         self.steps = np.zeros((rows, 4), dtype=np.int64)
         self.ids: list[np.ndarray] = []
         self.examples: list[torch.Tensor] = []  # per-example attribution: (len(ids), example_width) per step
@@ -40,6 +42,7 @@ class _Buffer:
         self.base, self.ids_base, self.n = base, ids_base, 0
         self.ids = []
         self.examples = []
+        self.copied = None
 
 
 class Recorder:
@@ -132,7 +135,9 @@ class Recorder:
         buf.steps[buf.n] = (0, global_step, epoch, 0)
         buf.ids.append(ids)
         if examples is not None:
-            buf.examples.append(examples.detach().to("cpu", torch.float32))
+            host = torch.empty(examples.shape, dtype=torch.float32, pin_memory=buf.pin and examples.is_cuda)
+            host.copy_(examples.detach(), non_blocking=True)
+            buf.examples.append(host)
         buf.n += 1
         self.steps += 1
         self.num_ids += len(ids)
@@ -158,18 +163,20 @@ class Recorder:
             if p.dtype == torch.float32 and not p.is_cuda:
                 torch.sub(p.reshape(-1), snap.reshape(-1), out=out)
             elif p.dtype == torch.float64:
-                out.copy_((p - snap).reshape(-1))  # subtract before rounding: small changes keep their digits
+                # Subtract before rounding: small changes keep their digits.
+                out.copy_((p - snap).reshape(-1), non_blocking=True)
             else:
-                # Low-precision or device weights: the difference is taken in float32, then copied to the host.
-                out.copy_(p.float().reshape(-1) - snap.float().reshape(-1))
+                # Low-precision or device weights: the difference is taken in float32 on the weights' device;
+                # the copy to the (pinned) host row overlaps training until the writer needs it.
+                out.copy_(p.float().reshape(-1) - snap.float().reshape(-1), non_blocking=True)
             return
         diff, part = self._scratch_for(param)
         torch.sub(p.float(), snap.float(), out=diff)
         d = diff.view(spec.units, -1)
         torch.clamp(d, min=0, out=part)
-        row[cols["pos"]].copy_(part.sum(1))
+        row[cols["pos"]].copy_(part.sum(1), non_blocking=True)
         torch.clamp(d, max=0, out=part)
-        row[cols["neg"]].copy_(part.sum(1).neg_())
+        row[cols["neg"]].copy_(part.sum(1).neg_(), non_blocking=True)
 
     def _scratch_for(self, param: torch.nn.Parameter) -> tuple[torch.Tensor, torch.Tensor]:
         scratch = self._scratch.get(id(param))
@@ -205,15 +212,20 @@ class Recorder:
         n = buf.n
         ids = np.concatenate(buf.ids[:n]) if n else np.zeros(0, np.int64)
         buf.steps[:n, 0] = buf.ids_base + np.cumsum([len(a) for a in buf.ids[:n]], dtype=np.int64)
-        examples = torch.cat(buf.examples[:n]).numpy() if buf.examples else None
-        job = (buf, n, ids, examples)
+        if buf.pin:
+            buf.copied = torch.cuda.Event()
+            buf.copied.record()
+        job = (buf, n, ids)
         if self._executor is None:
             self._write(*job)
         else:
             self._pending = self._executor.submit(self._write, *job)
 
-    def _write(self, buf: _Buffer, n: int, ids: np.ndarray, examples: np.ndarray | None) -> None:
+    def _write(self, buf: _Buffer, n: int, ids: np.ndarray) -> None:
         try:
+            if buf.copied is not None:
+                buf.copied.synchronize()  # only the writer thread waits for the device's copies
+            examples = torch.cat(buf.examples[:n]).numpy() if buf.examples else None
             self._write_unguarded(buf, n, ids, examples)
         except ResponsibilityError:
             raise

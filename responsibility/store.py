@@ -492,7 +492,11 @@ class ResponsibilityStore:
         kernel: FoldKernel = index_add_fold,
         members: _Membership | None = None,
     ) -> None:
-        """Fold journal steps ``[start, stop)`` of columns ``cols`` of ``p`` into the accumulators."""
+        """Fold journal steps ``[start, stop)`` of columns ``cols`` of ``p`` into the accumulators.
+
+        The accumulators' device is where the fold runs: journal blocks are moved there as they are read.
+        """
+        device = acc_pos.device
         if stop <= start:
             return
         rows_arr = self._journal["rows"]
@@ -511,20 +515,20 @@ class ResponsibilityStore:
             s1 = min(stop, s0 + step_block)
             steps = slice(s0, s1)
             if per_example:
-                delta = torch.from_numpy(self._read(rows_arr, steps, _shift(cols, kinds["delta"].start)))
+                delta = _tensor(self._read(rows_arr, steps, _shift(cols, kinds["delta"].start)), device)
                 lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
-                values = self._example_values(p, cols, first + lo, first + hi)
+                values = self._example_values(p, cols, first + lo, first + hi, device)
             elif p.granularity == "weight":
                 block = self._read(rows_arr, steps, _shift(cols, kinds["delta"].start))
-                pos_rows, neg_rows = split_signed(torch.from_numpy(block))
+                pos_rows, neg_rows = split_signed(_tensor(block, device))
             else:
-                pos_rows = torch.from_numpy(self._read(rows_arr, steps, _shift(cols, kinds["pos"].start)))
-                neg_rows = torch.from_numpy(self._read(rows_arr, steps, _shift(cols, kinds["neg"].start)))
+                pos_rows = _tensor(self._read(rows_arr, steps, _shift(cols, kinds["pos"].start)), device)
+                neg_rows = _tensor(self._read(rows_arr, steps, _shift(cols, kinds["neg"].start)), device)
             counts = torch.from_numpy(counts_all[s0 - start : s1 - start])
             for g0, g1 in step_groups(counts, max_ids):
                 lo, hi = int(offsets[s0 - start + g0]), int(offsets[s0 - start + g1])
-                ids = torch.from_numpy(ids_all[lo:hi])
-                row_of_id = torch.repeat_interleave(torch.arange(g0, g1), counts[g0:g1])
+                ids = _tensor(ids_all[lo:hi], device)
+                row_of_id = torch.repeat_interleave(torch.arange(g0, g1), counts[g0:g1]).to(device)
                 if per_example:
                     base = int(offsets[s0 - start])
                     group = {kind: v[lo - base : hi - base] for kind, v in values.items()}
@@ -532,25 +536,31 @@ class ResponsibilityStore:
                         delta[g0:g1],
                         example_grads(p, group, cols),
                         row_of_id - g0,
-                        counts[g0:g1],
+                        counts[g0:g1].to(device),
                         self.spec.share_rule,
                     )
                     pos_part, neg_part = split_signed(share)
                     del share
-                    own = torch.arange(hi - lo)
+                    own = torch.arange(hi - lo, device=device)
                     kernel(acc_pos, pos_part, ids, own, None)
                     kernel(acc_neg, neg_part, ids, own, None)
                     continue
-                scale = (1.0 / counts[g0:g1].to(torch.float32)).repeat_interleave(counts[g0:g1]) if mean else None
+                scale = (
+                    (1.0 / counts[g0:g1].to(torch.float32)).repeat_interleave(counts[g0:g1]).to(device)
+                    if mean
+                    else None
+                )
                 kernel(acc_pos, pos_rows, ids, row_of_id, scale)
                 kernel(acc_neg, neg_rows, ids, row_of_id, scale)
 
-    def _example_values(self, p: ParamSpec, cols: slice | np.ndarray, lo: int, hi: int) -> dict[str, torch.Tensor]:
+    def _example_values(
+        self, p: ParamSpec, cols: slice | np.ndarray, lo: int, hi: int, device: torch.device
+    ) -> dict[str, torch.Tensor]:
         """The journaled per-example values of ``p`` that columns ``cols`` need, for flat id positions [lo, hi)."""
         arr = self._journal["examples"]
         where = self.spec.example_columns()[p.name]
         return {
-            kind: torch.from_numpy(np.ascontiguousarray(self._read(arr, slice(lo, hi), _shift(sel, where[kind].start))))
+            kind: _tensor(self._read(arr, slice(lo, hi), _shift(sel, where[kind].start)), device)
             for kind, sel in needed_columns(p, cols).items()
         }
 
@@ -566,13 +576,17 @@ class ResponsibilityStore:
         *,
         budget_bytes: int = DEFAULT_FOLD_BUDGET,
         kernel: FoldKernel = index_add_fold,
+        device: str | torch.device = "cpu",
     ) -> FoldReport:
         """Fold the committed journal into R and rebuild the top-k index, within ``budget_bytes`` of memory.
 
         Incremental: only steps past each parameter's last fold are added. Each parameter's new R is written
         to a fresh generation and made visible by one manifest write, so a crash mid-fold leaves the old R.
+        ``device="cuda"`` runs the scatter-adds on the GPU (the budget then bounds GPU memory); CUDA's atomic
+        adds make the order of additions, and so the last bits of R, vary between runs.
         """
         self._require_writable()
+        device = torch.device(device)
         names = list(parameters) if parameters is not None else self.parameters
         t_start = time.perf_counter()
         todo = [self.spec.param(name) for name in names if self.folded_steps(name) < self.steps]
@@ -595,12 +609,13 @@ class ResponsibilityStore:
             for c0 in range(0, p.units, width):
                 cols = slice(c0, min(p.units, c0 + width))
                 if old is not None and done:
-                    acc_pos = torch.from_numpy(self._read(self._fold_array(p.name, "pos"), slice(None), cols))
-                    acc_neg = torch.from_numpy(self._read(self._fold_array(p.name, "neg"), slice(None), cols))
+                    acc_pos = _tensor(self._read(self._fold_array(p.name, "pos"), slice(None), cols), device)
+                    acc_neg = _tensor(self._read(self._fold_array(p.name, "neg"), slice(None), cols), device)
                 else:
-                    acc_pos = torch.zeros(n, cols.stop - c0)
-                    acc_neg = torch.zeros(n, cols.stop - c0)
+                    acc_pos = torch.zeros(n, cols.stop - c0, device=device)
+                    acc_neg = torch.zeros(n, cols.stop - c0, device=device)
                 self._accumulate(p, cols, done, self.steps, acc_pos, acc_neg, budget_bytes, kernel, members)
+                acc_pos, acc_neg = acc_pos.cpu(), acc_neg.cpu()
                 out["pos"][:, cols] = self._to_stored(p.name, acc_pos)
                 out["neg"][:, cols] = self._to_stored(p.name, acc_neg)
                 self._write_topk(out, cols, acc_pos, acc_neg)  # from float32 sums: rankings stay exact
@@ -859,6 +874,11 @@ class _Membership:
         counts = self.counts[a:b]
         ids = self.ids[offsets[a] : offsets[b]]
         return ids, counts, np.concatenate([[0], np.cumsum(counts)]), self.first + int(offsets[a])
+
+
+def _tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t if t.device == device else t.to(device, non_blocking=True)
 
 
 def _example_chunk_rows(cols: int) -> int:

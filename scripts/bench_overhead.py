@@ -1,11 +1,13 @@
 """Training overhead of the ResponsibilityCallback (journal path), and fold throughput, measured in one run.
 
-Paper CNN on Fashion-MNIST (10,000 training images by default), batch 64, plain SGD, CPU. Runs alternate
+Paper CNN on Fashion-MNIST (10,000 training images by default), batch 64, plain SGD (``--optimizer adam`` for
+Adam), CPU (``--accelerator gpu`` on a CUDA machine). Runs alternate
 (baseline, setting a, setting b, ...) so drifts in machine speed hit all settings alike; the reported ratio is the
 median over repeats of (fit time with callback) / (fit time of the baseline of the same repeat).
 
 Settings: (a) every weight tracked at weight granularity (the worst case: ~2.8 MB of Δw per step);
-(b) neuron granularity everywhere plus weight granularity on the last layer.
+(b) neuron granularity everywhere plus weight granularity on the last layer; (c) every weight, per-example
+attribution (journal: Δw per step plus each example's gradient factors).
 
     python scripts/bench_overhead.py --repeats 5 --out docs/bench/overhead.json
 """
@@ -41,6 +43,7 @@ MODELS = {
         {
             "a_all_weights": dict(granularity="weight"),
             "b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc2": "weight"}),
+            "c_all_weights_per_example": dict(granularity="weight", attribution="per_example"),
         },
     ),
     "lenet5": (
@@ -48,6 +51,7 @@ MODELS = {
         {
             "a_all_weights": dict(granularity="weight"),
             "b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc3": "weight"}),
+            "c_all_weights_per_example": dict(granularity="weight", attribution="per_example"),
         },
     ),
     # ~10.5M parameters; per-weight journaling of all of them (42 MB per step) is what setting b avoids.
@@ -58,11 +62,14 @@ MODELS = {
 }
 
 
-def fit_once(data, net, batch_size: int, epochs: int, callback: ResponsibilityCallback | None, seed: int) -> float:
+def fit_once(
+    data, net, args: argparse.Namespace, epochs: int, callback: ResponsibilityCallback | None, seed: int
+) -> float:
     L.seed_everything(seed, verbose=False)
-    model = ImageClassifier(net(), optimizer="sgd", lr=0.05)
-    trainer = quiet_trainer(epochs, [callback] if callback else [])
-    loader = DataLoader(data, batch_size=batch_size, shuffle=True)
+    lr = 0.05 if args.optimizer == "sgd" else 1e-3
+    model = ImageClassifier(net(), optimizer=args.optimizer, lr=lr)
+    trainer = quiet_trainer(epochs, [callback] if callback else [], accelerator=args.accelerator)
+    loader = DataLoader(data, batch_size=args.batch_size, shuffle=True)
     start = time.perf_counter()
     trainer.fit(model, loader)
     return time.perf_counter() - start
@@ -90,6 +97,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--settings", nargs="*", default=None, help="run only these settings (default: all)")
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory (default: search)")
     parser.add_argument("--workdir", default=None, help="where stores are written (default: a temp dir)")
     parser.add_argument(
@@ -108,15 +118,20 @@ def main() -> None:
     workdir.mkdir(parents=True, exist_ok=True)
 
     net, settings = MODELS[args.model]
+    if args.settings:
+        unknown = set(args.settings) - settings.keys()
+        if unknown:
+            parser.error(f"unknown settings {sorted(unknown)} for {args.model}; known: {sorted(settings)}")
+        settings = {k: v for k, v in settings.items() if k in args.settings}
     times: dict[str, list[float]] = {"baseline": [], **{k: [] for k in settings}}
-    fit_once(data, net, args.batch_size, 1, None, 0)  # warm-up: imports, allocator, thread pools
+    fit_once(data, net, args, 1, None, 0)  # warm-up: imports, allocator, thread pools
     for r in range(args.repeats):
-        times["baseline"].append(fit_once(data, net, args.batch_size, args.epochs, None, r))
+        times["baseline"].append(fit_once(data, net, args, args.epochs, None, r))
         for name, kw in settings.items():
             path = workdir / f"{name}.zarr"
             shutil.rmtree(path, ignore_errors=True)
             cb = ResponsibilityCallback(path, fold="never", **kw)
-            times[name].append(fit_once(data, net, args.batch_size, args.epochs, cb, r))
+            times[name].append(fit_once(data, net, args, args.epochs, cb, r))
         print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
 
     results: dict = {
@@ -127,6 +142,8 @@ def main() -> None:
             "torch": torch.__version__,
         },
         "model": args.model,
+        "optimizer": args.optimizer,
+        "accelerator": args.accelerator,
         "samples": args.samples,
         "batch_size": args.batch_size,
         "epochs": args.epochs,
@@ -137,7 +154,8 @@ def main() -> None:
     for name in settings:
         ratios = [t / b for t, b in zip(times[name], times["baseline"], strict=True)]
         store = ResponsibilityStore.open(workdir / f"{name}.zarr", mode="r+")
-        row_bytes = 4 * sum(p.numel if p.granularity == "weight" else 2 * p.units for p in store.spec.params)
+        ids_per_step = int(store.membership()[1].mean())
+        row_bytes = 4 * (store.spec.journal_width + store.spec.example_width * ids_per_step)
         entry = {
             "seconds": times[name],
             "ratio_median": statistics.median(ratios),
@@ -145,13 +163,14 @@ def main() -> None:
             "steps": store.steps,
             "journal_bytes_per_step": row_bytes,
             "r_cells": store.num_examples * sum(p.units for p in store.spec.params),
+            "share_rule": store.spec.share_rule if store.spec.attribution == "per_example" else None,
         }
         journal_bytes = row_bytes * store.steps
         bw = disk_write_bandwidth(workdir, journal_bytes)
         entry["disk_write_bytes_per_s"] = bw
         entry["journal_write_seconds_at_disk_bandwidth"] = journal_bytes / bw
         entry["baseline_median_seconds"] = statistics.median(times["baseline"])
-        if name.startswith("a_") and args.model == "paper_cnn":
+        if name[0] in "ac" and args.model == "paper_cnn":
             cols = np.arange(min(args.lazy_fold_columns, store.param("net.fc1.weight").units))
             start = time.perf_counter()
             store.read("net.fc1.weight", "pos", weights=cols)

@@ -160,7 +160,7 @@ class PerExampleReference(Callback):
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         if self.before is None:
-            self.before = {n: p.detach().double().numpy().copy() for n, p in pl_module.named_parameters()}
+            self.before = {n: p.detach().double().cpu().numpy().copy() for n, p in pl_module.named_parameters()}
         self.batch.extend((x, y, int(i)) for x, y, i in zip(batch[0], batch[1], batch[2], strict=True))
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
@@ -176,7 +176,7 @@ class PerExampleReference(Callback):
             g = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
             self.grads.append(
                 {
-                    n: (np.zeros(p.shape) if gi is None else gi.numpy())
+                    n: (np.zeros(p.shape) if gi is None else gi.cpu().numpy())
                     for n, p, gi in zip(names, net.parameters(), g, strict=True)
                 }
             )
@@ -187,7 +187,7 @@ class PerExampleReference(Callback):
         self.last_step = trainer.global_step
         ids = [i for _, _, i in self.batch]
         for name, p in pl_module.named_parameters():
-            d = p.detach().double().numpy() - self.before[name]
+            d = p.detach().double().cpu().numpy() - self.before[name]
             g = np.stack([gr[name] for gr in self.grads])
             if self.sgd_lr is not None:
                 share = -self.sgd_lr * g / len(ids)
