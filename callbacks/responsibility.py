@@ -73,7 +73,8 @@ class ResponsibilityCallback(Callback):
         labels: per-example labels to store; defaults to the dataset's ``targets``/``labels`` if present.
         topk: depth of the per-weight top-k index built by a fold.
         fold: ``"auto"`` folds at fit end when R (both signs) fits ``fold_budget_mb``; ``"always"``/``"never"``.
-        fold_budget_mb: size limit for the automatic fold, and the memory budget of folding.
+        fold_budget_mb: size limit for the automatic fold, and the memory budget of folding (GPU memory when
+            training on CUDA: the fold then runs on the GPU).
         journal_buffer_mb: memory for the two in-flight journal buffers; sets the steps per journal chunk.
         codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
         r_dtype: ``"float32"`` (default) or ``"float16"``: opt-in lossy storage of the folded R (relative error
@@ -420,7 +421,9 @@ class ResponsibilityCallback(Callback):
         r_bytes = 8 * store.num_examples * sum(p.units for p in store.spec.params)
         if self.fold == "always" or (self.fold == "auto" and r_bytes <= self.fold_budget):
             with self._storage_guard():  # the journal is complete either way; a failed fold can be redone
-                report = store.fold(budget_bytes=self.fold_budget)
+                # On a GPU run the fold's scatter-adds run on the training device too.
+                device = pl_module.device if pl_module.device.type == "cuda" else "cpu"
+                report = store.fold(budget_bytes=self.fold_budget, device=device)
             if self._stopped_at is not None:
                 return
             rank_zero_info(
