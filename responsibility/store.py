@@ -49,6 +49,7 @@ FORMAT_VERSION = 1
 MANIFEST_KEY = "manifest"
 DEFAULT_FOLD_BUDGET = 1 << 30
 DEFAULT_READ_BUDGET = 4 << 30
+EXAMPLE_CHUNK_COLS = 1024
 T = TypeVar("T")
 
 
@@ -196,7 +197,9 @@ class ResponsibilityStore:
         create_array(journal, "ids", (0,), "int64", (1 << 16,), layout)
         create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
         if spec.example_width:
-            cols = min(spec.example_width, layout.journal_chunk_cols)
+            # Narrow column chunks: a fold reads one parameter's columns over all examples, and a row holds
+            # every parameter's values, so wide chunks would make each small parameter's fold read them all.
+            cols = min(spec.example_width, EXAMPLE_CHUNK_COLS)
             create_array(
                 journal, "examples", (0, spec.example_width), "float32", (_example_chunk_rows(cols), cols), layout
             )
