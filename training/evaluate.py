@@ -183,7 +183,7 @@ def _topk(attributions: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-attributions, axis=1, kind="stable")[:, :k]
 
 
-def test_attributions(
+def explain_test_inputs(
     cfg: DictConfig,
     model: L.LightningModule,
     store: ResponsibilityStore,
@@ -466,11 +466,11 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     }
     if cfg.sanity.n_test:
         x_test = test.images[: cfg.sanity.n_test]
-        predicted, attributions = test_attributions(cfg, model, store, margins_cb.checkpoints, x, y, x_test)
+        predicted, attributions = explain_test_inputs(cfg, model, store, margins_cb.checkpoints, x, y, x_test)
         L.seed_everything(cfg.seed + 1, verbose=False)
         random_model = instantiate(cfg.model)  # re-initialised: same architecture, untrained weights
         random_ckpt = [({k: v.detach().clone() for k, v in random_model.state_dict().items()}, 1.0)]
-        _, randomized = test_attributions(cfg, random_model, store, random_ckpt, x, y, x_test)
+        _, randomized = explain_test_inputs(cfg, random_model, store, random_ckpt, x, y, x_test)
         results["sanity_setup"] = OmegaConf.to_container(cfg.sanity, resolve=True) | {"n_test": len(x_test)}
         results["sanity"] = sanity_metrics(attributions, randomized, predicted, y, cfg.sanity.k)
         clock.lap("sanity")
