@@ -2,7 +2,7 @@
 
 R[m] = Σ_t share_t · |Δw_t| · (number of times m is in step t's batch). A kernel receives a block of journal
 rows and the flattened batch membership of those steps and scatter-adds into an example-major accumulator.
-Example-major (N, P) layout is what makes ``index_add_`` fast (rows are contiguous); duplicates are summed.
+Example-major (N, P) layout is what makes the scatter-add fast (rows are contiguous); duplicates are summed.
 
 Kernels are plain functions so a Triton/CUDA kernel can replace :func:`index_add_fold` without touching callers.
 Accumulation is chronological, so folding in pieces gives bit-for-bit the same R as folding at once.
@@ -16,6 +16,20 @@ import torch
 
 FoldKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], None]
 
+# Bytes of gathered source per slice. A slice costs a few tens of microseconds of dispatch whatever its size, so
+# slices stay large, yet within the last-level cache so that the gathered rows are not a second trip to memory.
+BLOCK_BYTES = 8 << 20
+# Fixed costs per row, in accumulator cells streamed in the same time (measured on a 2-core machine, see
+# docs/benchmarks.md): a scattered ``index_add_`` row (dispatch and a random access), and an example's share of a
+# dense pass (finding the round, gathering its row). They decide when a dense pass over all N examples is cheaper.
+SCATTER_ROW_CELLS = 256
+DENSE_ROW_CELLS = 16
+
+
+def dense_threshold(width: int) -> float:
+    """Smallest fraction of the examples a round must cover for a dense pass to beat scattering its rows."""
+    return (DENSE_ROW_CELLS + width) / (SCATTER_ROW_CELLS + width)
+
 
 def index_add_fold(
     acc: torch.Tensor,
@@ -23,15 +37,93 @@ def index_add_fold(
     ids: torch.Tensor,
     row_of_id: torch.Tensor,
     scale: torch.Tensor | None = None,
+    *,
+    block_bytes: int = BLOCK_BYTES,
+    dense_fraction: float | None = None,
 ) -> None:
     """``acc[ids[j]] += scale[j] * rows[row_of_id[j]]`` for every j, in order of j.
 
-    ``acc`` is (N, P), ``rows`` (T, P) non-negative, ``ids`` and ``row_of_id`` (M,) int64, ``scale`` (M,) or None.
+    ``acc`` is (N, P), ``rows`` (T, P), ``ids`` and ``row_of_id`` (M,) int64, ``scale`` (M,) or None. Every cell
+    receives the same float additions in the same order as one ``acc.index_add_(0, ids, scale * rows[row_of_id])``,
+    so the result is bit-identical to it, and folding steps in pieces equals folding them at once.
+
+    Two ways of adding keep that order. While the not-yet-added ids cover enough of the N examples, a *round*
+    takes the earliest remaining occurrence of every id (so each example's occurrences are still added in order)
+    and adds to all N rows in one streaming pass; examples absent from the round add -0.0, the exact additive
+    identity. What is left is scattered with ``index_add_`` in order of j, gathered a cache-sized slice at a time.
+    ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
+    None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result.
     """
-    src = rows.index_select(0, row_of_id)
+    n, width = acc.shape
+    min_round = n * (dense_threshold(width) if dense_fraction is None else dense_fraction)
+    todo = torch.arange(len(ids))
+    padded = None
+    while len(todo) and len(todo) >= min_round:
+        todo_ids = ids[todo]
+        earliest = torch.full((n,), len(ids), dtype=torch.int64)
+        earliest.scatter_reduce_(0, todo_ids, todo, "amin")
+        taken = earliest[todo_ids] == todo
+        now = todo[taken]
+        if len(now) < min_round:
+            break
+        if padded is None:
+            padded = torch.cat([rows, rows.new_full((1, width), -0.0)])
+        _dense_round(acc, padded, ids[now], row_of_id[now], None if scale is None else scale[now], block_bytes)
+        todo = todo[~taken]
+    if len(todo) == len(ids):
+        _scatter(acc, rows, ids, row_of_id, scale, block_bytes)
+    elif len(todo):
+        _scatter(acc, rows, ids[todo], row_of_id[todo], None if scale is None else scale[todo], block_bytes)
+
+
+def _scatter(
+    acc: torch.Tensor,
+    rows: torch.Tensor,
+    ids: torch.Tensor,
+    row_of_id: torch.Tensor,
+    scale: torch.Tensor | None,
+    block_bytes: int,
+) -> None:
+    """``index_add_`` in order of j, one slice of ids at a time: the gathered source of a slice stays in cache."""
+    width = rows.shape[1]
+    block = max(1, block_bytes // max(1, rows.element_size() * width))
+    # One buffer for all slices: a fresh large tensor per slice would be page-faulted in every time.
+    buf = rows.new_empty(min(block, len(ids)), width)
+    for j0 in range(0, len(ids), block):
+        sel = row_of_id[j0 : j0 + block]
+        src = torch.index_select(rows, 0, sel, out=buf[: len(sel)])
+        if scale is not None:
+            src.mul_(scale[j0 : j0 + block].unsqueeze(1))
+        acc.index_add_(0, ids[j0 : j0 + block], src)
+
+
+def _dense_round(
+    acc: torch.Tensor,
+    padded: torch.Tensor,
+    ids: torch.Tensor,
+    row_of_id: torch.Tensor,
+    scale: torch.Tensor | None,
+    block_bytes: int,
+) -> None:
+    """``acc[m] += scale * padded[step of m]`` for every example m, in contiguous blocks; ``ids`` are distinct.
+
+    Examples not in ``ids`` point at ``padded``'s last row, all -0.0 (``x + -0.0 == x`` for every x).
+    """
+    n, width = acc.shape
+    step_of = torch.full((n,), padded.shape[0] - 1, dtype=torch.int64)
+    step_of[ids] = row_of_id
+    scale_of = None
     if scale is not None:
-        src.mul_(scale.unsqueeze(1))
-    acc.index_add_(0, ids, src)
+        scale_of = torch.ones(n, dtype=scale.dtype)
+        scale_of[ids] = scale
+    block = max(1, block_bytes // max(1, padded.element_size() * width))
+    buf = padded.new_empty(min(block, n), width)
+    for m0 in range(0, n, block):
+        m1 = min(n, m0 + block)
+        src = torch.index_select(padded, 0, step_of[m0:m1], out=buf[: m1 - m0])
+        if scale_of is not None:
+            src.mul_(scale_of[m0:m1].unsqueeze(1))
+        acc[m0:m1].add_(src)
 
 
 def split_signed(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
