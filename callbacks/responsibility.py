@@ -225,8 +225,9 @@ class ResponsibilityCallback(Callback):
         batch = getattr(loader, "batch_size", None) or 1
         self._examples_per_step = int(batch) * trainer.accumulate_grad_batches
         rule = self.share_rule
-        if rule == "auto":
-            rule = default_rule(trainer.optimizers, [p for _, p in self._tracked])
+        if rule == "auto":  # only per-example stores use a rule; uniform ones keep the spec's default
+            per_example = self.attribution == "per_example"
+            rule = default_rule(trainer.optimizers, [p for _, p in self._tracked]) if per_example else "gradient"
         spec = RecordingSpec(tuple(s for s, _ in self._tracked), num_examples, self.batch_share, self.attribution, rule)
         resume = self._loaded["steps"] if self._loaded is not None else (self._steps or None)
         if self._loaded is not None and self._loaded.get("stopped_at") is not None:
