@@ -70,7 +70,21 @@ class TinyNet(L.LightningModule):
         return torch.optim.AdamW(params, lr=self.lr / 10, weight_decay=0.1)
 
 
-class NaiveReference(Callback):
+class _Reference(Callback):
+    """A reference's float64 R_pos / R_neg per parameter name."""
+
+    pos: dict[str, np.ndarray]
+    neg: dict[str, np.ndarray]
+
+    def get(self, name: str, sign: str) -> np.ndarray:
+        if sign == "pos":
+            return self.pos[name]
+        if sign == "neg":
+            return self.neg[name]
+        return self.pos[name] + self.neg[name]
+
+
+class NaiveReference(_Reference):
     """R_pos/R_neg in float64, computed the slow obvious way from ids carried by the batch (position 2)."""
 
     def __init__(self, num_examples: int, granularity: dict[str, str] | None = None, share: str = "full") -> None:
@@ -114,13 +128,6 @@ class NaiveReference(Callback):
                 self.neg[name][m] += share * neg
         self.before, self.ids = None, []
 
-    def get(self, name: str, sign: str) -> np.ndarray:
-        if sign == "pos":
-            return self.pos[name]
-        if sign == "neg":
-            return self.neg[name]
-        return self.pos[name] + self.neg[name]
-
 
 def trainer(tmp_path, callbacks, **kw) -> L.Trainer:
     opts = dict(
@@ -137,7 +144,7 @@ def trainer(tmp_path, callbacks, **kw) -> L.Trainer:
     return L.Trainer(callbacks=callbacks, **opts)
 
 
-class PerExampleReference(Callback):
+class PerExampleReference(_Reference):
     """Per-example attribution in float64, the slow obvious way.
 
     At each optimizer step every example's own gradient is recomputed by a separate backward pass of a float64
@@ -204,10 +211,3 @@ class PerExampleReference(Callback):
                 self.pos[name][m] += np.maximum(share[j], 0)
                 self.neg[name][m] += np.maximum(-share[j], 0)
         self.before, self.batch, self.grads = None, [], None
-
-    def get(self, name: str, sign: str) -> np.ndarray:
-        if sign == "pos":
-            return self.pos[name]
-        if sign == "neg":
-            return self.neg[name]
-        return self.pos[name] + self.neg[name]
