@@ -16,19 +16,22 @@ import torch
 
 FoldKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], None]
 
-# Bytes of gathered source per slice. A slice costs a few tens of microseconds of dispatch whatever its size, so
-# slices stay large, yet within the last-level cache so that the gathered rows are not a second trip to memory.
+# Bytes of gathered source per slice (and per block of a dense pass). Every slice pays fixed costs (index_add_
+# sorts its ids; each op starts a parallel region), so slices are large, but within the last-level cache so that
+# the gathered rows are not a second trip to memory. 4-16 MB measured alike on a 2-core machine with 32 MB of L3;
+# 32 MB and more were slower.
 BLOCK_BYTES = 8 << 20
-# Fixed costs per row, in accumulator cells streamed in the same time (measured on a 2-core machine, see
-# docs/benchmarks.md): a scattered ``index_add_`` row (dispatch and a random access), and an example's share of a
-# dense pass (finding the round, gathering its row). They decide when a dense pass over all N examples is cheaper.
-SCATTER_ROW_CELLS = 256
-DENSE_ROW_CELLS = 16
+# A dense pass adds a row to every example; scattering adds rows at random places, which costs more per cell.
+# Measured on a 2-core machine (docs/benchmarks.md), a dense pass per example took 0.66-0.83 of the time of
+# scattering one row for widths of 64 to 8192, and 0.8-1.15 (width 4 to 32) to 2.7-3.4 (width 1) for narrow rows,
+# whose fixed cost per example dominates: DENSE_CELL_RATIO + DENSE_ROW_CELLS / width fits those figures.
+DENSE_CELL_RATIO = 0.75
+DENSE_ROW_CELLS = 2.5
 
 
 def dense_threshold(width: int) -> float:
     """Smallest fraction of the examples a round must cover for a dense pass to beat scattering its rows."""
-    return (DENSE_ROW_CELLS + width) / (SCATTER_ROW_CELLS + width)
+    return DENSE_CELL_RATIO + DENSE_ROW_CELLS / max(1, width)
 
 
 def index_add_fold(
