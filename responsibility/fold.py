@@ -22,11 +22,13 @@ FoldKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "
 # 32 MB and more were slower.
 BLOCK_BYTES = 8 << 20
 # A dense pass adds a row to every example; scattering adds rows at random places, which costs more per cell.
-# Measured on a 2-core machine (docs/benchmarks.md), a dense pass per example took 0.66-0.83 of the time of
-# scattering one row for widths of 64 to 8192, and 0.8-1.15 (width 4 to 32) to 2.7-3.4 (width 1) for narrow rows,
-# whose fixed cost per example dominates: DENSE_CELL_RATIO + DENSE_ROW_CELLS / width fits those figures.
-DENSE_CELL_RATIO = 0.75
-DENSE_ROW_CELLS = 2.5
+# On a shared 2-core machine (docs/benchmarks.md, ``bench_fold.py --calibrate``), a dense pass cost per example
+# 0.66-0.84 of the time of scattering one row for widths 64 to 8192 while the machine was calm, but 0.25-0.4 while
+# other processes competed for the cores (index_add_ sorts in parallel regions, which then wait for the CPU). A
+# ratio of 0.5 keeps the wrong choice within about 2x either way. For narrow rows the dense pass's fixed cost
+# per example dominates (1-2 times a scattered row at width 4 to 32): hence the DENSE_ROW_CELLS / width term.
+DENSE_CELL_RATIO = 0.5
+DENSE_ROW_CELLS = 8
 
 
 def dense_threshold(width: int) -> float:

@@ -18,6 +18,7 @@ that to the copy bandwidth says how close a kernel gets to the memory bound. Rep
 variants, so load from other processes hits all of them alike; best and median are both reported.
 
     python scripts/bench_fold.py --epochs 1 3 --out docs/bench/fold.json
+    python scripts/bench_fold.py --calibrate --repeats 9      # the kernel's dense-pass threshold
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 
 from responsibility import Layout, ParamSpec, RecordingSpec, ResponsibilityStore
-from responsibility.fold import FoldKernel, index_add_fold, step_groups
+from responsibility.fold import FoldKernel, dense_threshold, index_add_fold, step_groups
 from responsibility.recorder import Recorder
 from responsibility.store import DEFAULT_FOLD_BUDGET
 
@@ -179,6 +180,42 @@ def time_store_fold(base: Path, work: Path, kernel: FoldKernel) -> tuple[float, 
     return report.seconds, timed.seconds, report.cells, store
 
 
+MAX_CALIBRATION_EXAMPLES = 4_000_000
+
+
+def calibrate(widths: list[int], acc_mib: int, repeats: int) -> list[dict]:
+    """Per width, one round in which every example occurs once (batches of 64): scattered vs added densely.
+
+    The ratio of the best times is what :data:`responsibility.fold.DENSE_CELL_RATIO` and ``DENSE_ROW_CELLS`` model:
+    the coverage a round needs for a dense pass over all examples to pay. The accumulator is ``acc_mib`` MiB, or
+    :data:`MAX_CALIBRATION_EXAMPLES` rows for narrow widths.
+    """
+    print(f"{'width':>6} {'examples':>9} {'scatter ns/id':>13} {'dense ns/ex':>11} {'ratio':>6} {'model':>6}")
+    out = []
+    for width in widths:
+        n = max(64, min(MAX_CALIBRATION_EXAMPLES, (acc_mib << 20) // (4 * width)))
+        g = torch.Generator().manual_seed(width)
+        steps = -(-n // 64)
+        rows = torch.rand(steps, width, generator=g)
+        ids = torch.randperm(n, generator=g)
+        row_of_id = torch.arange(steps).repeat_interleave(64)[:n]
+        acc = torch.zeros(n, width)
+        times: dict[str, list[float]] = {"scatter": [], "dense": []}
+        for _ in range(repeats):
+            for path, fraction in (("scatter", 2.0), ("dense", 0.0)):
+                t0 = time.perf_counter()
+                index_add_fold(acc, rows, ids, row_of_id, None, dense_fraction=fraction)
+                times[path].append(time.perf_counter() - t0)
+        ratio = min(times["dense"]) / min(times["scatter"])
+        print(
+            f"{width:>6} {n:>9} {min(times['scatter']) / n * 1e9:>13.1f} {min(times['dense']) / n * 1e9:>11.1f} "
+            f"{ratio:>6.2f} {dense_threshold(width):>6.2f}"
+        )
+        out.append({"width": width, "examples": n, "seconds": times, "ratio_of_best": ratio})
+        del acc
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=10_000)
@@ -194,7 +231,24 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("outputs/bench/fold"))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--calibrate",
+        type=int,
+        nargs="*",
+        metavar="WIDTH",
+        default=None,
+        help="instead: time a full round scattered vs dense at these widths (default 1 4 16 64 256 1024 4096 8192)",
+    )
+    ap.add_argument("--calibrate-mib", type=int, default=256, help="accumulator size for --calibrate")
     args = ap.parse_args()
+    if args.calibrate is not None:
+        widths = args.calibrate or [1, 4, 16, 64, 256, 1024, 4096, 8192]
+        runs = calibrate(widths, args.calibrate_mib, max(3, args.repeats))
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"load_average_at_start": os.getloadavg(), "calibration": runs}, indent=1))
+            print(f"wrote {args.out}")
+        return
 
     n, p = args.examples, args.columns
     # store.fold()'s grouping for this width: at most this many ids gathered at once.

@@ -214,7 +214,7 @@ def test_cost_model_takes_dense_rounds_only_where_they_pay(monkeypatch):
     index_add_fold(acc, rows, ids, row_of_id, scale)
     assert rounds == [500, 500, 500]
     rounds.clear()
-    acc, rows, ids, row_of_id, scale = case(seed=9, n=500, width=4096, epochs=0.5, repeats_in_step=0)
+    acc, rows, ids, row_of_id, scale = case(seed=9, n=500, width=4096, epochs=0.3, repeats_in_step=0)
     index_add_fold(acc, rows, ids, row_of_id, scale)
     assert rounds == []
 
