@@ -22,12 +22,12 @@ FoldKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "
 # 32 MB and more were slower.
 BLOCK_BYTES = 8 << 20
 # A dense pass adds a row to every example; scattering adds rows at random places, which costs more per cell.
-# On a shared 2-core machine (docs/benchmarks.md, ``bench_fold.py --calibrate``), a dense pass cost per example
-# 0.66-0.84 of the time of scattering one row for widths 64 to 8192 while the machine was calm, but 0.25-0.4 while
-# other processes competed for the cores (index_add_ sorts in parallel regions, which then wait for the CPU). A
-# ratio of 0.5 keeps the wrong choice within about 2x either way. For narrow rows the dense pass's fixed cost
-# per example dominates (1-2 times a scattered row at width 4 to 32): hence the DENSE_ROW_CELLS / width term.
-DENSE_CELL_RATIO = 0.5
+# On a 2-core machine (docs/benchmarks.md, ``bench_fold.py --calibrate``), a dense pass cost per example 0.63-0.90
+# of the time of scattering one row for widths 64 to 8192 in calm runs. While other processes competed for the
+# cores it was 0.25-0.4 (index_add_ sorts in parallel regions, which then wait for a CPU); the default is set for
+# a machine of one's own. For narrow rows the dense pass's fixed cost per example dominates (0.9-1.6 times a
+# scattered row at widths 4 and 16, 2-2.5 at width 1): hence the DENSE_ROW_CELLS / width term.
+DENSE_CELL_RATIO = 0.7
 DENSE_ROW_CELLS = 8
 
 

@@ -232,6 +232,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--group-ids",
+        type=int,
+        default=None,
+        help="ids per step group in the kernel runs (default: what store.fold() uses for this width)",
+    )
+    ap.add_argument(
         "--calibrate",
         type=int,
         nargs="*",
@@ -252,7 +258,7 @@ def main() -> None:
 
     n, p = args.examples, args.columns
     # store.fold()'s grouping for this width: at most this many ids gathered at once.
-    max_ids = max(1, (DEFAULT_FOLD_BUDGET // 4) // (4 * p))
+    max_ids = args.group_ids or max(1, (DEFAULT_FOLD_BUDGET // 4) // (4 * p))
     kernels = {
         k: v for k, v in KERNELS.items() if k == REFERENCE or args.kernels is None or any(s in k for s in args.kernels)
     }
