@@ -21,19 +21,20 @@ FoldKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "
 # the gathered rows are not a second trip to memory. 4-16 MB measured alike on a 2-core machine with 32 MB of L3;
 # 32 MB and more were slower.
 BLOCK_BYTES = 8 << 20
-# A dense pass adds a row to every example; scattering adds rows at random places, which costs more per cell.
-# On a 2-core machine (docs/benchmarks.md, ``bench_fold.py --calibrate``), a dense pass cost per example 0.63-0.90
-# of the time of scattering one row for widths 64 to 8192 in calm runs. While other processes competed for the
-# cores it was 0.25-0.4 (index_add_ sorts in parallel regions, which then wait for a CPU); the default is set for
-# a machine of one's own. For narrow rows the dense pass's fixed cost per example dominates (0.9-1.6 times a
-# scattered row at widths 4 and 16, 2-2.5 at width 1): hence the DENSE_ROW_CELLS / width term.
-DENSE_CELL_RATIO = 0.7
+# A dense pass adds a row to every example; scattering adds rows at random places. Their cost ratio per example
+# (dense / scattered row, ``bench_fold.py --calibrate``, docs/benchmarks.md) was U-shaped in width in the calm runs
+# on a 2-core machine: about 2 at width 1 and 1.5 at width 16 (the dense pass's fixed cost per example), 0.63-0.72
+# at widths 64 to 1024, 0.74-0.9 at 4096 and 8192 (long scattered rows cost less per cell). The three terms below
+# fit that. While other processes competed for the cores, scattering (index_add_ sorts in parallel regions, which
+# then wait for a CPU) slowed 2-3x more than the dense pass; the default is set for a machine of one's own.
+DENSE_CELL_RATIO = 0.65
 DENSE_ROW_CELLS = 8
+SCATTER_ROW_SPAN = 50_000
 
 
 def dense_threshold(width: int) -> float:
     """Smallest fraction of the examples a round must cover for a dense pass to beat scattering its rows."""
-    return DENSE_CELL_RATIO + DENSE_ROW_CELLS / max(1, width)
+    return DENSE_CELL_RATIO + DENSE_ROW_CELLS / max(1, width) + width / SCATTER_ROW_SPAN
 
 
 def index_add_fold(
