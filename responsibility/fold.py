@@ -30,6 +30,8 @@ BLOCK_BYTES = 8 << 20
 DENSE_CELL_RATIO = 0.65
 DENSE_ROW_CELLS = 8
 SCATTER_ROW_SPAN = 50_000
+# Scattered rows at least this wide are sorted by example first (see _scatter).
+SORTED_SCATTER_WIDTH = 128
 
 
 def dense_threshold(width: int) -> float:
@@ -56,8 +58,8 @@ def index_add_fold(
     Two ways of adding keep that order. While the not-yet-added ids cover enough of the N examples, a *round*
     takes the earliest remaining occurrence of every id (so each example's occurrences are still added in order)
     and adds to all N rows in one streaming pass; examples absent from the round add -0.0, the exact additive
-    identity. What is left is scattered with ``index_add_`` (sorted by example, each example's rows in order of
-    j), gathered a cache-sized slice at a time.
+    identity. What is left is scattered with ``index_add_`` in order of j (wide rows sorted stably by example
+    first), gathered a cache-sized slice at a time.
     ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
     None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result.
     """
@@ -91,17 +93,18 @@ def _scatter(
     scale: torch.Tensor | None,
     block_bytes: int,
 ) -> None:
-    """``index_add_`` of the ids sorted stably, one slice at a time: the gathered source of a slice stays in cache.
+    """``index_add_`` one slice of ids at a time (the gathered source of a slice stays in cache); wide rows sorted.
 
-    A stable sort keeps every example's additions in their order, which is all bit-identity needs. Sorted slices
-    were 1.1-2.5x faster at widths 256 to 8192 and as fast at 64, and did not show the unsorted slices' occasional
-    2.5x slow runs (measured on a 2-core machine; index_add_ sorts each slice again, in parallel).
+    A stable sort by example keeps every example's additions in their order, which is all bit-identity needs.
+    Sorted slices were 1.1-2.5x faster at widths 256 to 8192 and did not show the unsorted slices' occasional
+    2.5x slow runs, but at width 16 the sort doubled the cost (measured on a 2-core machine).
     """
-    order = torch.sort(ids, stable=True).indices
-    ids, row_of_id = ids[order], row_of_id[order]
-    if scale is not None:
-        scale = scale[order]
     width = rows.shape[1]
+    if width >= SORTED_SCATTER_WIDTH:
+        order = torch.sort(ids, stable=True).indices
+        ids, row_of_id = ids[order], row_of_id[order]
+        if scale is not None:
+            scale = scale[order]
     block = max(1, block_bytes // max(1, rows.element_size() * width))
     # One buffer for all slices: a fresh large tensor per slice would be page-faulted in every time.
     buf = rows.new_empty(min(block, len(ids)), width)

@@ -89,7 +89,8 @@ def case(
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("width", [1, 5, 64])
+# Both sides of the width from which scattered rows are sorted by example first.
+@pytest.mark.parametrize("width", [1, 5, 64, fold.SORTED_SCATTER_WIDTH + 3])
 @pytest.mark.parametrize("mean", [False, True], ids=["sum", "mean"])
 def test_matches_naive_float32_loop_and_float64_sum(path, width, mean):
     acc, rows, ids, row_of_id, scale = case(seed=width, n=37, width=width, epochs=3.4, mean=mean)
@@ -107,6 +108,7 @@ def test_matches_naive_float32_loop_and_float64_sum(path, width, mean):
     "n,width,epochs,batch",
     [
         (300, 33, 4.3, 16),  # several rounds, then a scatter tail
+        (200, 300, 3.7, 16),  # the same with rows wide enough to be sorted before scattering
         (50, 700, 1.0, 8),  # one full round of distinct ids
         (2000, 3, 0.02, 5),  # few ids: the scatter path
         (64, 2, 9.0, 64),  # every example in every step
