@@ -22,21 +22,19 @@ FoldKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "
 # 32 MB and more were slower.
 BLOCK_BYTES = 8 << 20
 # A dense pass adds a row to every example; scattering adds rows at random places. Their cost ratio per example
-# (dense / scattered row, ``bench_fold.py --calibrate``, docs/benchmarks.md) was U-shaped in width in the calm runs
-# on a 2-core machine: about 2 at width 1 and 1.5 at width 16 (the dense pass's fixed cost per example), 0.63-0.72
-# at widths 64 to 1024, 0.74-0.9 at 4096 and 8192 (long scattered rows cost less per cell). The three terms below
-# fit that. While other processes competed for the cores, scattering (index_add_ sorts in parallel regions, which
-# then wait for a CPU) slowed 2-3x more than the dense pass; the default is set for a machine of one's own.
-DENSE_CELL_RATIO = 0.65
+# (dense pass / scattered row) measured on a 2-core machine (``bench_fold.py --calibrate``, docs/benchmarks.md):
+# 0.64-0.84 at width 64, 0.68-0.87 at 128 and 256, 0.75-0.96 at 1024 to 8192; 1.1-2.3 at widths 1 to 16, where
+# the dense pass's fixed cost per example dominates. The two terms below stay at or above those figures, so a
+# wrong choice costs little: at most a third more, at width 64.
+DENSE_CELL_RATIO = 0.85
 DENSE_ROW_CELLS = 8
-SCATTER_ROW_SPAN = 50_000
 # Scattered rows at least this wide are sorted by example first (see _scatter).
 SORTED_SCATTER_WIDTH = 128
 
 
 def dense_threshold(width: int) -> float:
     """Smallest fraction of the examples a round must cover for a dense pass to beat scattering its rows."""
-    return DENSE_CELL_RATIO + DENSE_ROW_CELLS / max(1, width) + width / SCATTER_ROW_SPAN
+    return DENSE_CELL_RATIO + DENSE_ROW_CELLS / max(1, width)
 
 
 def index_add_fold(
