@@ -56,13 +56,23 @@ def index_add_fold(
     Two ways of adding keep that order. While the not-yet-added ids cover enough of the N examples, a *round*
     takes the earliest remaining occurrence of every id (so each example's occurrences are still added in order)
     and adds to all N rows in one streaming pass; examples absent from the round add -0.0, the exact additive
-    identity. What is left is scattered with ``index_add_`` in order of j (wide rows sorted stably by example
-    first), gathered a cache-sized slice at a time.
+    identity. What is left is scattered with ``index_add_`` in order of j, gathered a cache-sized slice at a time.
+    Rows of at least :data:`SORTED_SCATTER_WIDTH` are scattered sorted stably by example, which adds all of an
+    example's rows while its accumulator row is in cache; for them a dense pass is taken only for a group of
+    distinct ids.
     ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
     None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result.
     """
     n, width = acc.shape
     min_round = n * (dense_threshold(width) if dense_fraction is None else dense_fraction)
+    if width >= SORTED_SCATTER_WIDTH:
+        # A sorted scatter reads and writes a repeated example's row once, where rounds would pass over all rows
+        # once per repeat: only a group of distinct ids may go dense.
+        if min_round <= len(ids) <= n and len(ids) and int(torch.bincount(ids, minlength=n).max()) <= 1:
+            _dense_round(acc, _pad(rows), ids, row_of_id, scale, block_bytes)
+        else:
+            _scatter(acc, rows, ids, row_of_id, scale, block_bytes)
+        return
     todo = torch.arange(len(ids))
     padded = None
     while len(todo) and len(todo) >= min_round:
@@ -73,14 +83,18 @@ def index_add_fold(
         now = todo[taken]
         if len(now) < min_round:
             break
-        if padded is None:
-            padded = torch.cat([rows, rows.new_full((1, width), -0.0)])
+        padded = _pad(rows) if padded is None else padded
         _dense_round(acc, padded, ids[now], row_of_id[now], None if scale is None else scale[now], block_bytes)
         todo = todo[~taken]
     if len(todo) == len(ids):
         _scatter(acc, rows, ids, row_of_id, scale, block_bytes)
     elif len(todo):
         _scatter(acc, rows, ids[todo], row_of_id[todo], None if scale is None else scale[todo], block_bytes)
+
+
+def _pad(rows: torch.Tensor) -> torch.Tensor:
+    """``rows`` and one more row of -0.0, the row of examples absent from a dense round."""
+    return torch.cat([rows, rows.new_full((1, rows.shape[1]), -0.0)])
 
 
 def _scatter(

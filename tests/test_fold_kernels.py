@@ -123,6 +123,18 @@ def test_bit_identical_to_plain_index_add(path, n, width, epochs, batch):
 
 
 @pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("epochs", [1.0, 0.9])
+def test_wide_rows_of_distinct_ids_are_bit_identical(path, epochs):
+    """A group without repeats is the one case where wide rows take a dense round."""
+    width = fold.SORTED_SCATTER_WIDTH + 5
+    acc, rows, ids, row_of_id, scale = case(seed=12, n=80, width=width, epochs=epochs, repeats_in_step=0)
+    want = acc.clone()
+    plain_index_add(want, rows, ids, row_of_id, scale)
+    index_add_fold(acc, rows, ids, row_of_id, scale, **PATHS[path])
+    assert_bits_equal(acc, want)
+
+
+@pytest.mark.parametrize("path", PATHS)
 def test_scale_that_varies_within_a_step(path):
     """The kernel contract is one scale per id, not per step."""
     acc, rows, ids, row_of_id, _ = case(seed=3, n=40, width=9, epochs=3.0)
@@ -203,7 +215,7 @@ def test_empty_group_changes_nothing(path, steps):
 
 
 def test_cost_model_takes_dense_rounds_only_where_they_pay(monkeypatch):
-    """A narrow group covering every example several times is added densely; a few ids of a wide one are not."""
+    """A narrow group covering every example several times is added in dense rounds; a few ids of a wide one not."""
     rounds: list[int] = []
     dense_round = fold._dense_round
 
@@ -219,11 +231,21 @@ def test_cost_model_takes_dense_rounds_only_where_they_pay(monkeypatch):
     acc, rows, ids, row_of_id, scale = case(seed=9, n=500, width=4096, epochs=0.3, repeats_in_step=0)
     index_add_fold(acc, rows, ids, row_of_id, scale)
     assert rounds == []
+    # Wide rows are scattered sorted by example, one pass over repeated examples: a round only for a whole group.
+    wide = fold.SORTED_SCATTER_WIDTH
+    acc, rows, ids, row_of_id, scale = case(seed=10, n=500, width=wide, epochs=1.0, repeats_in_step=0)
+    index_add_fold(acc, rows, ids, row_of_id, scale)
+    assert rounds == [500]
+    rounds.clear()
+    acc, rows, ids, row_of_id, scale = case(seed=11, n=500, width=wide, epochs=3.0, repeats_in_step=0)
+    index_add_fold(acc, rows, ids, row_of_id, scale)
+    assert rounds == []
 
 
-def test_out_of_range_ids_are_refused():
-    acc = torch.zeros(3, 2)
+@pytest.mark.parametrize("width", [2, fold.SORTED_SCATTER_WIDTH])
+def test_out_of_range_ids_are_refused(width):
+    acc = torch.zeros(3, width)
     for bad in (3, -1):
         for kwargs in PATHS.values():
             with pytest.raises((IndexError, RuntimeError)):
-                index_add_fold(acc, torch.ones(1, 2), torch.tensor([0, bad]), torch.tensor([0, 0]), None, **kwargs)
+                index_add_fold(acc, torch.ones(1, width), torch.tensor([0, bad]), torch.tensor([0, 0]), None, **kwargs)
