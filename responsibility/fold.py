@@ -24,8 +24,8 @@ BLOCK_BYTES = 8 << 20
 # A dense pass adds a row to every example; scattering adds rows at random places. Their cost ratio per example
 # (dense pass / scattered row) measured on a 2-core machine (``bench_fold.py --calibrate``, docs/benchmarks.md):
 # 0.64-0.84 at width 64, 0.68-0.87 at 128 and 256, 0.75-0.96 at 1024 to 8192; 1.1-2.3 at widths 1 to 16, where
-# the dense pass's fixed cost per example dominates. The two terms below stay at or above those figures, so a
-# wrong choice costs little: at most a third more, at width 64.
+# the dense pass's fixed cost per example dominates. The two terms below sit near the top of those ranges; a
+# wrong choice then costs at most 1.5x (at width 64).
 DENSE_CELL_RATIO = 0.85
 DENSE_ROW_CELLS = 8
 # Scattered rows at least this wide are sorted by example first (see _scatter).
