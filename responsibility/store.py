@@ -513,7 +513,11 @@ class ResponsibilityStore:
         # (per-example folds hold a few (ids, columns) temporaries: gradients, shares and their two parts).
         step_block = max(self.layout.chunk_steps, (budget // 4) // max(1, 4 * ncols * 2))
         step_block = max(1, step_block // self.layout.chunk_steps) * self.layout.chunk_steps
-        max_ids = max(1, (budget // 4) // max(1, 4 * ncols * (5 if per_example else 1)))
+        if per_example:
+            max_ids = max(1, (budget // 4) // max(1, 4 * ncols * 5))
+        else:
+            # The kernel gathers rows in bounded slices: a group costs only a few index bytes per id.
+            max_ids = max(1, (budget // 4) // 64)
         for s0 in range(start, stop, step_block):
             s1 = min(stop, s0 + step_block)
             steps = slice(s0, s1)
