@@ -70,6 +70,23 @@ class TinyNet(L.LightningModule):
         return torch.optim.AdamW(params, lr=self.lr / 10, weight_decay=0.1)
 
 
+class SgdClassifier(L.LightningModule):
+    """Wraps a plain ``net`` as a cross-entropy classifier trained with SGD (lr 0.1)."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        return torch.nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
 class _Reference(Callback):
     """A reference's float64 R_pos / R_neg per parameter name."""
 

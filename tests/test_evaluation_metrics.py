@@ -6,11 +6,10 @@ import importlib.util
 import json
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from lit_helpers import trainer
+from lit_helpers import SgdClassifier, trainer
 from scipy import stats
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -93,27 +92,16 @@ def test_lds_by_hand():
         linear_datamodeling_score(tau, subsets, outputs.T)
 
 
-class _Sgd(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, batch_idx):
-        return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
+def _sgd_model() -> SgdClassifier:
+    torch.manual_seed(0)
+    return SgdClassifier(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)))
 
 
 def test_explanation_scores_reproduce_explain(tmp_path):
     """The full score vectors rank the same top-k as explain(), with the same scores, for 1 and 3 chosen weights."""
     torch.manual_seed(0)
     x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
-    model = _Sgd()
+    model = _sgd_model()
     cb = ResponsibilityCallback(tmp_path / "s.zarr", topk=5)
     trainer(tmp_path, [cb], max_epochs=2).fit(model, DataLoader(TensorDataset(x, y), batch_size=1))
     store = ResponsibilityStore.open(tmp_path / "s.zarr")

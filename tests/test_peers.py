@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from lit_helpers import trainer
+from lit_helpers import SgdClassifier, trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -126,30 +125,15 @@ def test_cleanlab_missing_is_a_clear_error(monkeypatch):
         cleanlab_label_quality(np.array([[0.5, 0.5]]), np.array([0]))
 
 
-class _Clf(L.LightningModule):
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = _net(0)
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, batch_idx):
-        return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=0.1)
-
-
 def test_margin_callback_records_epoch_margins_and_checkpoints(tmp_path):
     torch.manual_seed(0)
     x, y = torch.randn(30, 4), torch.randint(0, 3, (30,))
-    model = _Clf()
+    model = SgdClassifier(_net(0))
     cb = MarginCallback(batch_size=8, keep_checkpoints=True)
     trainer(tmp_path, [cb], max_epochs=3).fit(model, DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True))
     assert cb.margins.shape == (3, 30) and len(cb.checkpoints) == 3
     for (state, lr), row in zip(cb.checkpoints, cb.margins, strict=True):
-        replay = _Clf()
+        replay = SgdClassifier(_net(0))
         replay.load_state_dict(state)
         assert lr == 0.1
         with torch.no_grad():
