@@ -777,12 +777,15 @@ class ResponsibilityStore:
         sign: Sign = "abs",
         *,
         weights: Sequence[int] | np.ndarray | None = None,
+        steps: tuple[int, int] | None = None,
         max_bytes: int = DEFAULT_READ_BUDGET,
     ) -> np.ndarray:
         """R of parameter ``name``: shape ``(num_examples, *r_shape)``, or ``(num_examples, len(weights))``.
 
         ``weights`` selects flat weight (or unit) indices. Whatever part of the journal is not folded yet is
         folded on the fly for just the requested columns, so this works before, during and after a fold.
+        ``steps=(start, stop)`` gives R over journal steps ``[start, stop)`` only (e.g. :meth:`epoch_steps`),
+        folded from the journal.
         """
         _check_sign(sign)
         p = self.spec.param(name)
@@ -798,13 +801,24 @@ class ResponsibilityStore:
                 f"{self.path}: reading R of {name!r} needs ~{need / 2**30:.1f} GiB "
                 f"(> max_bytes={max_bytes / 2**30:.1f} GiB); select columns with weights=..., or raise max_bytes"
             )
-        pos, neg = self._after_newer_commit(lambda: self._read_pos_neg(p, cols, ncols, max_bytes))
+        window = self._check_window(steps)
+        pos, neg = self._after_newer_commit(lambda: self._read_pos_neg(p, cols, ncols, max_bytes, window))
         out = _signed(pos, neg, sign).numpy()
         return out.reshape(self.num_examples, *p.r_shape) if weights is None else out
 
     def _read_pos_neg(
-        self, p: ParamSpec, cols: slice | np.ndarray, ncols: int, budget: int
+        self,
+        p: ParamSpec,
+        cols: slice | np.ndarray,
+        ncols: int,
+        budget: int,
+        window: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if window is not None:
+            pos = torch.zeros(self.num_examples, ncols)
+            neg = torch.zeros(self.num_examples, ncols)
+            self._accumulate(p, cols, *window, pos, neg, budget)
+            return pos, neg
         done = self.folded_steps(p.name)
         # A lossy fold is used only when current; otherwise R is summed afresh from the journal in float32.
         if done and not self._exact_r and done < self.steps:
@@ -845,24 +859,61 @@ class ResponsibilityStore:
         return ids.reshape(k, *p.r_shape), vals.reshape(k, *p.r_shape)
 
     def iter_blocks(
-        self, name: str, sign: Sign = "abs", budget_bytes: int = DEFAULT_FOLD_BUDGET
+        self,
+        name: str,
+        sign: Sign = "abs",
+        budget_bytes: int = DEFAULT_FOLD_BUDGET,
+        steps: tuple[int, int] | None = None,
     ) -> Iterator[tuple[slice, np.ndarray]]:
         """Yield ``(columns, R[:, columns])`` blocks of a parameter's flat R within a memory budget."""
         _check_sign(sign)
-        for cols, pos, neg in self.iter_parts(name, budget_bytes):
+        for cols, pos, neg in self.iter_parts(name, budget_bytes, steps):
             yield cols, _signed(pos, neg, sign).numpy()
 
     def iter_parts(
-        self, name: str, budget_bytes: int = DEFAULT_FOLD_BUDGET
+        self, name: str, budget_bytes: int = DEFAULT_FOLD_BUDGET, steps: tuple[int, int] | None = None
     ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
-        """Yield ``(columns, R_pos, R_neg)`` column blocks (float32 tensors), each part read or folded once."""
+        """Yield ``(columns, R_pos, R_neg)`` column blocks (float32 tensors), each part read or folded once.
+
+        ``steps=(start, stop)``: R over journal steps ``[start, stop)`` only, as in :meth:`read`.
+        """
         p = self.spec.param(name)
+        window = self._check_window(steps)
         # Per column: both parts, a signed copy and scratch for a consumer's top-k.
         width = _block_width(p.units, self.num_examples * (4 * 3 + 8), budget_bytes, self.layout.r_chunk_units)
         for c0 in range(0, p.units, width):
             cols = slice(c0, min(p.units, c0 + width))
-            pos, neg = self._read_pos_neg(p, cols, cols.stop - cols.start, budget_bytes)
+            pos, neg = self._read_pos_neg(p, cols, cols.stop - cols.start, budget_bytes, window)
             yield cols, pos, neg
+
+    def epoch_steps(self, epochs: int | Sequence[int]) -> tuple[int, int]:
+        """The journal step window ``(start, stop)`` of a training epoch, or of consecutive epochs.
+
+        Epochs are numbered as Lightning's ``current_epoch``; negative numbers count back from the last recorded
+        epoch (``-1`` = the last). For :meth:`read` / :meth:`iter_parts` ``steps=...``.
+        """
+        wanted = [epochs] if isinstance(epochs, (int, np.integer)) else list(epochs)
+        recorded = self.meta()[:, 1]
+        if not len(recorded):
+            raise ValueError(f"{self.path} has no committed steps")
+        if not wanted:
+            raise ValueError("epoch_steps needs at least one epoch")
+        last = int(recorded.max())
+        chosen = sorted({int(e) + last + 1 if e < 0 else int(e) for e in wanted})
+        if chosen != list(range(chosen[0], chosen[-1] + 1)):
+            raise ValueError(f"epochs {wanted} are not consecutive")
+        inside = np.flatnonzero((recorded >= chosen[0]) & (recorded <= chosen[-1]))
+        if not len(inside):
+            raise ValueError(f"epochs {wanted} are not in the journal (it holds epochs {int(recorded.min())}..{last})")
+        return int(inside[0]), int(inside[-1]) + 1
+
+    def _check_window(self, steps: tuple[int, int] | None) -> tuple[int, int] | None:
+        if steps is None:
+            return None
+        start, stop = (int(s) for s in steps)
+        if not 0 <= start <= stop <= self.steps:
+            raise IndexError(f"steps [{start}, {stop}) outside the committed journal [0, {self.steps})")
+        return start, stop
 
 
 @dataclass(frozen=True)

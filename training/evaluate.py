@@ -28,7 +28,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
 
 from callbacks.margins import MarginCallback
@@ -54,7 +54,7 @@ from responsibility.peers import (
     tracin_self_influence,
 )
 from responsibility.query import explain, final_layer
-from responsibility.scores import class_agreement, self_responsibility
+from responsibility.scores import class_agreement, label_push, self_responsibility
 from responsibility.store import ResponsibilityStore
 from training.trainers import quiet_trainer
 
@@ -63,6 +63,7 @@ __all__ = ["evaluate", "fit_fresh", "predict"]
 SCORE_KINDS: dict[str, Callable[..., np.ndarray]] = {
     "self_responsibility": self_responsibility,
     "class_agreement": class_agreement,
+    "label_push": label_push,
 }
 PUBLISHED = ("results.json", "mislabel.csv", "results.md", "detection.png", "fix_labels.png")
 
@@ -126,7 +127,12 @@ def responsibility_scores(store: ResponsibilityStore, scores_cfg: DictConfig) ->
         missing = sorted(set(params or ()) - tracked)
         if missing:
             raise ValueError(f"scores.{name}: {missing} are not recorded in the store; it has {store.parameters}")
-        out[name] = SCORE_KINDS[entry.kind](store, params)
+        # epochs: null (all of training), an epoch or a list of consecutive ones; negative = from the last.
+        epochs = entry.get("epochs")
+        if isinstance(epochs, ListConfig):
+            epochs = [int(e) for e in epochs]
+        steps = None if epochs is None else store.epoch_steps(epochs)
+        out[name] = SCORE_KINDS[entry.kind](store, params, steps=steps)
     return out
 
 
