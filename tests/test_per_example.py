@@ -110,6 +110,28 @@ def test_captured_example_gradients_equal_autograd_per_example():
             np.testing.assert_allclose(got[j], want, rtol=1e-4, atol=1e-6, err_msg=f"{spec.name} example {j}")
 
 
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(in_channels=3, out_channels=4, kernel_size=(3, 2), stride=(1, 2), dilation=(2, 1)),
+        dict(in_channels=4, out_channels=6, kernel_size=3, stride=3, padding=2, dilation=2, groups=2),
+        dict(in_channels=2, out_channels=2, kernel_size=(2, 3), padding=(1, 0), padding_mode="circular", groups=2),
+    ],
+)
+def test_conv_example_gradients_with_dilation_stride_and_groups(conv):
+    torch.manual_seed(0)
+    layer = nn.Conv2d(**conv)
+    spec = ParamSpec("w", tuple(layer.weight.shape), example_form="dense")
+    cap = ExampleGradients([(spec, layer, "weight")])
+    cap.attach()
+    x = torch.randn(4, conv["in_channels"], 9, 11)
+    (layer(x) ** 2).sum().backward()
+    rows = cap.take()
+    for j in range(4):
+        want = torch.autograd.grad((layer(x[j : j + 1]) ** 2).sum(), layer.weight)[0].reshape(-1)
+        np.testing.assert_allclose(rows[j], want, rtol=1e-4, atol=1e-5, err_msg=f"example {j}")
+
+
 def test_capture_ignores_forward_passes_without_gradient():
     net = nn.Linear(3, 2)
     spec = ParamSpec("weight", (2, 3), example_form="outer")
