@@ -123,7 +123,7 @@ class ExampleGradients:
                 raise ValueError(f"{spec.name!r} has no example_form: not recorded per example")
             self._modules.setdefault(id(module), (module, []))[1].append((spec, leaf))
             self._order.append((spec, id(module)))
-        self._captured: dict[int, list[dict[str, torch.Tensor] | None]] = {k: [] for k in self._modules}
+        self._captured: dict[int, list[dict[str, tuple[torch.Tensor, ...]] | None]] = {k: [] for k in self._modules}
         self._handles: list[Any] = []
 
     def attach(self) -> None:
@@ -157,48 +157,66 @@ class ExampleGradients:
         output.register_hook(partial(self._backward, module, x.detach(), calls, len(calls) - 1))
 
     def _backward(
-        self, module: nn.Module, x: torch.Tensor, calls: list[dict[str, torch.Tensor] | None], slot: int, grad: Any
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        calls: list[dict[str, tuple[torch.Tensor, ...]] | None],
+        slot: int,
+        grad: Any,
     ) -> None:
         delta = grad.detach().float()
         x = x.float()
-        values: dict[str, torch.Tensor] = {}
+        values: dict[str, tuple[torch.Tensor, ...]] = {}
         for spec, leaf in self._modules[id(module)][1]:
             if isinstance(module, nn.Linear):
-                values[spec.name] = torch.cat([delta, x], 1) if leaf == "weight" else delta
+                # The two factors stay separate until take() places them side by side: one copy, not two.
+                values[spec.name] = (delta, x) if leaf == "weight" else (delta,)
             elif leaf == "bias":
-                values[spec.name] = delta.sum((2, 3))
+                values[spec.name] = (delta.sum((2, 3)),)
             else:
-                values[spec.name] = _conv2d_weight_grads(module, x, delta)
+                values[spec.name] = (_conv2d_weight_grads(module, x, delta),)
         calls[slot] = values
 
     def take(self) -> torch.Tensor:
         """``(B, example_width)`` float32 rows of the examples seen since the last call, then forget them."""
-        per_module: dict[int, dict[str, torch.Tensor]] = {}
+        per_module: dict[int, list[dict[str, tuple[torch.Tensor, ...]]]] = {}
         batch: int | None = None
+        device: torch.device | None = None
         for key, calls in self._captured.items():
             done = [c for c in calls if c is not None]
             if not done:
                 continue
-            merged = {name: torch.cat([c[name] for c in done]) for name in done[0]}
-            n = len(next(iter(merged.values())))
+            n = sum(_rows(c) for c in done)
             if batch is not None and n != batch:
                 module = self._modules[key][0]
                 raise ResponsibilityError(
                     f"per-example attribution: a tracked {type(module).__name__} saw {n} examples in this step, "
                     f"another tracked layer {batch}. Each tracked layer must run exactly once per example"
                 )
-            batch = n
-            per_module[key] = merged
+            batch, device = n, next(iter(done[0].values()))[0].device
+            per_module[key] = done
         self.clear()
-        parts = []
+        out = torch.empty(batch or 0, sum(spec.example_width for spec, _ in self._order), device=device)
+        col = 0
         for spec, key in self._order:
-            got = per_module.get(key)
-            if got is None:  # the layer did not run with gradient: its examples pushed it nowhere
-                parts.append(torch.zeros(batch or 0, spec.example_width))
-            else:
-                parts.append(got[spec.name].reshape(len(got[spec.name]), -1))
-        device = next((t.device for t in parts if t.numel()), torch.device("cpu"))
-        return torch.cat([t.to(device) for t in parts], 1) if parts else torch.zeros(0, 0)
+            calls = per_module.get(key)
+            if calls is None:  # the layer did not run with gradient: its examples pushed it nowhere
+                out[:, col : col + spec.example_width].zero_()
+            row = 0
+            for call in calls or ():
+                c = col
+                for factor in call[spec.name]:  # (δ, a) of a Linear weight side by side, else one tensor
+                    flat = factor.reshape(len(factor), -1)
+                    out[row : row + len(flat), c : c + flat.shape[1]] = flat
+                    c += flat.shape[1]
+                row += _rows(call)
+            col += spec.example_width
+        return out
+
+
+def _rows(call: dict[str, tuple[torch.Tensor, ...]]) -> int:
+    """Number of examples of one captured backward pass."""
+    return len(next(iter(call.values()))[0])
 
 
 def _conv2d_weight_grads(conv: nn.Conv2d, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:

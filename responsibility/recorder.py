@@ -27,13 +27,15 @@ FLAG_NONFINITE = 1
 class _Buffer:
     """``chunk_steps`` journal rows plus the ids and step records (ids_end, global_step, epoch, flags)."""
 
-    def __init__(self, rows: int, width: int, pin: bool) -> None:
+    def __init__(self, rows: int, width: int, example_width: int, pin: bool) -> None:
         self.pin = pin
         self.data = torch.zeros(rows, width, dtype=torch.float32, pin_memory=pin)
         self.copied: torch.cuda.Event | None = None  # device -> host copies of the rows are done when it fires
         self.steps = np.zeros((rows, 4), dtype=np.int64)
         self.ids: list[np.ndarray] = []
-        self.examples: list[torch.Tensor] = []  # per-example attribution: (len(ids), example_width) per step
+        # Per-example attribution: every id's values, (ids so far, example_width); grown, never shrunk.
+        self.examples = torch.zeros(0, example_width, dtype=torch.float32)
+        self.num_examples = 0
         self.base = 0  # step of row 0
         self.ids_base = 0  # flat id position of row 0's first id
         self.n = 0
@@ -41,8 +43,21 @@ class _Buffer:
     def reset(self, base: int, ids_base: int) -> None:
         self.base, self.ids_base, self.n = base, ids_base, 0
         self.ids = []
-        self.examples = []
+        self.num_examples = 0
         self.copied = None
+
+    def put_examples(self, values: torch.Tensor) -> None:
+        """Append one step's per-example values (copied without blocking from a device)."""
+        lo, hi = self.num_examples, self.num_examples + len(values)
+        if hi > len(self.examples):
+            pin = self.pin and values.is_cuda
+            if pin and lo:
+                torch.cuda.current_stream().synchronize()  # earlier async copies must land before moving them
+            grown = torch.empty(max(hi, 2 * len(self.examples)), self.examples.shape[1], pin_memory=pin)
+            grown[:lo] = self.examples[:lo]
+            self.examples = grown
+        self.examples[lo:hi].copy_(values.detach(), non_blocking=True)
+        self.num_examples = hi
 
 
 class Recorder:
@@ -69,8 +84,8 @@ class Recorder:
         self._scratch: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         pin = torch.cuda.is_available() and any(p.is_cuda for _, p in tracked)
         rows = store.layout.chunk_steps
-        width = store.spec.journal_width
-        self._buffers = [_Buffer(rows, width, pin), _Buffer(rows, width, pin)]
+        width, ex_width = store.spec.journal_width, store.spec.example_width
+        self._buffers = [_Buffer(rows, width, ex_width, pin), _Buffer(rows, width, ex_width, pin)]
         self._buf = self._buffers[0]
         self._snapshots: dict[int, torch.Tensor] = {}
         self._snapped: set[int] = set()
@@ -135,9 +150,7 @@ class Recorder:
         buf.steps[buf.n] = (0, global_step, epoch, 0)
         buf.ids.append(ids)
         if examples is not None:
-            host = torch.empty(examples.shape, dtype=torch.float32, pin_memory=buf.pin and examples.is_cuda)
-            host.copy_(examples.detach(), non_blocking=True)
-            buf.examples.append(host)
+            buf.put_examples(examples)
         buf.n += 1
         self.steps += 1
         self.num_ids += len(ids)
@@ -203,8 +216,7 @@ class Recorder:
         buf.steps[:n] = steps
         buf.ids = list(np.split(ids, steps[:-1, 0] - buf.ids_base))
         if self.store.spec.example_width:
-            examples = torch.from_numpy(self.store.journal_examples(base, self.steps))
-            buf.examples = list(examples.split([len(a) for a in buf.ids]))
+            buf.put_examples(torch.from_numpy(self.store.journal_examples(base, self.steps)))
         buf.n = n
 
     def _submit(self, buf: _Buffer) -> None:
@@ -225,7 +237,7 @@ class Recorder:
         try:
             if buf.copied is not None:
                 buf.copied.synchronize()  # only the writer thread waits for the device's copies
-            examples = torch.cat(buf.examples[:n]).numpy() if buf.examples else None
+            examples = buf.examples[: buf.num_examples].numpy() if self.store.spec.example_width else None
             self._write_unguarded(buf, n, ids, examples)
         except ResponsibilityError:
             raise
