@@ -183,7 +183,7 @@ def test_run_shortcut_end_to_end_on_digits(tmp_path):
         "responsibility_network_signed",
         "tracin",
         "random",
-        "predicted_class",
+        "explained_class",
     ]
     rows = [r for r in results["summary"] if r["subset"] == "all"]
     assert [r["method"] for r in rows] == methods

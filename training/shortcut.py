@@ -9,7 +9,7 @@
    measure how often the patch moves the prediction to the shortcut class.
 4. Explain the patched test inputs: :func:`responsibility.query.explain` with each entry of
    ``cfg.explain.explainers`` (layers, top_weights), ranked by R (``abs``) and by R_pos − R_neg (``signed``);
-   last-layer TracInCP (:mod:`responsibility.peers`) as a peer; a random ranking and a "predicted class" ranking
+   last-layer TracInCP (:mod:`responsibility.peers`) as a peer; a random ranking and an "explained class" ranking
    (training examples labelled with the explained class first, random within) as baselines.
 5. Score every method per test input against the mask of patched training examples: AUPRC over all training
    examples, within the shortcut class and within the other classes, and precision@k; averaged over all patched
@@ -348,8 +348,8 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     lap("tracin")
     rng = np.random.default_rng([cfg.seed, 6])
     methods["random"] = rng.random((len(ids), len(x)))
-    methods["predicted_class"] = (labels[None, :] == targets[:, None]) + rng.random((len(ids), len(x)))
-    kinds |= {"random": "baseline", "predicted_class": "baseline"}
+    methods["explained_class"] = (labels[None, :] == targets[:, None]) + rng.random((len(ids), len(x)))
+    kinds |= {"random": "baseline", "explained_class": "baseline"}
 
     ks = [int(k) for k in cfg.metrics.precision_at]
     per_input = {m: shortcut_metrics(sc, patched, labels, t, ks) for m, sc in methods.items()}
