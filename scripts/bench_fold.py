@@ -32,6 +32,7 @@ import platform
 import shutil
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +218,7 @@ def calibrate(widths: list[int], acc_mib: int, repeats: int) -> list[dict]:
     return out
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=10_000)
     ap.add_argument("--columns", type=int, default=8192)
@@ -247,7 +248,7 @@ def main() -> None:
         help="instead: time a full round scattered vs dense at these widths (default 1 4 16 64 256 1024 4096 8192)",
     )
     ap.add_argument("--calibrate-mib", type=int, default=256, help="accumulator size for --calibrate")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.calibrate is not None:
         widths = args.calibrate or [1, 4, 16, 64, 256, 1024, 4096, 8192]
         runs = calibrate(widths, args.calibrate_mib, max(3, args.repeats))

@@ -22,6 +22,7 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -90,7 +91,7 @@ def disk_write_bandwidth(directory: Path, nbytes: int) -> float:
     return written / seconds
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(MODELS), default="paper_cnn")
     parser.add_argument("--samples", type=int, default=10_000)
@@ -109,7 +110,7 @@ def main() -> None:
         help="fc1 columns folded from the journal to time the kernel in setting a",
     )
     parser.add_argument("--out", default=None, help="write results as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     images, labels = load_fashion_mnist(args.data_dir, "train")
     data = build_dataset(images, labels, FASHION_MNIST_CLASSES, num_samples=args.samples, seed=0)

@@ -23,6 +23,7 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -60,7 +61,7 @@ def train(samples: int, store_path: Path, seed: int) -> tuple[ImageClassifier, f
     return model, seconds
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=10000, help="training images (default 10000)")
     parser.add_argument("--queries", type=int, default=1000, help="test images to explain (default 1000)")
@@ -68,7 +69,7 @@ def main() -> None:
     parser.add_argument("-k", type=int, default=10, help="examples per query (default 10)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     threads = max(1, os.cpu_count() or 1)
     torch.set_num_threads(threads)

@@ -17,6 +17,7 @@ import json
 import resource
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -52,7 +53,7 @@ class Classifier(L.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.01)
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=100_000)
     parser.add_argument("--features", type=int, default=1_000)
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--fold-budget-mb", type=float, default=1024)
     parser.add_argument("--store", default="outputs/bench_scale/store.zarr", help="under outputs/: /tmp is slow here")
     parser.add_argument("--out", default=None)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     store_path = Path(args.store)
     shutil.rmtree(store_path, ignore_errors=True)

@@ -31,6 +31,7 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,8 +39,8 @@ import torch
 import zarr
 
 from responsibility import Layout, ParamSpec, RecordingSpec, ResponsibilityStore
+from responsibility.layout import CODECS
 from responsibility.recorder import Recorder
-from responsibility.store import CODECS
 
 R_CHUNKS = (1024, 256)
 
@@ -175,7 +176,7 @@ def _plain_once(path: Path, blocks: list[np.ndarray]) -> tuple[float, float]:
     return write, read
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--examples", type=int, default=2048)
     ap.add_argument("--steps", type=int, default=96, help="96 steps of 64 = 3 epochs of 2048")
@@ -186,7 +187,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("outputs/bench/store"))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     source = "synthetic"
