@@ -169,3 +169,74 @@ def explanation_scores(store: ResponsibilityStore, explanation: Explanation, sig
             coef = a / total if total > 0 else 1.0 / len(e.weights)
             out[b] += coef * r[:, column[key(n, i)]]
     return out
+
+
+# ------------------------------------------------------------------------- overlap of explanations (paper A.5)
+def _id_rows(ids_a: np.ndarray, ids_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = np.asarray(ids_a), np.asarray(ids_b)
+    if a.ndim != 2 or a.shape != b.shape or a.size == 0:
+        raise ValueError(f"need two non-empty (n, k) id arrays of one shape, got {a.shape}, {b.shape}")
+    return a, b
+
+
+def topk_jaccard(ids_a: np.ndarray, ids_b: np.ndarray) -> np.ndarray:
+    """Jaccard index |A ∩ B| / |A ∪ B| of the id sets of each row of two ``(n, k)`` arrays, ``(n,)`` float64.
+
+    Rows are sets: repeated ids within a row count once.
+    """
+    a, b = _id_rows(ids_a, ids_b)
+    out = np.empty(len(a))
+    for i, (ra, rb) in enumerate(zip(a, b, strict=True)):
+        sa, sb = set(ra.tolist()), set(rb.tolist())
+        out[i] = len(sa & sb) / len(sa | sb)
+    return out
+
+
+def top1_agreement(ids_a: np.ndarray, ids_b: np.ndarray) -> float:
+    """Fraction of rows whose first (most responsible) ids agree; ``(n, k)`` or ``(n,)`` arrays."""
+    a, b = (np.asarray(v) for v in (ids_a, ids_b))
+    a, b = (v[:, None] if v.ndim == 1 else v for v in (a, b))
+    if a.ndim != 2 or b.ndim != 2 or len(a) != len(b) or a.size == 0 or b.size == 0:
+        raise ValueError(f"need two non-empty id arrays with one row per input, got {a.shape}, {b.shape}")
+    return float(np.mean(a[:, 0] == b[:, 0]))
+
+
+def expected_random_jaccard(n: int, k: int) -> float:
+    """Expected Jaccard index of two independent, uniformly drawn k-subsets of ``n`` items (chance overlap).
+
+    The intersection size i is hypergeometric, P(i) = C(k, i)·C(n − k, k − i) / C(n, k), and the Jaccard index
+    is i / (2k − i). For k = 1 this is 1 / n.
+    """
+    if not 1 <= k <= n:
+        raise ValueError(f"need 1 <= k <= n, got k={k}, n={n}")
+    from math import comb
+
+    total = comb(n, k)
+    return float(sum(comb(k, i) * comb(n - k, k - i) / total * i / (2 * k - i) for i in range(k + 1)))
+
+
+def shuffled_jaccard(ids_a: np.ndarray, ids_b: np.ndarray, groups: np.ndarray, seed: int = 0) -> float:
+    """Mean Jaccard between row i of ``ids_a`` and row π(i) of ``ids_b``, π a random permutation that moves every
+    row to another row of its group (e.g. inputs with the same predicted class); rows alone in their group are
+    skipped. A baseline for :func:`topk_jaccard`: the overlap explained by the group (class-wide hub examples)
+    rather than by the particular input.
+    """
+    a, b = _id_rows(ids_a, ids_b)
+    g = np.asarray(groups)
+    if g.shape != (len(a),):
+        raise ValueError(f"groups must have one entry per row ({len(a)}), got shape {g.shape}")
+    rng = np.random.default_rng(seed)
+    rows, partners = [], []
+    for value in np.unique(g):
+        members = np.flatnonzero(g == value)
+        if len(members) < 2:
+            continue
+        # A random cyclic shift of a random order: a permutation of the members without fixed points.
+        order = rng.permutation(members)
+        shift = int(rng.integers(1, len(members)))
+        rows.append(order)
+        partners.append(np.roll(order, shift))
+    if not rows:
+        raise ValueError("no group has two rows: the shuffled baseline is undefined")
+    r, p = np.concatenate(rows), np.concatenate(partners)
+    return float(topk_jaccard(a[r], b[p]).mean())
