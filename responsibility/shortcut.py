@@ -11,6 +11,7 @@ numpy only (no torch, no Lightning); torch CPU tensors are accepted wherever ``n
 - :func:`plant_patch`: a copy of the images with the patch planted on the masked ones.
 - :func:`precision_at_k`, :func:`auprc_rows`: per test input, how well an attribution ranking finds the patched
   examples (the AUPRC is :func:`responsibility.evaluation.auprc`, row by row).
+- :func:`topk_composition`: what the top k of each ranking are made of (patched or not, shortcut class or not).
 """
 
 from __future__ import annotations
@@ -22,9 +23,19 @@ import numpy as np
 
 from .evaluation import auprc
 
-__all__ = ["CORNERS", "auprc_rows", "choose_patched", "patch_window", "plant_patch", "precision_at_k"]
+__all__ = [
+    "CORNERS",
+    "COMPOSITION",
+    "auprc_rows",
+    "choose_patched",
+    "patch_window",
+    "plant_patch",
+    "precision_at_k",
+    "topk_composition",
+]
 
 CORNERS: tuple[str, ...] = ("top_left", "top_right", "bottom_left", "bottom_right")
+COMPOSITION: tuple[str, ...] = ("patched_in_class", "unpatched_in_class", "patched_other", "unpatched_other")
 
 
 def _as_mask(mask: Any, n: int) -> np.ndarray:
@@ -153,3 +164,23 @@ def auprc_rows(scores: Any, mask: Any, among: Sequence[bool] | np.ndarray | None
     if not sub.any():
         raise ValueError("no marked example among the selected ones: AUPRC is undefined")
     return np.array([auprc(row[keep], sub) for row in s])
+
+
+def topk_composition(scores: Any, mask: Any, in_class: Any, k: int) -> dict[str, np.ndarray]:
+    """Per row of ``scores`` (n_test, N): the shares of its ``k`` highest-scored examples (ties to the smaller id)
+    that are marked by ``mask`` or not, and in ``in_class`` (boolean (N,), e.g. the shortcut class) or not.
+
+    Returns the four (n_test,) arrays named in :data:`COMPOSITION`; they sum to 1 row by row, and
+    ``patched_in_class + patched_other`` is :func:`precision_at_k`.
+    """
+    m = np.asarray(mask, dtype=bool)
+    c = np.asarray(in_class, dtype=bool)
+    if c.shape != m.shape:
+        raise ValueError(f"in_class must have shape {m.shape}, got {c.shape}")
+    s = _scores_2d(scores, len(m))
+    if not 1 <= k <= len(m):
+        raise ValueError(f"k must be in 1..{len(m)}, got {k}")
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    tm, tc = m[top], c[top]
+    parts = (tm & tc, ~tm & tc, tm & ~tc, ~tm & ~tc)
+    return {name: part.mean(axis=1) for name, part in zip(COMPOSITION, parts, strict=True)}

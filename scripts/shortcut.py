@@ -36,7 +36,7 @@ def main(cfg: DictConfig) -> None:
         f"{t['shortcut_rate_clean']:.3f} clean, {t['shortcut_rate_patched']:.3f} patched "
         f"(flip rate {t['flip_rate']:.3f})"
     )
-    names = results["metric_names"]
+    names = [n for n in results["metric_names"] if not n.startswith("top")]  # the top-k shares: results.md
     print(f"{'subset':<8} {'method':<40} " + " ".join(f"{n:>20}" for n in names))
     for r in results["summary"]:
         values = " ".join(f"{'-' if r[n] is None else format(r[n], '.3f'):>20}" for n in names)

@@ -13,7 +13,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from responsibility.evaluation import auprc
-from responsibility.shortcut import auprc_rows, choose_patched, patch_window, plant_patch, precision_at_k
+from responsibility.shortcut import (
+    COMPOSITION,
+    auprc_rows,
+    choose_patched,
+    patch_window,
+    plant_patch,
+    precision_at_k,
+    topk_composition,
+)
 
 CONF = str((Path(__file__).parents[1] / "conf").resolve())
 
@@ -110,6 +118,16 @@ def test_precision_and_auprc_rows_by_hand():
         auprc_rows(scores, mask, np.array([False, True, False, True, True]))
     with pytest.raises(ValueError, match="k must"):
         precision_at_k(scores, mask, 6)
+    # Top 2 of row 0: examples 0 (patched, in class) and 1 (unpatched, other); of row 1: 1 and 2 (patched, other).
+    in_class = np.array([True, False, False, True, False])
+    parts = topk_composition(scores, mask, in_class, 2)
+    assert list(parts) == list(COMPOSITION)
+    np.testing.assert_allclose(parts["patched_in_class"], [0.5, 0.0])
+    np.testing.assert_allclose(parts["unpatched_in_class"], [0.0, 0.0])
+    np.testing.assert_allclose(parts["patched_other"], [0.0, 0.5])
+    np.testing.assert_allclose(parts["unpatched_other"], [0.5, 0.5])
+    with pytest.raises(ValueError, match="in_class"):
+        topk_composition(scores, mask, in_class[:4], 2)
     with pytest.raises(ValueError, match="scores"):
         precision_at_k(scores[:, :4], mask, 1)
 
@@ -193,6 +211,7 @@ def test_run_shortcut_end_to_end_on_digits(tmp_path):
         "auprc_other_classes",
         "precision@10",
         "precision@50",
+        *(f"top10_{part}" for part in COMPOSITION),
     ]
     for r in rows:
         # Each summary figure is the mean over test inputs of the metric recomputed from the saved scores.
@@ -203,13 +222,17 @@ def test_run_shortcut_end_to_end_on_digits(tmp_path):
         assert r["precision@10"] == pytest.approx(precision_at_k(scores, patched, 10).mean())
         for name in results["metric_names"]:
             assert 0.0 <= r[name] <= 1.0
+        # The four top-10 shares partition the top 10; its patched shares add up to precision@10.
+        assert sum(r[f"top10_{part}"] for part in COMPOSITION) == pytest.approx(1.0)
+        assert r["top10_patched_in_class"] + r["top10_patched_other"] == pytest.approx(r["precision@10"])
     # The abs and signed variants are R_pos + R_neg and R_pos − R_neg of the same weights.
     assert np.all(saved["responsibility_last_layer"] >= np.abs(saved["responsibility_last_layer_signed"]) - 1e-4)
 
     with open(tmp_path / "shortcut.csv") as f:
         table = list(csv.DictReader(f))
     assert len(table) == len(results["summary"]) and table[0]["method"] == "responsibility_last_layer"
-    assert "| tracin | peer |" in (tmp_path / "results.md").read_text()
+    md = (tmp_path / "results.md").read_text()
+    assert "| tracin | peer |" in md and "What the top 10 are made of" in md
 
 
 def test_run_shortcut_rejects_bad_settings(tmp_path):

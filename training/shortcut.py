@@ -40,7 +40,14 @@ from callbacks.responsibility import ResponsibilityCallback
 from responsibility.evaluation import explanation_scores
 from responsibility.peers import tracin_influence
 from responsibility.query import explain
-from responsibility.shortcut import auprc_rows, choose_patched, plant_patch, precision_at_k
+from responsibility.shortcut import (
+    COMPOSITION,
+    auprc_rows,
+    choose_patched,
+    plant_patch,
+    precision_at_k,
+    topk_composition,
+)
 from responsibility.store import ResponsibilityStore
 from training.evaluate import checkpoint_states, predict
 from training.trainers import quiet_trainer
@@ -70,11 +77,16 @@ def _check(cfg: DictConfig, num_classes: int) -> None:
 
 # ------------------------------------------------------------------------------------------------- metrics
 def shortcut_metrics(
-    scores: np.ndarray, patched: np.ndarray, labels: np.ndarray, shortcut_class: int, ks: list[int]
+    scores: np.ndarray,
+    patched: np.ndarray,
+    labels: np.ndarray,
+    shortcut_class: int,
+    ks: list[int],
+    composition_k: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Per test input (rows of ``scores``, (n_test, N)): AUPRC against ``patched`` over all training examples,
-    within ``shortcut_class`` and within the other classes (absent where the mask marks none or all there), and
-    precision@k for each k."""
+    within ``shortcut_class`` and within the other classes (absent where the mask marks none or all there),
+    precision@k for each k, and (``composition_k``) what the top k are made of, as ``top<k>_<part>``."""
     in_class = labels == shortcut_class
     out = {"auprc": auprc_rows(scores, patched)}
     for name, among in (("auprc_in_class", in_class), ("auprc_other_classes", ~in_class)):
@@ -83,17 +95,22 @@ def shortcut_metrics(
             out[name] = auprc_rows(scores, patched, among)
     for k in ks:
         out[f"precision@{k}"] = precision_at_k(scores, patched, k)
+    if composition_k is not None:
+        parts = topk_composition(scores, patched, in_class, composition_k)
+        out |= {f"top{composition_k}_{name}": v for name, v in parts.items()}
     return out
 
 
 def base_rates(patched: np.ndarray, labels: np.ndarray, shortcut_class: int) -> dict[str, float]:
-    """What a random ranking scores in expectation: the share of patched examples (overall, in class, others)."""
+    """What a random ranking scores in expectation: the share of patched examples (overall, in class, others),
+    and the share of each part of :data:`~responsibility.shortcut.COMPOSITION` in the training set."""
     in_class = labels == shortcut_class
+    parts = (patched & in_class, ~patched & in_class, patched & ~in_class, ~patched & ~in_class)
     return {
         "all": float(patched.mean()),
         "in_class": float(patched[in_class].mean()),
         "other_classes": float(patched[~in_class].mean()) if (~in_class).any() else float("nan"),
-    }
+    } | {name: float(part.mean()) for name, part in zip(COMPOSITION, parts, strict=True)}
 
 
 def _summaries(
@@ -119,7 +136,8 @@ def _markdown(results: dict[str, Any]) -> str:
     s, t = results["setup"], results["test"]
     c = s["shortcut_class_name"]
     rates = results["base_rates"]
-    metric_names = results["metric_names"]
+    metric_names = [m for m in results["metric_names"] if not m.startswith("top")]
+    composition = [m for m in results["metric_names"] if m.startswith("top")]
     header = {
         "auprc": "AUPRC",
         "auprc_in_class": f"AUPRC within {c}",
@@ -178,6 +196,28 @@ def _markdown(results: dict[str, Any]) -> str:
             + " | ".join(_fmt(base.get(m, rates["all"])) for m in metric_names)
             + " |"
         )
+        if composition:
+            k = composition[0][3:].split("_", 1)[0]
+            parts = {
+                "patched_in_class": f"patched `{c}`",
+                "unpatched_in_class": f"unpatched `{c}`",
+                "patched_other": "patched, other classes",
+                "unpatched_other": "unpatched, other classes",
+            }
+            lines += [
+                "",
+                f"What the top {k} are made of (mean shares over the same test inputs; each row sums to 1):",
+                "",
+                "| method | " + " | ".join(parts[m.split("_", 1)[1]] for m in composition) + " |",
+                "| --- |" + " --- |" * len(composition),
+            ]
+            for r in rows:
+                lines.append(f"| {r['method']} | " + " | ".join(_fmt(r.get(m)) for m in composition) + " |")
+            lines.append(
+                "| share in the training set (random's expectation) | "
+                + " | ".join(_fmt(rates[m.split("_", 1)[1]]) for m in composition)
+                + " |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -352,7 +392,8 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     kinds |= {"random": "baseline", "explained_class": "baseline"}
 
     ks = [int(k) for k in cfg.metrics.precision_at]
-    per_input = {m: shortcut_metrics(sc, patched, labels, t, ks) for m, sc in methods.items()}
+    comp_k = None if cfg.metrics.composition_k is None else int(cfg.metrics.composition_k)
+    per_input = {m: shortcut_metrics(sc, patched, labels, t, ks, comp_k) for m, sc in methods.items()}
     metric_names = list(next(iter(per_input.values())))
     subsets = {"all": np.ones(len(ids), bool)}
     if flipped.any():
