@@ -78,14 +78,17 @@ def label_push(
     """Σ of D[m] = R_pos[m] − R_neg[m] over the weights of output unit label(m): shape (num_examples,), float64.
 
     ``parameters`` must be output-layer parameters whose first dimension indexes the classes (a Linear weight
-    or bias, at weight or neuron granularity); default: every recorded parameter with that shape.
+    or bias, at weight or neuron granularity); default: those of the last recorded layer with one unit per class.
     """
     groups, g = resolve_groups(store, labels, None)
-    names = (
-        list(parameters) if parameters is not None else [n for n in store.parameters if store.param(n).r_shape[0] == g]
-    )
-    if not names:
-        raise ValueError(f"no recorded parameter has {g} output units (one per class) in {store.path}")
+    if parameters is None:
+        fitting = [n for n in store.parameters if store.param(n).r_shape[0] == g]
+        if not fitting:
+            raise ValueError(f"no recorded parameter has {g} output units (one per class) in {store.path}")
+        layer = fitting[-1].rpartition(".")[0]
+        names = [n for n in fitting if n.rpartition(".")[0] == layer]
+    else:
+        names = list(parameters)
     total = np.zeros(store.num_examples)
     rows = np.arange(store.num_examples)
     for name in names:

@@ -122,3 +122,19 @@ def test_label_push_with_plain_sgd_is_the_summed_label_deficit(tmp_path):
     last = store.epoch_steps(-1)
     assert last == (6, 9)
     assert np.all(label_push(store, ["fc.bias"], steps=last) < label_push(store, ["fc.bias"]))
+
+
+def test_label_push_defaults_to_the_last_layer_with_one_unit_per_class(tmp_path):
+    hidden, out = torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    spec = RecordingSpec((ParamSpec("hidden.bias", (2,)), ParamSpec("out.bias", (2,))), num_examples=2)
+    store = ResponsibilityStore.create(tmp_path / "s.zarr", spec, layout=Layout(chunk_steps=2), labels=np.array([0, 1]))
+    rec = Recorder(store, list(zip(spec.params, (hidden, out), strict=True)), background=False)
+    for ids, dh, do in (([0], [5.0, 5.0], [1.0, -1.0]), ([1], [-5.0, -5.0], [-2.0, 3.0])):
+        rec.snapshot()
+        with torch.no_grad():
+            hidden.add_(torch.tensor(dh))
+            out.add_(torch.tensor(do))
+        rec.record_step(ids)
+    rec.close()
+    np.testing.assert_allclose(label_push(store), [1.0, 3.0])  # out.bias only: ex0 unit 0, ex1 unit 1
+    np.testing.assert_allclose(label_push(store, ["hidden.bias", "out.bias"]), [6.0, -2.0])
