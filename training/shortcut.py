@@ -269,15 +269,26 @@ def _plot_auprc(path: Path, summary: list[dict[str, Any]], base: float, title: s
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in summary if r["subset"] == "all"]
-    fig, ax = plt.subplots(figsize=(6.4, 0.35 * len(rows) + 1.2))
-    colors = {"responsibility": "tab:blue", "peer": "tab:orange", "baseline": "tab:grey"}
-    ax.barh([r["method"] for r in rows], [r["auprc"] for r in rows], color=[colors[r["kind"]] for r in rows])
+    subsets = list(dict.fromkeys(r["subset"] for r in summary))
+    methods = list(dict.fromkeys(r["method"] for r in summary))
+    value = {(r["subset"], r["method"]): r["auprc"] for r in summary}
+    n_test = {r["subset"]: r["n_test"] for r in summary}
+    height = 0.8 / len(subsets)
+    fig, ax = plt.subplots(figsize=(6.4, 0.4 * len(methods) + 1.4))
+    y = np.arange(len(methods))
+    for j, subset in enumerate(subsets):
+        ax.barh(
+            y + j * height,
+            [value[(subset, m)] or 0.0 for m in methods],
+            height,
+            label=f"{subset} ({n_test[subset]} test inputs)",
+        )
     ax.axvline(base, color="black", lw=0.8, ls=":", label=f"share of patched examples ({base:.3f})")
+    ax.set_yticks(y + height * (len(subsets) - 1) / 2, methods)
     ax.invert_yaxis()
-    ax.set(xlabel="mean AUPRC against the patched examples (all patched test inputs)", xlim=(0, 1), title=title)
+    ax.set(xlabel="mean AUPRC against the patched training examples", xlim=(0, 1), title=title)
     ax.tick_params(axis="y", labelsize=7)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
