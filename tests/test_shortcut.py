@@ -191,7 +191,7 @@ def test_run_shortcut_end_to_end_on_digits(tmp_path):
 
     t = results["test"]
     assert t["n_test"] == 12 and 0 <= t["flipped"] <= t["not_shortcut_clean"] <= 12
-    for key in ("accuracy_clean", "shortcut_rate_clean", "shortcut_rate_patched", "flip_rate"):
+    for key in ("accuracy_clean", "accuracy_shortcut_class_clean", "shortcut_rate_patched", "flip_rate"):
         assert 0.0 <= t[key] <= 1.0
 
     methods = [

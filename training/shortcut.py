@@ -158,7 +158,8 @@ def _markdown(results: dict[str, Any]) -> str:
         "## What the patch does to the model",
         "",
         f"Clean test accuracy {t['accuracy_clean']:.3f} (all {t['test_images']} test images), "
-        f"{t['accuracy_shortcut_class_patched']:.3f} on the `{c}` test images with the patch. "
+        f"accuracy on the {t['shortcut_class_images']} `{c}` test images {t['accuracy_shortcut_class_clean']:.3f} "
+        f"without the patch, {t['accuracy_shortcut_class_patched']:.3f} with it. "
         f"On {t['n_test']} test images of the other classes:",
         "",
         "| | predicted as the shortcut class |",
@@ -365,6 +366,8 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     test_stats = {
         "test_images": len(test_y),
         "accuracy_clean": float((predict(model, test.images).argmax(1).numpy() == test_y).mean()),
+        "shortcut_class_images": len(own),
+        "accuracy_shortcut_class_clean": float((predict(model, test.images[own]).argmax(1).numpy() == t).mean()),
         "accuracy_shortcut_class_patched": float((predict(model, own_patched).argmax(1).numpy() == t).mean()),
         "n_test": len(ids),
         "test_ids": ids.tolist(),
