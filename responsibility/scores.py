@@ -10,7 +10,9 @@
 - :func:`label_push`: a second score from the signed arrays, on an output layer (dim 0 = classes). An example's
   net push D = R_pos − R_neg on the weights of its *own label's* output unit. With per-example attribution and
   plain SGD the bias part is exactly ``lr/B · Σ_steps (1 − p_label)``: the example kept pulling its label up
-  because the model never came to predict it. Mislabelled examples do that for the whole of training.
+  because the model never came to predict it. Mislabelled examples do that for the whole of training. (In that
+  exact-SGD case, with non-negative inputs to the output layer, it is half of :func:`self_responsibility` of the
+  same parameters; the two differ under momentum/Adam and with the uniform rule.)
 
 Every score takes ``steps=(start, stop)`` to look at part of training only, e.g. the last epoch
 (``store.epoch_steps(-1)``): early steps, when every example is still unfitted, then do not drown the signal.
