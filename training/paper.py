@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import logging
 import shutil
 import time
 from collections.abc import Sequence
@@ -83,6 +84,7 @@ EXPLAIN_SIGNS = (*SIGNS, "signed")
 EVALUATOR_TARGETS = ("correct", "decision")
 NN_SPACES = ("input", "feature")
 PUBLISHED_SUFFIXES = (".json", ".csv", ".md", ".png")
+log = logging.getLogger(__name__)
 
 
 # ------------------------------------------------------------------------------------------ recorded training
@@ -125,7 +127,9 @@ def train_recorded(cfg: DictConfig, datamodule: L.LightningDataModule, seed: int
     quiet_trainer(cfg.max_epochs, [callback]).fit(model, train_dataloaders=datamodule.train_dataloader())
     test = datamodule.test_set
     accuracy = float((_logits(model, test.images).argmax(1) == test.targets).float().mean())
-    return RecordedRun(seed, model, ResponsibilityStore.open(store_path), accuracy, time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    log.info("trained seed %d in %.1f s: test accuracy %.4f, store %s", seed, wall, accuracy, store_path)
+    return RecordedRun(seed, model, ResponsibilityStore.open(store_path), accuracy, wall)
 
 
 # --------------------------------------------------------------------------------------------- explanations
@@ -554,6 +558,7 @@ def evaluator_experiment(
                     inputs[train_ids], t[train_ids], inputs[val_ids], t[val_ids], num_outputs[target], c, es
                 )
                 acc = float((_logits(model, inputs[test_ids]).argmax(1) == t[test_ids]).float().mean())
+                log.info("evaluator seed %d, target %s, %s: accuracy %.4f (%d epochs)", es, target, cond, acc, epochs)
                 rows.append(_evaluator_row(target, cond, es, acc, epochs, train_ids, test_ids))
     _write_csv(out_dir / "evaluator.csv", rows)
 
@@ -608,10 +613,11 @@ def _fraction_mean(values: np.ndarray) -> float:
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV, floats to 6 significant digits (the JSON keeps full precision)."""
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["empty"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)
 
 
 def _pyplot() -> Any:
@@ -641,7 +647,7 @@ def _explanation_grid(
     for ax in axes.flat:
         ax.axis("off")
     fig.suptitle(title, fontsize=8)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
