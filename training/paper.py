@@ -60,6 +60,7 @@ from responsibility.pictures import interclass_heatmap
 from responsibility.query import explain, final_layer
 from responsibility.spec import SIGNS
 from responsibility.store import ResponsibilityStore
+from training.evaluate import predict
 from training.trainers import quiet_trainer
 
 __all__ = [
@@ -99,16 +100,6 @@ class RecordedRun:
     wall_s: float
 
 
-@torch.no_grad()
-def _logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    was_training = model.training
-    model.eval()
-    try:
-        return torch.cat([model(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
-    finally:
-        model.train(was_training)
-
-
 def _callback_kwargs(cfg: DictConfig) -> dict[str, Any]:
     kwargs = OmegaConf.to_container(cfg.responsibility, resolve=True)
     if cfg.attribution != "uniform":  # passed only when asked for, as in training.evaluate
@@ -126,7 +117,7 @@ def train_recorded(cfg: DictConfig, datamodule: L.LightningDataModule, seed: int
     callback = ResponsibilityCallback(store_path, overwrite=True, **_callback_kwargs(cfg))
     quiet_trainer(cfg.max_epochs, [callback]).fit(model, train_dataloaders=datamodule.train_dataloader())
     test = datamodule.test_set
-    accuracy = float((_logits(model, test.images).argmax(1) == test.targets).float().mean())
+    accuracy = float((predict(model, test.images).argmax(1) == test.targets).float().mean())
     wall = time.perf_counter() - start
     log.info("trained seed %d in %.1f s: test accuracy %.4f, store %s", seed, wall, accuracy, store_path)
     return RecordedRun(seed, model, ResponsibilityStore.open(store_path), accuracy, wall)
@@ -181,7 +172,7 @@ def penultimate_features(model: nn.Module, x: torch.Tensor, num_classes: int, ba
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_pre_hook(lambda _mod, args: captured.append(args[0].detach().flatten(1)))
     try:
-        _logits(model, x, batch_size)
+        predict(model, x, batch_size)
     finally:
         handle.remove()
     return torch.cat(captured)
@@ -448,7 +439,7 @@ def train_evaluator(
             opt.zero_grad()
             F.cross_entropy(model(x[idx]), y[idx]).backward()
             opt.step()
-        val = float(F.cross_entropy(_logits(model, x_val), y_val))
+        val = float(F.cross_entropy(predict(model, x_val), y_val))
         if val < best - 1e-6:
             best, best_state, bad = val, copy.deepcopy(model.state_dict()), 0
         else:
@@ -490,7 +481,7 @@ def evaluator_experiment(
             raise ValueError(f"evaluator.targets must be among {EVALUATOR_TARGETS}, got {t!r}")
     n = len(test) if c.n_test is None else min(int(c.n_test), len(test))
     x_all, y_all = test.images[:n], test.targets[:n].numpy()
-    pred_all = _logits(run.model, x_all).argmax(1).numpy()
+    pred_all = predict(run.model, x_all).argmax(1).numpy()
     wrong, right = np.flatnonzero(pred_all != y_all), np.flatnonzero(pred_all == y_all)
     if len(wrong) < 2 or len(right) < 2:
         raise ValueError(f"the actor is right on {len(right)} and wrong on {len(wrong)} of {n} test inputs: need 2+")
@@ -557,7 +548,7 @@ def evaluator_experiment(
                 model, epochs = train_evaluator(
                     inputs[train_ids], t[train_ids], inputs[val_ids], t[val_ids], num_outputs[target], c, es
                 )
-                acc = float((_logits(model, inputs[test_ids]).argmax(1) == t[test_ids]).float().mean())
+                acc = float((predict(model, inputs[test_ids]).argmax(1) == t[test_ids]).float().mean())
                 log.info("evaluator seed %d, target %s, %s: accuracy %.4f (%d epochs)", es, target, cond, acc, epochs)
                 rows.append(_evaluator_row(target, cond, es, acc, epochs, train_ids, test_ids))
     _write_csv(out_dir / "evaluator.csv", rows)
