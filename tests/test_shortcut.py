@@ -191,8 +191,10 @@ def test_run_shortcut_end_to_end_on_digits(tmp_path):
 
     t = results["test"]
     assert t["n_test"] == 12 and 0 <= t["flipped"] <= t["not_shortcut_clean"] <= 12
-    for key in ("accuracy_clean", "accuracy_shortcut_class_clean", "shortcut_rate_patched", "flip_rate"):
+    for key in ("accuracy_clean", "accuracy_shortcut_class_clean", "shortcut_rate_clean", "shortcut_rate_patched"):
         assert 0.0 <= t[key] <= 1.0
+    assert t["flip_rate"] == pytest.approx(t["flipped"] / max(1, t["not_shortcut_clean"]))
+    assert len(results["flipped_inputs"]) == t["flipped"]
 
     methods = [
         "responsibility_last_layer",
