@@ -16,10 +16,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -56,6 +53,7 @@ from responsibility.peers import (
 from responsibility.query import explain, final_layer
 from responsibility.scores import class_agreement, label_push, self_responsibility
 from responsibility.store import ResponsibilityStore
+from training.reporting import Clock, publish, pyplot, run_setup, write_csv
 from training.trainers import quiet_trainer
 
 __all__ = ["evaluate", "fit_fresh", "predict"]
@@ -100,19 +98,6 @@ def _callback_kwargs(cfg: DictConfig) -> dict[str, Any]:
     if cfg.attribution != "uniform":  # passed only when asked for, so older callbacks keep working
         kwargs["attribution"] = cfg.attribution
     return kwargs
-
-
-class _Clock:
-    """Wall time of named phases, in seconds."""
-
-    def __init__(self) -> None:
-        self.wall: dict[str, float] = {}
-        self._start = time.perf_counter()
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.wall[name] = round(now - self._start, 2)
-        self._start = now
 
 
 # ------------------------------------------------------------------------------------------------ the scores
@@ -306,11 +291,7 @@ def _mislabel_rows(rankings: dict[str, tuple[str, np.ndarray]], flipped: np.ndar
 
 
 def _plot_detection(path: Path, rankings: dict[str, tuple[str, np.ndarray]], flipped: np.ndarray, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     styles = {"responsibility": "-", "peer": "--", "baseline": ":"}
     for name, (kind, s) in rankings.items():
@@ -328,11 +309,7 @@ def _plot_detection(path: Path, rankings: dict[str, tuple[str, np.ndarray]], fli
 
 
 def _plot_fix_labels(path: Path, fix: dict[str, Any], title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.8))
     for name, acc in fix["accuracy"].items():
         ax.plot(fix["fractions"], acc, marker="o", label=name)
@@ -403,10 +380,7 @@ def write_results(out_dir: Path, results: dict[str, Any], rankings: dict[str, tu
     """results.json, mislabel.csv, results.md, detection.png (+ fix_labels.png) and scores.npz in ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
-    with open(out_dir / "mislabel.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(results["mislabel"][0]))
-        writer.writeheader()
-        writer.writerows(results["mislabel"])
+    write_csv(out_dir / "mislabel.csv", results["mislabel"])
     (out_dir / "results.md").write_text(_markdown(results))
     title = f"{results['experiment']} {results['run']}"
     _plot_detection(out_dir / "detection.png", rankings, np.asarray(results["flipped_ids"]), title)
@@ -418,7 +392,7 @@ def write_results(out_dir: Path, results: dict[str, Any], rankings: dict[str, tu
 # ------------------------------------------------------------------------------------------------------- main
 def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     """Run the whole evaluation of ``cfg`` (see the module docstring); returns what ``results.json`` holds."""
-    clock = _Clock()
+    clock = Clock()
     L.seed_everything(cfg.seed, verbose=False)
     dm = instantiate(cfg.data)
     dm.setup("fit")
@@ -458,14 +432,7 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
             "train_examples": len(x),
             "classes": cfg.data.num_classes,
             "flipped": len(flipped),
-            "model": cfg.model.net._target_.rsplit(".", 1)[-1],
-            "optimizer": cfg.model.optimizer,
-            "lr": cfg.model.lr,
-            "batch_size": cfg.data.batch_size,
-            "epochs": cfg.max_epochs,
-            "steps": store.steps,
-            "attribution": cfg.attribution,
-            "tracked": {p: store.param(p).granularity for p in store.parameters},
+            **run_setup(cfg, store),
         },
         "mislabel": mislabel,
         "flipped_ids": flipped.tolist(),
@@ -493,14 +460,10 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
         orders["random"] = np.random.default_rng([cfg.seed, 4]).permutation(len(x))
         results["fix_labels"] = fix_labels_curve(cfg, x, y, y_clean, test.images, test.targets, orders)
         clock.lap("fix_labels")
-    results["wall_s"] = clock.wall | {"total": round(sum(clock.wall.values()), 2)}
+    results["wall_s"] = clock.totals()
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
 
     write_results(out_dir, results, rankings)
     if cfg.publish:
-        docs = Path(cfg.docs_dir)
-        docs.mkdir(parents=True, exist_ok=True)
-        for name in PUBLISHED:
-            if (out_dir / name).exists():
-                shutil.copy2(out_dir / name, docs / name)
+        publish(out_dir, cfg.docs_dir, PUBLISHED)
     return results

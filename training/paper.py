@@ -27,10 +27,8 @@ Every experiment writes CSV, PNG, and its part of ``results.json`` / ``results.m
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import logging
-import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,6 +59,7 @@ from responsibility.query import explain, final_layer
 from responsibility.spec import SIGNS
 from responsibility.store import ResponsibilityStore
 from training.evaluate import predict
+from training.reporting import Clock, publish, pyplot, write_csv
 from training.trainers import quiet_trainer
 
 __all__ = [
@@ -243,7 +242,7 @@ def interclass_experiment(cfg: DictConfig, run: RecordedRun, train: ImageClassif
             for u in range(classes)
         ]
     out["classes"] = classes
-    _write_csv(out_dir / "interclass.csv", rows)
+    write_csv(out_dir / "interclass.csv", rows)
     first = str(c.signs[0])
     interclass_heatmap(np.asarray(out["signs"][first]["normalized"]), train.class_names, out_dir / "interclass.png")
     return out
@@ -310,7 +309,7 @@ def misclassified_experiment(
             out_dir / f"misclassified_{sign}.png",
             f"Misclassified test inputs and their {int(c.k)} most responsible training examples (sign {sign})",
         )
-    _write_csv(out_dir / "misclassified.csv", rows)
+    write_csv(out_dir / "misclassified.csv", rows)
     return out
 
 
@@ -388,8 +387,8 @@ def seeds_experiment(
             pairs.append(pair)
         mean = {key: float(np.mean([p[key] for p in pairs])) for key in pairs[0] if key not in ("seed_a", "seed_b")}
         out["signs"][sign] = {"pairs": pairs, "mean_over_pairs": mean}
-    _write_csv(out_dir / "seeds_overlap.csv", rows)
-    _write_csv(out_dir / "seeds_topk.csv", top_rows)
+    write_csv(out_dir / "seeds_overlap.csv", rows)
+    write_csv(out_dir / "seeds_topk.csv", top_rows)
     _plot_seed_overlap(out_dir / "seeds_overlap.png", out, k_max)
     return out
 
@@ -551,7 +550,7 @@ def evaluator_experiment(
                 acc = float((predict(model, inputs[test_ids]).argmax(1) == t[test_ids]).float().mean())
                 log.info("evaluator seed %d, target %s, %s: accuracy %.4f (%d epochs)", es, target, cond, acc, epochs)
                 rows.append(_evaluator_row(target, cond, es, acc, epochs, train_ids, test_ids))
-    _write_csv(out_dir / "evaluator.csv", rows)
+    write_csv(out_dir / "evaluator.csv", rows)
 
     summary: dict[str, dict[str, Any]] = {}
     for target in c.targets:
@@ -603,28 +602,11 @@ def _fraction_mean(values: np.ndarray) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rows as CSV, floats to 6 significant digits (the JSON keeps full precision)."""
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["empty"])
-        writer.writeheader()
-        writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _explanation_grid(
     rows: list[tuple[torch.Tensor, str, list[tuple[torch.Tensor, str]]]], path: Path, title: str
 ) -> None:
     """One row per test input: its image and title, then its explanation images with their titles."""
-    plt = _pyplot()
+    plt = pyplot()
     cols = 1 + max((len(r[2]) for r in rows), default=1)
     fig, axes = plt.subplots(
         max(len(rows), 1), cols, figsize=(1.5 * cols, 1.75 * max(len(rows), 1) + 0.4), squeeze=False
@@ -644,7 +626,7 @@ def _explanation_grid(
 
 
 def _plot_seed_overlap(path: Path, seeds: dict[str, Any], k: int) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     signs = list(seeds["signs"])
     fig, axes = plt.subplots(1, len(signs), figsize=(4.2 * len(signs), 3.6), squeeze=False)
     for ax, sign in zip(axes[0], signs, strict=True):
@@ -665,7 +647,7 @@ def _plot_seed_overlap(path: Path, seeds: dict[str, Any], k: int) -> None:
 
 
 def _plot_evaluator(path: Path, summary: dict[str, dict[str, Any]]) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(summary), figsize=(4.6 * len(summary), 3.8), squeeze=False)
     for ax, (target, conds) in zip(axes[0], summary.items(), strict=True):
         names = list(conds)
@@ -817,15 +799,7 @@ def _run_paper(cfg: DictConfig, command: str) -> dict[str, Any]:
     for sign in cfg.explain.signs:
         if sign not in EXPLAIN_SIGNS:
             raise ValueError(f"explain.signs must be among {EXPLAIN_SIGNS}, got {sign!r}")
-    clock: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal start
-        now = time.perf_counter()
-        clock[name] = round(now - start, 2)
-        start = now
-
+    clock = Clock()
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     train, test = datamodule.train_set, datamodule.test_set
@@ -837,7 +811,7 @@ def _run_paper(cfg: DictConfig, command: str) -> dict[str, Any]:
     def recorded(seed: int) -> RecordedRun:
         if seed not in runs:
             runs[seed] = train_recorded(cfg, datamodule, seed, out_dir / "runs" / f"seed{seed}")
-            lap(f"train_seed{seed}")
+            clock.lap(f"train_seed{seed}")
         return runs[seed]
 
     parts: dict[str, Any] = {}
@@ -851,7 +825,7 @@ def _run_paper(cfg: DictConfig, command: str) -> dict[str, Any]:
             parts["misclassified"] = misclassified_experiment(cfg, recorded(int(cfg.seed)), train, test, out_dir)
         else:
             parts["evaluator"] = evaluator_experiment(cfg, recorded(int(cfg.seed)), train, test, out_dir)
-        lap(name)
+        clock.lap(name)
     any_run = next(iter(runs.values()))
     results: dict[str, Any] = {"experiment": cfg.task_name, "command": command}
     results["setup"] = {
@@ -876,14 +850,10 @@ def _run_paper(cfg: DictConfig, command: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
     }
     results |= parts
-    results["wall_s"] = clock | {"total": round(sum(clock.values()), 2)}
+    results["wall_s"] = clock.totals()
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     (out_dir / "results.md").write_text(_markdown(results))
     if cfg.publish:
-        docs = Path(cfg.docs_dir)
-        docs.mkdir(parents=True, exist_ok=True)
-        for path in sorted(out_dir.iterdir()):
-            if path.is_file() and path.suffix in PUBLISHED_SUFFIXES:
-                shutil.copy2(path, docs / path.name)
+        publish(out_dir, cfg.docs_dir, sorted(p.name for p in out_dir.iterdir() if p.suffix in PUBLISHED_SUFFIXES))
     return results

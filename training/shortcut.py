@@ -21,10 +21,7 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import shutil
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -50,6 +47,7 @@ from responsibility.shortcut import (
 )
 from responsibility.store import ResponsibilityStore
 from training.evaluate import checkpoint_states, predict
+from training.reporting import Clock, publish, pyplot, run_setup, write_csv
 from training.trainers import quiet_trainer
 
 __all__ = ["patch_value", "run_shortcut", "shortcut_metrics"]
@@ -245,11 +243,7 @@ def _plot_examples(
     class_names: list[str],
     k: int,
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [(i, m) for i in inputs for m in methods]
     fig, axes = plt.subplots(len(rows), k + 1, figsize=(1.05 * (k + 1), 1.2 * len(rows)), squeeze=False)
     for r, (i, m) in enumerate(rows):
@@ -265,11 +259,7 @@ def _plot_examples(
 
 
 def _plot_auprc(path: Path, summary: list[dict[str, Any]], base: float, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     subsets = list(dict.fromkeys(r["subset"] for r in summary))
     methods = list(dict.fromkeys(r["method"] for r in summary))
     value = {(r["subset"], r["method"]): r["auprc"] for r in summary}
@@ -300,10 +290,7 @@ def write_results(out_dir: Path, results: dict[str, Any], figure: dict[str, Any]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2))
     fields = ["subset", "n_test", "method", "kind", *results["metric_names"]]
-    with open(out_dir / "shortcut.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(results["summary"])
+    write_csv(out_dir / "shortcut.csv", results["summary"], fields)
     (out_dir / "results.md").write_text(_markdown(results))
     _plot_examples(out_dir / "examples.png", **figure)
     _plot_auprc(out_dir / "auprc.png", results["summary"], results["base_rates"]["all"], results["run"])
@@ -312,15 +299,7 @@ def write_results(out_dir: Path, results: dict[str, Any], figure: dict[str, Any]
 # ------------------------------------------------------------------------------------------------------- main
 def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     """Run the whole shortcut test of ``cfg`` (see the module docstring); returns what ``results.json`` holds."""
-    wall: dict[str, float] = {}
-    start = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal start
-        now = time.perf_counter()
-        wall[name] = round(now - start, 2)
-        start = now
-
+    clock = Clock()
     L.seed_everything(cfg.seed, verbose=False)
     dm = instantiate(cfg.data)
     dm.setup("fit")
@@ -340,7 +319,7 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     x = train.images
     out_dir = Path(cfg.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    lap("data")
+    clock.lap("data")
 
     model = instantiate(cfg.model)
     margins_cb = MarginCallback(train, keep_checkpoints=True)
@@ -350,7 +329,7 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     )
     quiet_trainer(cfg.max_epochs, [store_cb, margins_cb]).fit(model, train_dataloaders=dm.train_dataloader())
     store = ResponsibilityStore.open(out_dir / "responsibility.zarr")
-    lap("train_and_record")
+    clock.lap("train_and_record")
 
     # Test inputs: the first n_test test images of the other classes, with the patch.
     test_y = test.targets.numpy()
@@ -377,7 +356,7 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
         "flipped": int(flipped.sum()),
         "flip_rate": float(flipped.sum() / max(1, not_t.sum())),
     }
-    lap("test_predictions")
+    clock.lap("test_predictions")
 
     e = cfg.explain
     targets = pred if e.target == "predicted" else np.full(len(ids), t)
@@ -393,13 +372,13 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
         methods[f"responsibility_{name}"] = pos + neg
         methods[f"responsibility_{name}_signed"] = pos - neg
     kinds |= dict.fromkeys(methods, "responsibility")
-    lap("explain")
+    clock.lap("explain")
     ckpts = margins_cb.checkpoints
     methods["tracin"] = tracin_influence(
         checkpoint_states(cfg, ckpts, x_test), targets, checkpoint_states(cfg, ckpts, x), labels
     )
     kinds["tracin"] = "peer"
-    lap("tracin")
+    clock.lap("tracin")
     rng = np.random.default_rng([cfg.seed, 6])
     methods["random"] = rng.random((len(ids), len(x)))
     methods["explained_class"] = (labels[None, :] == targets[:, None]) + rng.random((len(ids), len(x)))
@@ -413,7 +392,7 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     if flipped.any():
         subsets["flipped"] = flipped
     summary = _summaries(per_input, kinds, subsets)
-    lap("metrics")
+    clock.lap("metrics")
 
     names = list(dm.class_names)
     results: dict[str, Any] = {
@@ -431,14 +410,7 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
             "patch_size": patch["size"],
             "patch_value": value,
             "corner": patch["corner"],
-            "model": cfg.model.net._target_.rsplit(".", 1)[-1],
-            "optimizer": cfg.model.optimizer,
-            "lr": cfg.model.lr,
-            "batch_size": cfg.data.batch_size,
-            "epochs": cfg.max_epochs,
-            "steps": store.steps,
-            "attribution": cfg.attribution,
-            "tracked": {p: store.param(p).granularity for p in store.parameters},
+            **run_setup(cfg, store),
         },
         "test": test_stats,
         "explain": {
@@ -472,14 +444,11 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
         "k": int(cfg.figure.k),
     }
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
-    results["wall_s"] = wall | {"total": round(sum(wall.values()), 2)}
+    results["wall_s"] = clock.totals()
     write_results(out_dir, results, figure)
     np.savez_compressed(
         out_dir / "scores.npz", patched=patched, **{m: sc.astype(np.float32) for m, sc in methods.items()}
     )
     if cfg.publish:
-        docs = Path(cfg.docs_dir)
-        docs.mkdir(parents=True, exist_ok=True)
-        for name in PUBLISHED:
-            shutil.copy2(out_dir / name, docs / name)
+        publish(out_dir, cfg.docs_dir, PUBLISHED)
     return results
