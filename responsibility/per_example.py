@@ -75,6 +75,16 @@ def example_grads(p: ParamSpec, values: dict[str, torch.Tensor], cols: slice | n
         return values["grad"]
     out_idx, in_idx = _outer_indices(p, cols)
     out_sel, in_sel = _compact(out_idx), _compact(in_idx)
+    width = p.shape[1]
+    if isinstance(cols, slice) and isinstance(out_sel, slice) and isinstance(in_sel, slice):
+        # A run of flat weights: whole rows (plus partial edge rows) of the outer product, by broadcasting
+        # instead of two gathers. Same products, so the same floats.
+        if out_sel.stop - out_sel.start == 1:
+            return values["out"] * values["in"]
+        if in_sel == slice(0, width):
+            rows = (values["out"].unsqueeze(2) * values["in"].unsqueeze(1)).flatten(1)
+            first = cols.start - out_sel.start * width
+            return rows[:, first : first + (cols.stop - cols.start)]
     return values["out"][:, _local(out_idx, out_sel)] * values["in"][:, _local(in_idx, in_sel)]
 
 

@@ -793,8 +793,11 @@ class ResponsibilityStore:
         if weights is None:
             cols, ncols = slice(0, p.units), p.units
         else:
-            cols = _check_weights(weights, p)
-            ncols = len(cols)
+            idx = _check_weights(weights, p)
+            ncols = len(idx)
+            # A consecutive run reads as a slice: plain (not orthogonal) chunk reads, no gathers in the fold.
+            run = ncols > 0 and bool(np.all(np.diff(idx) == 1))
+            cols = slice(int(idx[0]), int(idx[-1]) + 1) if run else idx
         need = self.num_examples * ncols * 4 * 3
         if need > max_bytes:
             raise BudgetError(

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader
 
 from responsibility import ResponsibilityCallback, ResponsibilityStore
 from responsibility.errors import LayerSelectionError
-from responsibility.per_example import ExampleGradients, example_form, example_grads, shares
+from responsibility.per_example import ExampleGradients, example_form, example_grads, needed_columns, shares
 from responsibility.spec import ParamSpec
 
 N = 24
@@ -108,6 +108,21 @@ def test_captured_example_gradients_equal_autograd_per_example():
             loss = nn.functional.cross_entropy(net(x[j : j + 1]), y[j : j + 1])
             want = torch.autograd.grad(loss, names[spec.name])[0].reshape(-1)
             np.testing.assert_allclose(got[j], want, rtol=1e-4, atol=1e-6, err_msg=f"{spec.name} example {j}")
+
+
+def test_outer_factors_give_every_run_and_selection_of_weights():
+    """example_grads from journaled factors equals the explicit outer product for every slice and index set."""
+    spec = ParamSpec("w", (5, 7), example_form="outer")
+    torch.manual_seed(0)
+    out, inp = torch.randn(4, 5), torch.randn(4, 7)
+    full = (out[:, :, None] * inp[:, None, :]).reshape(4, -1)
+    for a in range(35):
+        for b in range(a + 1, 36):
+            for cols in (slice(a, b), np.arange(a, b), np.arange(a, b)[::2]):
+                need = needed_columns(spec, cols)
+                got = example_grads(spec, {"out": out[:, need["out"]], "in": inp[:, need["in"]]}, cols)
+                want = full[:, cols] if isinstance(cols, slice) else full[:, torch.from_numpy(cols)]
+                assert torch.equal(got, want), (a, b, cols)
 
 
 @pytest.mark.parametrize(
