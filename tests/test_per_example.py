@@ -185,10 +185,12 @@ def test_gradient_rule_forced_with_accumulation_and_lazy_reads_equal_fold(tmp_pa
     assert store.steps == 6 and len(store.membership()[0]) == 2 * N
     lazy = {n: store.read(n, "pos") for n in store.parameters}
     picked = store.read("net.0.weight", "neg", weights=[3, 17, 40])
+    run = store.read("net.0.weight", "neg", weights=np.arange(5, 29))  # a consecutive run: read as a slice
     store.fold(budget_bytes=4096)  # many small column blocks and step groups
     for name in store.parameters:
         np.testing.assert_array_equal(store.read(name, "pos"), lazy[name])
     np.testing.assert_array_equal(store.read("net.0.weight", "neg").reshape(N, -1)[:, [3, 17, 40]], picked)
+    np.testing.assert_array_equal(store.read("net.0.weight", "neg").reshape(N, -1)[:, 5:29], run)
     assert_matches(store, ref, rtol=1e-3, atol_frac=1e-5)
 
 
