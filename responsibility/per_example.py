@@ -206,7 +206,8 @@ class ExampleGradients:
             batch, device = n, next(iter(done[0].values()))[0].device
             per_module[key] = done
         self.clear()
-        out = torch.empty(batch or 0, sum(spec.example_width for spec, _ in self._order), device=device)
+        width = sum(spec.example_width for spec, _ in self._order)
+        out = torch.empty(batch or 0, width, dtype=torch.float32, device=device)
         col = 0
         for spec, key in self._order:
             calls = per_module.get(key)
