@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from responsibility.evaluation import detection_curve, mislabel_auc, recall_at
-from responsibility.recorder import Recorder
 from responsibility.per_example import ExampleGradients
+from responsibility.recorder import Recorder
 from responsibility.scores import class_agreement, label_push, self_responsibility
 from responsibility.spec import ParamSpec, RecordingSpec
 from responsibility.store import Layout, ResponsibilityStore
