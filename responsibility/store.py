@@ -817,22 +817,18 @@ class ResponsibilityStore:
         budget: int,
         window: tuple[int, int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if window is not None:
-            pos = torch.zeros(self.num_examples, ncols)
-            neg = torch.zeros(self.num_examples, ncols)
-            self._accumulate(p, cols, *window, pos, neg, budget)
-            return pos, neg
-        done = self.folded_steps(p.name)
+        # A window is summed from the journal alone; otherwise the fold (if any) plus the journal after it.
+        start, stop = window if window is not None else (self.folded_steps(p.name), self.steps)
         # A lossy fold is used only when current; otherwise R is summed afresh from the journal in float32.
-        if done and not self._exact_r and done < self.steps:
-            done = 0
-        if done:
+        if window is None and start and not self._exact_r and start < stop:
+            start = 0
+        if window is None and start:
             read = [self._read(self._fold_array(p.name, s), slice(None), cols) for s in ("pos", "neg")]
             pos, neg = (torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)) for r in read)
         else:
             pos = torch.zeros(self.num_examples, ncols)
             neg = torch.zeros(self.num_examples, ncols)
-        self._accumulate(p, cols, done, self.steps, pos, neg, budget)
+        self._accumulate(p, cols, start, stop, pos, neg, budget)
         return pos, neg
 
     def most_responsible(
