@@ -1,5 +1,6 @@
-"""Lightning callbacks of the responsibility project."""
+"""Lightning callbacks, installed as ``responsibility.callbacks`` (this folder is mapped there by pyproject.toml)."""
 
-from .responsibility import ResponsibilityCallback
+from responsibility.callbacks.margins import MarginCallback
+from responsibility.callbacks.responsibility import ResponsibilityCallback
 
-__all__ = ["ResponsibilityCallback"]
+__all__ = ["MarginCallback", "ResponsibilityCallback"]

@@ -16,7 +16,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
 
-from responsibility.peers import margins
+from responsibility.evaluation.peers import margins
 
 __all__ = ["MarginCallback"]
 

@@ -1,6 +1,6 @@
 """ResponsibilityCallback: record per-weight responsibility of every training example during ``Trainer.fit``.
 
-A thin adapter over :class:`responsibility.recorder.Recorder`:
+A thin adapter over :class:`responsibility.recording.recorder.Recorder`:
 
 - ``setup``: validate the strategy and the layer selection; arrange to learn example ids from the train sampler.
 - ``on_train_start``: open or create the store (rank 0), resuming where the loaded checkpoint left off.
@@ -37,14 +37,22 @@ from responsibility.errors import (
     StoreWriteError,
     UnsupportedStrategyError,
 )
-from responsibility.ids import IdsKey, SamplerIdTracker, batch_length, dataset_labels, ids_from_batch
-from responsibility.layout import Layout
-from responsibility.location import check_location
-from responsibility.per_example import ExampleGradients, default_rule, example_form
-from responsibility.recorder import Recorder, as_ids, check_ids
-from responsibility.selection import select_parameters, validate_granularity
-from responsibility.spec import ATTRIBUTIONS, BATCH_SHARES, SHARE_RULES, ParamSpec, RecordingSpec
+from responsibility.recording.ids import (
+    IdsKey,
+    SamplerIdTracker,
+    as_ids,
+    batch_length,
+    check_ids,
+    dataset_labels,
+    ids_from_batch,
+)
+from responsibility.recording.per_example import ExampleGradients, default_rule, example_form
+from responsibility.recording.recorder import Recorder
+from responsibility.recording.selection import select_parameters, validate_granularity
 from responsibility.store import ResponsibilityStore
+from responsibility.store.layout import Layout
+from responsibility.store.location import check_location
+from responsibility.store.spec import ATTRIBUTIONS, BATCH_SHARES, SHARE_RULES, ParamSpec, RecordingSpec
 
 log = logging.getLogger(__name__)
 

@@ -1,19 +1,33 @@
 """responsibility: which training examples made my model do that? Per-weight responsibility, recorded in training.
 
-``ResponsibilityStore`` and the recorder are framework-free; ``ResponsibilityCallback`` (Lightning) is imported
-lazily so that ``import responsibility`` does not import Lightning.
+The public API lives here. The core (store, recording, query, analysis) is framework-free; the Lightning
+callbacks are imported on first use, so ``import responsibility`` does not import Lightning::
+
+    from responsibility import ResponsibilityCallback, ResponsibilityStore, explain
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-from .errors import (  # noqa: E402
+from responsibility.analysis import (  # noqa: E402
+    class_agreement,
+    class_share,
+    diagonal_dominance,
+    group_responsibility,
+    interclass_matrix,
+    label_push,
+    offline,
+    self_responsibility,
+)
+from responsibility.errors import (  # noqa: E402
     BudgetError,
     ExampleIdError,
     LayerSelectionError,
+    NotFoldedError,
     ParameterChangedError,
     ResponsibilityError,
     StoreCorruptError,
@@ -22,21 +36,34 @@ from .errors import (  # noqa: E402
     StoreWriteError,
     UnsupportedStrategyError,
 )
-from .layout import Layout  # noqa: E402
-from .spec import ParamSpec, RecordingSpec  # noqa: E402
-from .store import ResponsibilityStore  # noqa: E402
+from responsibility.query import Explainer, Explanation, InputExplanation, explain  # noqa: E402
+from responsibility.recording import Recorder  # noqa: E402
+from responsibility.store import FoldReport, Layout, ParamSpec, RecordingSpec, ResponsibilityStore  # noqa: E402
 
 if TYPE_CHECKING:
-    from callbacks.responsibility import ResponsibilityCallback
+    from responsibility.callbacks import MarginCallback, ResponsibilityCallback
+
+# Names whose modules import Lightning: loaded on first access.
+_LAZY = {
+    "MarginCallback": "responsibility.callbacks",
+    "ResponsibilityCallback": "responsibility.callbacks",
+}
 
 __all__ = [
     "BudgetError",
     "ExampleIdError",
+    "Explainer",
+    "Explanation",
+    "FoldReport",
+    "InputExplanation",
     "LayerSelectionError",
     "Layout",
+    "MarginCallback",
+    "NotFoldedError",
     "ParamSpec",
     "ParameterChangedError",
     "RecordingSpec",
+    "Recorder",
     "ResponsibilityCallback",
     "ResponsibilityError",
     "ResponsibilityStore",
@@ -46,12 +73,26 @@ __all__ = [
     "StoreWriteError",
     "UnsupportedStrategyError",
     "__version__",
+    "class_agreement",
+    "class_share",
+    "diagonal_dominance",
+    "explain",
+    "group_responsibility",
+    "interclass_matrix",
+    "label_push",
+    "offline",
+    "self_responsibility",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "ResponsibilityCallback":
-        from callbacks.responsibility import ResponsibilityCallback
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'responsibility' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
-        return ResponsibilityCallback
-    raise AttributeError(f"module 'responsibility' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -45,3 +45,7 @@ class BudgetError(ResponsibilityError, MemoryError):
 
 class UnsupportedStrategyError(ResponsibilityError, RuntimeError):
     """The training strategy shards parameters, so weights cannot be snapshotted per rank."""
+
+
+class NotFoldedError(ResponsibilityError, LookupError):
+    """A parameter's R is not folded (or the fold is older than the journal), so there is no R array to read."""

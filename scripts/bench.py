@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
     # Imported here so that --help and --cfg answer without loading torch.
-    from training.bench import run_benchmark
+    from responsibility.experiments.bench import run_benchmark
 
     run_benchmark(cfg)
 

@@ -5,7 +5,7 @@ non-negative |Δw|-like values with ``--zero-fraction`` exact zeros. One run mea
 
 - memory copy bandwidth: ``dst.copy_(src)`` of a large preallocated float32 tensor, warm, counted as bytes read +
   bytes written;
-- the library kernel :func:`responsibility.fold.index_add_fold` over all steps into an example-major (N, P) float32
+- the library kernel :func:`responsibility.kernels.index_add_fold` over all steps into an example-major (N, P) float32
   accumulator, in the step groups ``store.fold()`` would use for that width: as the library runs it, with torch
   limited to one thread during the call, forced to scatter only, and forced to dense rounds wherever possible;
   next to the kernel it replaced (one ``index_add_`` of the whole gathered group), the exactness reference;
@@ -39,8 +39,8 @@ import numpy as np
 import torch
 
 from responsibility import Layout, ParamSpec, RecordingSpec, ResponsibilityStore
-from responsibility.fold import FoldKernel, dense_threshold, index_add_fold, step_groups
-from responsibility.recorder import Recorder
+from responsibility.kernels import FoldKernel, dense_threshold, index_add_fold, step_groups
+from responsibility.recording.recorder import Recorder
 from responsibility.store import DEFAULT_FOLD_BUDGET
 
 REFERENCE = "before: one index_add_ per step group"
@@ -188,7 +188,7 @@ MAX_CALIBRATION_EXAMPLES = 4_000_000
 def calibrate(widths: list[int], acc_mib: int, repeats: int) -> list[dict]:
     """Per width, one round in which every example occurs once (batches of 64): scattered vs added densely.
 
-    The ratio of the best times is what :data:`responsibility.fold.DENSE_CELL_RATIO` and ``DENSE_ROW_CELLS`` model:
+    The ratio of the best times is what :data:`responsibility.kernels.DENSE_CELL_RATIO` and ``DENSE_ROW_CELLS`` model:
     the coverage a round needs for a dense pass over all examples to pay. The accumulator is ``acc_mib`` MiB, or
     :data:`MAX_CALIBRATION_EXAMPLES` rows for narrow widths.
     """

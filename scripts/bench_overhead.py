@@ -28,14 +28,14 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from responsibility.callbacks import ResponsibilityCallback
 from torch.utils.data import DataLoader
 
-from callbacks import ResponsibilityCallback
 from responsibility import ResponsibilityStore
-from responsibility.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
-from responsibility.models import MLP, LeNet5, PaperCNN
-from training.classifier import ImageClassifier
-from training.trainers import quiet_trainer
+from responsibility.experiments.classifier import ImageClassifier
+from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
+from responsibility.experiments.models import MLP, LeNet5, PaperCNN
+from responsibility.experiments.trainers import quiet_trainer
 
 # model -> (network factory, recorder settings). Setting a tracks every weight, b neurons plus the last layer.
 MODELS = {

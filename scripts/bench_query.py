@@ -1,7 +1,7 @@
 """Query latency of ``explain``: p50 per single-input query, and queries/s for a batch, on the paper CNN.
 
-The paper CNN (conv 8@3x3 -> fc1 128 -> fc2 10, inside ``training.classifier.ImageClassifier``) is trained for
-one epoch on 10,000 Fashion-MNIST images with the ResponsibilityCallback tracking every layer, then folded.
+The paper CNN (conv 8@3x3 -> fc1 128 -> fc2 10, inside ``responsibility.experiments.classifier.ImageClassifier``) is
+trained for one epoch on 10,000 Fashion-MNIST images with the ResponsibilityCallback tracking every layer, then folded.
 
 fc1 is recorded at **neuron** granularity (one R column per hidden unit), every other parameter per weight.
 fc1 per weight would be 692,224 weights x 10,000 examples x 2 signs x 4 bytes = 55 GB of folded R, so its
@@ -29,15 +29,15 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from responsibility.callbacks import ResponsibilityCallback
 from torch.utils.data import DataLoader
 
-from callbacks import ResponsibilityCallback
 from responsibility import ResponsibilityStore
-from responsibility.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
-from responsibility.models import PaperCNN
+from responsibility.experiments.classifier import ImageClassifier
+from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
+from responsibility.experiments.models import PaperCNN
+from responsibility.experiments.trainers import quiet_trainer
 from responsibility.query import Explainer
-from training.classifier import ImageClassifier
-from training.trainers import quiet_trainer
 
 GRANULARITY = {"*": "weight", "net.fc1.weight": "neuron"}
 

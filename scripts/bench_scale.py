@@ -23,12 +23,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from responsibility.callbacks import ResponsibilityCallback
 from torch.utils.data import DataLoader, TensorDataset
 
-from callbacks import ResponsibilityCallback
 from responsibility import ResponsibilityStore
+from responsibility.experiments.trainers import quiet_trainer
 from responsibility.query import top_examples
-from training.trainers import quiet_trainer
 
 
 def peak_rss_gib() -> float:

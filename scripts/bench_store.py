@@ -1,6 +1,6 @@
 """Zarr store throughput and size vs plain files, per codec, on real Δw from training the paper CNN.
 
-Data: ``--steps`` SGD steps (batch 64) of ``responsibility.models.PaperCNN`` on ``--examples`` Fashion-MNIST
+Data: ``--steps`` SGD steps (batch 64) of ``responsibility.experiments.models.PaperCNN`` on ``--examples`` Fashion-MNIST
 images, every parameter's Δw per step (one journal row of ~694k float32; ReLU and black image borders make many
 of them exactly zero). With ``--synthetic`` (or no Fashion-MNIST on the machine), Gaussian rows with
 ``--zero-fraction`` exact zeros instead. R data: ``store.read`` of the first ``--r-columns`` fc1 weights after
@@ -39,16 +39,16 @@ import torch
 import zarr
 
 from responsibility import Layout, ParamSpec, RecordingSpec, ResponsibilityStore
-from responsibility.layout import CODECS
-from responsibility.recorder import Recorder
+from responsibility.recording.recorder import Recorder
+from responsibility.store.layout import CODECS
 
 R_CHUNKS = (1024, 256)
 
 
 def real_deltas(examples: int, steps: int, seed: int) -> tuple[RecordingSpec, np.ndarray, np.ndarray, np.ndarray]:
     """Train the paper CNN for ``steps`` steps; returns spec, journal rows (steps, D), ids, ids per step."""
-    from responsibility.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
-    from responsibility.models import PaperCNN
+    from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
+    from responsibility.experiments.models import PaperCNN
 
     images, labels = load_fashion_mnist(None, "train")
     data = build_dataset(images, labels, FASHION_MNIST_CLASSES, num_samples=examples, seed=seed)

@@ -7,7 +7,7 @@
     python scripts/evaluate.py experiment=eval_mislabel_full
 
 Configs live in conf/ (conf/evaluate.yaml documents every option); the work is done by
-training.evaluate.evaluate. Results go to the run directory (outputs/<experiment>/<time>/), and with
+responsibility.experiments.evaluate.evaluate. Results go to the run directory (outputs/<experiment>/<time>/), and with
 publish=true also to docs/results/<experiment>/<run_name>/.
 """
 
@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     # Imported here so that --help and --cfg answer without loading torch and Lightning.
     from hydra.core.hydra_config import HydraConfig
 
-    from training.evaluate import evaluate
+    from responsibility.experiments.evaluate import evaluate
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # the retrained models would flood the log
     overrides = " ".join(HydraConfig.get().overrides.task)

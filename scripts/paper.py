@@ -6,7 +6,8 @@
     python scripts/paper.py experiment=paper_evaluator publish=true   # actor/evaluator (Section 4)
     python scripts/paper.py                                           # all four on one set of runs
 
-Configs live in conf/ (conf/paper.yaml documents every option); the work is done by training.paper.run_paper.
+Configs live in conf/ (conf/paper.yaml documents every option); the work is done by
+responsibility.experiments.paper.run_paper.
 Results go to the run directory (outputs/<task_name>/<time>/), and with publish=true also to
 docs/results/<task_name>/.
 """
@@ -26,7 +27,7 @@ def main(cfg: DictConfig) -> None:
     # Imported here so that --help and --cfg answer without loading torch and Lightning.
     from hydra.core.hydra_config import HydraConfig
 
-    from training.paper import run_paper
+    from responsibility.experiments.paper import run_paper
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     overrides = " ".join(HydraConfig.get().overrides.task)

@@ -7,7 +7,7 @@ images of the other classes, and score whether the explanations name the patched
     python scripts/shortcut.py experiment=shortcut_fashion publish=true    # also to docs/results/shortcut/<run>/
 
 Configs live in conf/ (conf/shortcut.yaml documents every option); the work is done by
-training.shortcut.run_shortcut. Results go to the run directory (outputs/shortcut/<time>/).
+responsibility.experiments.shortcut.run_shortcut. Results go to the run directory (outputs/shortcut/<time>/).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> None:
     # Imported here so that --help and --cfg answer without loading torch and Lightning.
     from hydra.core.hydra_config import HydraConfig
 
-    from training.shortcut import run_shortcut
+    from responsibility.experiments.shortcut import run_shortcut
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     overrides = " ".join(HydraConfig.get().overrides.task)

@@ -4,7 +4,7 @@
     python scripts/train.py -m seed=0,1,2 experiment=digits_quick
     python scripts/train.py experiment=fashion_tshirt_shirt callbacks=none
 
-Configs live in conf/ (see conf/train.yaml); the work is done by training.pipeline.train.
+Configs live in conf/ (see conf/train.yaml); the work is done by responsibility.experiments.pipeline.train.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> None:
     # Imported here so that --help and --cfg answer without loading torch and Lightning.
-    from training.pipeline import train
+    from responsibility.experiments.pipeline import train
 
     train(cfg)
 

@@ -1,0 +1,194 @@
+"""Per-example attribution: split each step's Δw among the step's examples by their own gradients.
+
+Example j of a step gets ``share_j`` of the step's weight change, and the shares of a step sum to Δw exactly:
+
+- rule ``"gradient"``: ``share_j = Δw ⊙ g_j / Σ_k g_k``. With plain SGD (no momentum, no weight decay) the step
+  is ``Δw = -lr Σ_k g_k``, so ``share_j = -lr g_j``: each example's own update, exactly.
+- rule ``"magnitude"``: ``share_j = Δw ⊙ |g_j| / Σ_k |g_k|``: every example moves the weight in Δw's direction,
+  in proportion to the size of its gradient on it. For momentum, Adam or weight decay, where Δw is not a multiple
+  of the current gradient, this stays well conditioned; ``Δw / Σ_k g_k`` can explode where the examples' gradients
+  cancel.
+
+Where the denominator is zero (no example of the step has a gradient on the weight: momentum or weight decay alone
+moved it), the weight's Δw is split evenly among the step's examples. ``g_j`` is example j's gradient of the
+loss the optimizer stepped on; rules only use ratios, so loss scaling (means, accumulation) does not matter.
+
+Recording (:class:`ExampleGradients`): module hooks capture per-example gradients of tracked ``nn.Linear`` and
+``nn.Conv2d`` parameters, batched, in the backward pass that computes the batch gradient. A Linear weight's
+per-example gradient is the outer product ``δ_j a_jᵀ`` of the output gradient and the layer input: the journal
+keeps the two factors (``out + in`` values per example instead of ``out · in``), and the product is formed only
+when folding (:func:`example_grads`). Conv2d weights and all biases journal the per-example gradient itself.
+Per-example gradients assume examples do not interact in the forward pass (no batch norm in train mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from responsibility.errors import LayerSelectionError, ResponsibilityError
+from responsibility.store.spec import ParamSpec
+
+__all__ = ["ExampleGradients", "default_rule", "example_form"]
+
+
+def example_form(module: nn.Module, leaf: str, name: str) -> str:
+    """How the per-example gradients of parameter ``leaf`` of ``module`` are journaled ("outer" or "dense")."""
+    if isinstance(module, nn.Linear) and leaf == "weight":
+        return "outer"
+    if isinstance(module, (nn.Linear, nn.Conv2d)) and leaf in ("weight", "bias"):
+        return "dense"
+    raise LayerSelectionError(
+        f"per-example attribution supports the weight and bias of nn.Linear and nn.Conv2d layers; {name!r} belongs "
+        f"to a {type(module).__name__}. Leave it out with layers=..., or use attribution='uniform'"
+    )
+
+
+class ExampleGradients:
+    """Captures per-example gradients of tracked Linear/Conv2d parameters with module hooks.
+
+    A forward hook keeps each tracked layer's input and puts a hook on its output; that hook receives the output
+    gradient in the backward pass and turns it into per-example values for every tracked parameter of the layer.
+    Forward passes without gradient (validation, ``no_grad``) are ignored. :meth:`take` returns the rows of all
+    backward passes since the last call (several with gradient accumulation), in batch order.
+    """
+
+    def __init__(self, tracked: Sequence[tuple[ParamSpec, nn.Module, str]]) -> None:
+        self._modules: dict[int, tuple[nn.Module, list[tuple[ParamSpec, str]]]] = {}
+        self._order: list[tuple[ParamSpec, int]] = []
+        for spec, module, leaf in tracked:
+            if spec.example_form is None:
+                raise ValueError(f"{spec.name!r} has no example_form: not recorded per example")
+            self._modules.setdefault(id(module), (module, []))[1].append((spec, leaf))
+            self._order.append((spec, id(module)))
+        self._captured: dict[int, list[dict[str, tuple[torch.Tensor, ...]] | None]] = {k: [] for k in self._modules}
+        self._handles: list[Any] = []
+
+    def attach(self) -> None:
+        """Register the hooks (idempotent)."""
+        if not self._handles:
+            self._handles = [m.register_forward_hook(self._forward) for m, _ in self._modules.values()]
+
+    def detach(self) -> None:
+        """Remove the hooks and drop anything captured."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self.clear()
+
+    def clear(self) -> None:
+        for calls in self._captured.values():
+            calls.clear()
+
+    def _forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
+        calls = self._captured.get(id(module))
+        # A deep copy of the model (EMA, a teacher) carries a copy of this hook: it is not a tracked layer.
+        if calls is None or not (torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad):
+            return
+        x = args[0]
+        if isinstance(module, nn.Linear) and x.dim() != 2:
+            raise ResponsibilityError(
+                f"per-example attribution needs Linear inputs of shape (batch, features); {type(module).__name__} "
+                f"got {tuple(x.shape)}. Track this layer with attribution='uniform'"
+            )
+        calls.append(None)
+        output.register_hook(partial(self._backward, module, x.detach(), calls, len(calls) - 1))
+
+    def _backward(
+        self,
+        module: nn.Module,
+        x: torch.Tensor,
+        calls: list[dict[str, tuple[torch.Tensor, ...]] | None],
+        slot: int,
+        grad: Any,
+    ) -> None:
+        delta = grad.detach().float()
+        x = x.float()
+        values: dict[str, tuple[torch.Tensor, ...]] = {}
+        for spec, leaf in self._modules[id(module)][1]:
+            if isinstance(module, nn.Linear):
+                # The two factors stay separate until take() places them side by side: one copy, not two.
+                values[spec.name] = (delta, x) if leaf == "weight" else (delta,)
+            elif leaf == "bias":
+                values[spec.name] = (delta.sum((2, 3)),)
+            else:
+                values[spec.name] = (_conv2d_weight_grads(module, x, delta),)
+        calls[slot] = values
+
+    def take(self) -> torch.Tensor:
+        """``(B, example_width)`` float32 rows of the examples seen since the last call, then forget them."""
+        per_module: dict[int, list[dict[str, tuple[torch.Tensor, ...]]]] = {}
+        batch: int | None = None
+        device: torch.device | None = None
+        for key, calls in self._captured.items():
+            done = [c for c in calls if c is not None]
+            if not done:
+                continue
+            n = sum(_rows(c) for c in done)
+            if batch is not None and n != batch:
+                module = self._modules[key][0]
+                raise ResponsibilityError(
+                    f"per-example attribution: a tracked {type(module).__name__} saw {n} examples in this step, "
+                    f"another tracked layer {batch}. Each tracked layer must run exactly once per example"
+                )
+            batch, device = n, next(iter(done[0].values()))[0].device
+            per_module[key] = done
+        self.clear()
+        width = sum(spec.example_width for spec, _ in self._order)
+        out = torch.empty(batch or 0, width, dtype=torch.float32, device=device)
+        col = 0
+        for spec, key in self._order:
+            calls = per_module.get(key)
+            if calls is None:  # the layer did not run with gradient: its examples pushed it nowhere
+                out[:, col : col + spec.example_width].zero_()
+            row = 0
+            for call in calls or ():
+                c = col
+                for factor in call[spec.name]:  # (δ, a) of a Linear weight side by side, else one tensor
+                    flat = factor.reshape(len(factor), -1)
+                    out[row : row + len(flat), c : c + flat.shape[1]] = flat
+                    c += flat.shape[1]
+                row += _rows(call)
+            col += spec.example_width
+        return out
+
+
+def _rows(call: dict[str, tuple[torch.Tensor, ...]]) -> int:
+    """Number of examples of one captured backward pass."""
+    return len(next(iter(call.values()))[0])
+
+
+def _conv2d_weight_grads(conv: nn.Conv2d, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Per-example weight gradients of a Conv2d: ``(B, out, in/groups, kh, kw)`` from the layer input and output
+    gradient, as one batched matmul over input patches."""
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    # _reversed_padding_repeated_twice is how Conv2d itself pads for non-zero modes and "same"; covers all cases.
+    x = F.pad(x, conv._reversed_padding_repeated_twice, mode=mode).contiguous()
+    b, c, g = x.shape[0], x.shape[1], conv.groups
+    (kh, kw), (dh, dw), (sh, sw) = conv.kernel_size, conv.dilation, conv.stride
+    ho, wo = delta.shape[2], delta.shape[3]
+    # Patches as a strided view of the padded input (F.unfold's im2col is an order of magnitude slower on CPU).
+    st = x.stride()
+    patches = x.as_strided((b, c, kh, kw, ho, wo), (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3]))
+    cols = patches.reshape(b, g, (c // g) * kh * kw, ho * wo)
+    d = delta.reshape(b, g, -1, ho * wo)
+    return torch.matmul(d, cols.transpose(-1, -2)).reshape(b, *conv.weight.shape)
+
+
+def default_rule(optimizers: Sequence[torch.optim.Optimizer], params: Sequence[torch.Tensor]) -> str:
+    """ "gradient" when every optimizer group holding a tracked parameter is plain SGD (then it is exact), else
+    "magnitude"."""
+    tracked = {id(p) for p in params}
+    for opt in optimizers:
+        for group in opt.param_groups:
+            if not any(id(p) in tracked for p in group["params"]):
+                continue
+            plain = type(opt) is torch.optim.SGD and not group.get("momentum") and not group.get("weight_decay")
+            if not plain:
+                return "magnitude"
+    return "gradient"

@@ -1,0 +1,312 @@
+"""The training-time half: snapshot tracked weights before an optimizer step, journal Δw after it.
+
+Framework-free: a plain PyTorch loop calls :meth:`Recorder.snapshot` before ``optimizer.step()`` and
+:meth:`Recorder.record_step` after it; the Lightning callback is a thin adapter over exactly that.
+
+Per step the hot path does O(tracked weights) work, whatever the batch or dataset size: one subtraction into a
+preallocated row of a step buffer. Full buffers (``layout.chunk_steps`` rows, so whole Zarr chunks) go to a
+background writer while the next buffer fills; at most two buffers exist, which bounds memory.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+import torch
+
+from responsibility.errors import ExampleIdError, ParameterChangedError, ResponsibilityError, StoreWriteError
+from responsibility.recording.ids import as_ids, check_ids
+from responsibility.store import ResponsibilityStore
+from responsibility.store.spec import ParamSpec
+
+FLAG_NONFINITE = 1
+
+
+class _Buffer:
+    """``chunk_steps`` journal rows plus the ids and step records (ids_end, global_step, epoch, flags)."""
+
+    def __init__(self, rows: int, width: int, example_width: int, pin: bool) -> None:
+        self.pin = pin
+        self.data = torch.zeros(rows, width, dtype=torch.float32, pin_memory=pin)
+        self.copied: torch.cuda.Event | None = None  # device -> host copies of the rows are done when it fires
+        self.steps = np.zeros((rows, 4), dtype=np.int64)
+        self.ids: list[np.ndarray] = []
+        # Per-example attribution: every id's values, (ids so far, example_width); grown, never shrunk.
+        self.examples = torch.zeros(0, example_width, dtype=torch.float32)
+        self.num_examples = 0
+        self.base = 0  # step of row 0
+        self.ids_base = 0  # flat id position of row 0's first id
+        self.n = 0
+
+    def reset(self, base: int, ids_base: int) -> None:
+        self.base, self.ids_base, self.n = base, ids_base, 0
+        self.ids = []
+        self.num_examples = 0
+        self.copied = None
+
+    def put_examples(self, values: torch.Tensor) -> None:
+        """Append one step's per-example values (copied without blocking from a device)."""
+        lo, hi = self.num_examples, self.num_examples + len(values)
+        if hi > len(self.examples):
+            pin = self.pin and values.is_cuda
+            if pin and lo:
+                torch.cuda.current_stream().synchronize()  # earlier async copies must land before moving them
+            grown = torch.empty(max(hi, 2 * len(self.examples)), self.examples.shape[1], pin_memory=pin)
+            grown[:lo] = self.examples[:lo]
+            self.examples = grown
+        self.examples[lo:hi].copy_(values.detach(), non_blocking=True)
+        self.num_examples = hi
+
+
+class Recorder:
+    """Journals the weight changes of the tracked parameters into a :class:`ResponsibilityStore`.
+
+    The journal continues at the store's committed step count (after a rollback, where the resumed checkpoint
+    left off); the partly written chunk row before that point is reloaded, so every write stays a whole-chunk
+    write.
+    """
+
+    def __init__(
+        self,
+        store: ResponsibilityStore,
+        tracked: Sequence[tuple[ParamSpec, torch.nn.Parameter]],
+        *,
+        background: bool = True,
+    ) -> None:
+        if [s.name for s, _ in tracked] != store.parameters:
+            raise ValueError("tracked parameters must be the store's parameters, in the store's order")
+        self.store = store
+        columns = store.spec.journal_columns()
+        self._tracked = [(spec, param, columns[spec.name]) for spec, param in tracked]
+        # Neuron reductions reuse scratch space: fresh multi-MB temporaries per step cost page faults.
+        self._scratch: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        pin = torch.cuda.is_available() and any(p.is_cuda for _, p in tracked)
+        rows = store.layout.chunk_steps
+        width, ex_width = store.spec.journal_width, store.spec.example_width
+        self._buffers = [_Buffer(rows, width, ex_width, pin), _Buffer(rows, width, ex_width, pin)]
+        self._buf = self._buffers[0]
+        self._snapshots: dict[int, torch.Tensor] = {}
+        self._snapped: set[int] = set()
+        self._pending: Future | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="responsibility-writer") if background else None
+        self.nonfinite_steps: list[int] = []
+        self._reported_nonfinite = 0
+        self.steps = store.steps
+        self.num_ids = store.num_ids
+        self._buf.reset(self.steps, self.num_ids)
+        self._preload()
+
+    # ------------------------------------------------------------------ hot path
+    def snapshot(self, params: Iterable[torch.nn.Parameter] | None = None) -> None:
+        """Copy the current value of tracked parameters (all, or those in ``params``) before a step.
+
+        A parameter already snapshotted since the last :meth:`record_step` keeps its first snapshot, so calling
+        this again (closures, several optimizers) is harmless.
+        """
+        wanted = None if params is None else {id(p) for p in params}
+        with torch.no_grad():
+            for spec, param, _ in self._tracked:
+                key = id(param)
+                if key in self._snapped or (wanted is not None and key not in wanted):
+                    continue
+                _check_shape(spec, param)
+                snap = self._snapshots.get(key)
+                if snap is None or snap.shape != param.shape or snap.device != param.device:
+                    snap = self._snapshots[key] = torch.empty_like(param, memory_format=torch.contiguous_format)
+                snap.copy_(param.detach())
+                self._snapped.add(key)
+
+    def record_step(
+        self,
+        ids: np.ndarray | torch.Tensor | Sequence[int],
+        global_step: int = -1,
+        epoch: int = -1,
+        examples: torch.Tensor | None = None,
+    ) -> None:
+        """Journal one optimizer step: Δw of every snapshotted parameter, and the step's example ids.
+
+        A store that records per-example attribution also needs ``examples``: the step's per-example values,
+        ``(len(ids), example_width)`` in id order (:meth:`ExampleGradients.take
+        <responsibility.per_example.ExampleGradients.take>`).
+        """
+        ids = as_ids(ids)
+        check_ids(ids, self.store.num_examples)
+        width = self.store.spec.example_width
+        if width and (examples is None or tuple(examples.shape) != (len(ids), width)):
+            got = None if examples is None else tuple(examples.shape)
+            raise ExampleIdError(
+                f"per-example values of shape {got} for a step of {len(ids)} ids (expected ({len(ids)}, {width})): "
+                "every id needs its per-example gradient values"
+            )
+        if not width and examples is not None:
+            raise ValueError("this store records uniform attribution: record_step takes no per-example values")
+        buf = self._buf
+        row = buf.data[buf.n]
+        with torch.no_grad():
+            for spec, param, cols in self._tracked:
+                self._write_delta(spec, param, cols, row)
+        buf.steps[buf.n] = (0, global_step, epoch, 0)
+        buf.ids.append(ids)
+        if examples is not None:
+            buf.put_examples(examples)
+        buf.n += 1
+        self.steps += 1
+        self.num_ids += len(ids)
+        self._snapped.clear()
+        if buf.n == len(buf.steps):
+            self._submit(buf)
+            # _submit waited for the other buffer's write, so it is free to refill while this one is written.
+            self._buf = self._buffers[1] if buf is self._buffers[0] else self._buffers[0]
+            self._buf.reset(self.steps, self.num_ids)
+
+    def _write_delta(
+        self, spec: ParamSpec, param: torch.nn.Parameter, cols: dict[str, slice], row: torch.Tensor
+    ) -> None:
+        p = param.detach()
+        snap = self._snapshots.get(id(param))
+        if id(param) not in self._snapped or snap is None:
+            for sl in cols.values():
+                row[sl].zero_()
+            return
+        _check_shape(spec, p)
+        if spec.granularity == "weight":
+            out = row[cols["delta"]]
+            if p.dtype == torch.float32 and not p.is_cuda:
+                torch.sub(p.reshape(-1), snap.reshape(-1), out=out)
+            elif p.dtype == torch.float64:
+                # Subtract before rounding: small changes keep their digits.
+                out.copy_((p - snap).reshape(-1), non_blocking=True)
+            else:
+                # Low-precision or device weights: the difference is taken in float32 on the weights' device;
+                # the copy to the (pinned) host row overlaps training until the writer needs it.
+                out.copy_(p.float().reshape(-1) - snap.float().reshape(-1), non_blocking=True)
+            return
+        diff, part = self._scratch_for(param)
+        torch.sub(p.float(), snap.float(), out=diff)
+        d = diff.view(spec.units, -1)
+        torch.clamp(d, min=0, out=part)
+        row[cols["pos"]].copy_(part.sum(1), non_blocking=True)
+        torch.clamp(d, max=0, out=part)
+        row[cols["neg"]].copy_(part.sum(1).neg_(), non_blocking=True)
+
+    def _scratch_for(self, param: torch.nn.Parameter) -> tuple[torch.Tensor, torch.Tensor]:
+        scratch = self._scratch.get(id(param))
+        if scratch is None or scratch[0].shape != param.shape or scratch[0].device != param.device:
+            diff = torch.empty(param.shape, dtype=torch.float32, device=param.device)
+            scratch = self._scratch[id(param)] = (
+                diff,
+                torch.empty_like(diff.view(diff.shape[0] if diff.dim() else 1, -1)),
+            )
+        return scratch
+
+    # ------------------------------------------------------------------ writing
+    def _preload(self) -> None:
+        """Reload the committed rows of a partly written chunk row (resume mid-chunk)."""
+        chunk = self.store.layout.chunk_steps
+        base = self.steps - self.steps % chunk
+        if base == self.steps:
+            return
+        rows, ids, steps = self.store.journal_rows(base, self.steps)
+        buf = self._buf
+        buf.reset(base, self.num_ids - len(ids))
+        n = self.steps - base
+        buf.data[:n] = torch.from_numpy(rows)
+        buf.steps[:n] = steps
+        buf.ids = list(np.split(ids, steps[:-1, 0] - buf.ids_base))
+        if self.store.spec.example_width:
+            buf.put_examples(torch.from_numpy(self.store.journal_examples(base, self.steps)))
+        buf.n = n
+
+    def _submit(self, buf: _Buffer) -> None:
+        self._wait()
+        n = buf.n
+        ids = np.concatenate(buf.ids[:n]) if n else np.zeros(0, np.int64)
+        buf.steps[:n, 0] = buf.ids_base + np.cumsum([len(a) for a in buf.ids[:n]], dtype=np.int64)
+        if buf.pin:
+            buf.copied = torch.cuda.Event()
+            buf.copied.record()
+        job = (buf, n, ids)
+        if self._executor is None:
+            self._write(*job)
+        else:
+            self._pending = self._executor.submit(self._write, *job)
+
+    def _write(self, buf: _Buffer, n: int, ids: np.ndarray) -> None:
+        try:
+            if buf.copied is not None:
+                buf.copied.synchronize()  # only the writer thread waits for the device's copies
+            examples = buf.examples[: buf.num_examples].numpy() if self.store.spec.example_width else None
+            self._write_unguarded(buf, n, ids, examples)
+        except ResponsibilityError:
+            raise
+        except Exception as exc:  # full disk, read-only location, lost connection...
+            raise StoreWriteError(
+                f"writing journal steps {buf.base}..{buf.base + n} to {self.store.path} failed: {exc!r}; "
+                f"the store keeps its last commit ({self.store.steps} steps)"
+            ) from exc
+
+    def _write_unguarded(self, buf: _Buffer, n: int, ids: np.ndarray, examples: np.ndarray | None) -> None:
+        data = buf.data[:n].numpy()
+        bad = ~np.isfinite(data).all(axis=1)
+        step_of_id = np.repeat(np.arange(n), [len(a) for a in buf.ids[:n]])
+        if examples is not None:
+            bad[step_of_id[~np.isfinite(examples).all(axis=1)]] = True
+        if bad.any():
+            # Policy: a step whose Δw (or an example's gradient) is NaN/Inf adds nothing: its journal values are
+            # zeroed and the step is flagged in journal/steps.
+            data[bad] = 0.0
+            if examples is not None:
+                examples[bad[step_of_id]] = 0.0
+            buf.steps[:n][bad, 3] |= FLAG_NONFINITE
+            self.nonfinite_steps.extend(int(buf.base + i) for i in np.flatnonzero(bad))
+        steps = buf.steps[:n]
+        self.store.write_journal(buf.base, data, ids, buf.ids_base, steps, examples)
+        self.store.commit(buf.base + n, int(steps[-1, 0]) if n else buf.ids_base)
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+        if len(self.nonfinite_steps) > self._reported_nonfinite:
+            new = self.nonfinite_steps[self._reported_nonfinite :]
+            self._reported_nonfinite = len(self.nonfinite_steps)
+            warnings.warn(
+                f"responsibility: non-finite weight change at journal step(s) {new[:10]}; those steps add "
+                "nothing to R and are flagged in journal/steps",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    def flush(self) -> None:
+        """Write and commit every recorded step; returns when the store holds them."""
+        self._wait()
+        if self._buf.n and self.store.steps < self.steps:
+            self._submit(self._buf)
+            self._wait()
+
+    def abort(self) -> None:
+        """Stop the writer thread without writing more (after a storage failure)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        self._pending = None
+
+    def close(self) -> None:
+        """Flush and stop the writer thread."""
+        try:
+            self.flush()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+
+def _check_shape(spec: ParamSpec, param: torch.Tensor) -> None:
+    if tuple(param.shape) != spec.shape:
+        raise ParameterChangedError(
+            f"parameter {spec.name!r} changed shape during training ({spec.shape} -> {tuple(param.shape)}); "
+            "its recorded responsibility would no longer line up with its weights"
+        )

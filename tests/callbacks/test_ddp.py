@@ -1,0 +1,53 @@
+"""DDP (ddp_spawn, 2 CPU processes, gloo): ids gathered across ranks, one writer, same R as one process."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import IndexedData, TinyNet, make_trainer
+from torch.utils.data import DataLoader
+
+from responsibility import ResponsibilityCallback, ResponsibilityStore
+
+pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
+
+
+class FixedBatches(torch.utils.data.Sampler[list[int]]):
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+@pytest.mark.parametrize("n", [48, 47])  # 47: the DistributedSampler pads by repeating an id
+def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
+    data = IndexedData(n)
+    cb = ResponsibilityCallback(tmp_path / "ddp.zarr")
+    torch.manual_seed(0)
+    make_trainer(tmp_path, [cb], max_epochs=2, strategy="ddp_spawn", devices=2).fit(
+        TinyNet(), DataLoader(data, batch_size=4, shuffle=True)
+    )
+    ddp = ResponsibilityStore.open(tmp_path / "ddp.zarr")
+    ids, counts = ddp.membership()
+    assert counts.tolist() == [8] * 6 * 2
+    per_epoch = ids.reshape(2, -1)
+    for epoch in per_epoch:  # each epoch covers the data set, padded to a multiple of the world size
+        assert set(epoch.tolist()) == set(range(n))
+        assert len(epoch) == 48
+    batches = np.split(ids, np.cumsum(counts)[:-1])
+
+    single = ResponsibilityCallback(tmp_path / "one.zarr")
+    torch.manual_seed(0)
+    make_trainer(tmp_path, [single], max_epochs=1).fit(
+        TinyNet(), DataLoader(data, batch_sampler=FixedBatches([b.tolist() for b in batches]))
+    )
+    one = ResponsibilityStore.open(tmp_path / "one.zarr")
+    np.testing.assert_array_equal(one.membership()[0], ids)
+    for name in ddp.parameters:
+        # Gradients are all-reduced across ranks, so Δw agrees to float32 rounding, not bit for bit.
+        np.testing.assert_allclose(ddp.read(name), one.read(name), rtol=1e-4, atol=1e-7)

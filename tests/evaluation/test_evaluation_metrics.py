@@ -1,0 +1,155 @@
+"""quanda-style metrics of responsibility.evaluation against hand computations and naive references."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import CONF, SgdClassifier, make_trainer
+from scipy import stats
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from responsibility import ResponsibilityCallback, ResponsibilityStore
+from responsibility.evaluation import (
+    auprc,
+    class_detection,
+    explanation_scores,
+    linear_datamodeling_score,
+    model_randomization,
+    rankdata,
+    spearman,
+    topk_cardinality,
+)
+from responsibility.query import explain
+
+
+def test_rankdata_and_spearman_match_scipy():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 5, size=(6, 30)).astype(float)  # many ties
+    b = rng.normal(size=(6, 30))
+    np.testing.assert_allclose(rankdata(a), stats.rankdata(a, axis=1))
+    want = [stats.spearmanr(a[i], b[i]).statistic for i in range(6)]
+    np.testing.assert_allclose(spearman(a, b), want)
+    assert spearman(a[0], b[0]) == pytest.approx(want[0])
+    assert np.isnan(spearman(np.ones(4), np.arange(4.0)))
+
+
+def test_model_randomization_by_hand():
+    s = np.array([[1.0, 2.0, 3.0, 4.0], [4.0, 1.0, 3.0, 2.0]])
+    assert model_randomization(s, s * 10 + 1) == pytest.approx(1.0)  # monotone transform: rank-identical
+    assert model_randomization(s, -s) == pytest.approx(-1.0)
+    # row 0 vs [1, 3, 2, 4]: d = (0, 1, 1, 0), rho = 1 - 6·2/(4·15) = 0.8; row 1 is constant and skipped
+    r = np.array([[1.0, 3.0, 2.0, 4.0], [5.0, 5.0, 5.0, 5.0]])
+    assert model_randomization(s, r) == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="constant"):
+        model_randomization(np.ones((2, 3)), s[:, :3])
+
+
+def test_class_detection_and_cardinality_by_hand():
+    assert class_detection(np.array([0, 1, 1, 2]), np.array([0, 1, 0, 0])) == 0.5
+    assert topk_cardinality(np.array([[0, 1, 2], [2, 1, 5]])) == pytest.approx(4 / 6)
+    assert topk_cardinality(np.array([[7], [7], [7]])) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError):
+        topk_cardinality(np.array([1, 2]))
+    with pytest.raises(ValueError):
+        class_detection(np.array([1]), np.array([1, 2]))
+
+
+def test_auprc_by_hand_and_against_sklearn():
+    # ranking 0, 1, 2, 3 with relevant 0 and 2: precisions 1/1 and 2/3
+    assert auprc(np.array([0.9, 0.8, 0.7, 0.6]), np.array([1, 0, 1, 0], bool)) == pytest.approx((1 + 2 / 3) / 2)
+    # tie between ids 1 and 2 goes to the smaller id: ranking 0, 1, 2 with relevant 2 -> precision 1/3
+    assert auprc(np.array([0.9, 0.5, 0.5]), np.array([0, 0, 1], bool)) == pytest.approx(1 / 3)
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(1)
+    scores, mask = rng.normal(size=200), rng.random(200) < 0.2
+    assert auprc(scores, mask) == pytest.approx(average_precision_score(mask, scores))
+    with pytest.raises(ValueError):
+        auprc(scores, np.zeros(200, bool))
+
+
+def test_lds_by_hand():
+    tau = np.array([[1.0, 2.0, 3.0], [3.0, 0.0, -1.0]])
+    subsets = np.array([[1, 1, 0], [0, 1, 1], [1, 0, 1], [1, 1, 1]], bool)
+    # predicted: test 0 -> 3, 5, 4, 6; test 1 -> 3, -1, 2, 2
+    outputs_exact = np.array([[3, 3], [5, -1], [4, 2], [6, 2]], float) * 2 + 1
+    assert linear_datamodeling_score(tau, subsets, outputs_exact) == pytest.approx(1.0)
+    outputs = np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 2.0], [4.0, 3.0]])
+    want = np.mean(
+        [
+            stats.spearmanr([3, 5, 4, 6], outputs[:, 0]).statistic,
+            stats.spearmanr([3, -1, 2, 2], outputs[:, 1]).statistic,
+        ]
+    )
+    assert linear_datamodeling_score(tau, subsets, outputs) == pytest.approx(want)
+    with pytest.raises(ValueError, match="shapes"):
+        linear_datamodeling_score(tau, subsets, outputs.T)
+
+
+def _sgd_model() -> SgdClassifier:
+    torch.manual_seed(0)
+    return SgdClassifier(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)))
+
+
+def test_explanation_scores_reproduce_explain(tmp_path):
+    """The full score vectors rank the same top-k as explain(), with the same scores, for 1 and 3 chosen weights."""
+    torch.manual_seed(0)
+    x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
+    model = _sgd_model()
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", topk=5)
+    make_trainer(tmp_path, [cb], max_epochs=2).fit(model, DataLoader(TensorDataset(x, y), batch_size=1))
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    probe = torch.randn(4, 5)
+    for top_weights in (1, 3):
+        ex = explain(model, store, probe, k=5, top_weights=top_weights)
+        full = explanation_scores(store, ex)
+        assert full.shape == (4, 20)
+        for b in range(4):
+            order = np.argsort(-full[b], kind="stable")[:5]
+            np.testing.assert_array_equal(order, ex[b].example_ids)
+            np.testing.assert_allclose(full[b, order], ex[b].scores, rtol=1e-5)
+
+
+def test_evaluate_end_to_end_on_digits(tmp_path):
+    """conf/evaluate.yaml composed on scikit-learn's digits: every table and file is written, metrics in range."""
+    from hydra import compose, initialize_config_dir
+
+    from responsibility.experiments.evaluate import evaluate
+
+    conf = str(CONF)
+    cleanlab = importlib.util.find_spec("cleanlab") is not None  # an optional extra: absent from .[dev]
+    overrides = [
+        "data=digits",
+        "data.num_samples=120",
+        "data.label_noise=0.1",
+        "data.num_classes=10",
+        "data.batch_size=16",
+        "model.optimizer=sgd",
+        "model.lr=0.05",
+        "max_epochs=1",
+        f"peers.cleanlab.folds={2 if cleanlab else 0}",
+        "sanity.n_test=8",
+        "lds.subsets=2",
+        "fix_labels.steps=1",
+        f"paths.output_dir={tmp_path}",
+        "publish=true",
+        f"docs_dir={tmp_path}/docs",
+    ]
+    with initialize_config_dir(config_dir=conf, version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=overrides)
+    results = evaluate(cfg, command="test")
+    names = [r["score"] for r in results["mislabel"]]
+    peers = ["final_loss", "aum", "tracin_self_influence"] + ["cleanlab_label_quality"] * cleanlab
+    assert names == [*cfg.scores, *peers, "random"]
+    assert all(0 <= r["recall@20%"] <= 1 and 0 <= r["auc"] <= 1 for r in results["mislabel"])
+    assert set(results["sanity"]) == {"responsibility", "responsibility_signed", "tracin"}
+    assert set(results["lds"]) == set(results["sanity"])
+    assert results["fix_labels"]["fractions"] == [0.0, 1.0] and results["fix_labels"]["retrained_models"] == 2
+    for name in ("results.json", "mislabel.csv", "results.md", "detection.png", "fix_labels.png"):
+        assert (tmp_path / name).stat().st_size > 0 and (tmp_path / "docs" / name).exists()
+    assert json.loads((tmp_path / "results.json").read_text())["setup"]["flipped"] == 12
