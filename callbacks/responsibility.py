@@ -28,6 +28,16 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from responsibility.choices import (
+    Attribution,
+    BatchShare,
+    Codec,
+    FoldMode,
+    OnError,
+    RDtype,
+    ShareRuleSetting,
+    check_choice,
+)
 from responsibility.errors import (
     ExampleIdError,
     LayerSelectionError,
@@ -52,12 +62,9 @@ from responsibility.recording.selection import select_parameters, validate_granu
 from responsibility.store import ResponsibilityStore
 from responsibility.store.layout import Layout
 from responsibility.store.location import check_location
-from responsibility.store.spec import ATTRIBUTIONS, BATCH_SHARES, SHARE_RULES, ParamSpec, RecordingSpec
+from responsibility.store.spec import ParamSpec, RecordingSpec
 
 log = logging.getLogger(__name__)
-
-FOLD_MODES = ("auto", "always", "never")
-ON_ERROR = ("raise", "warn")
 
 
 class ResponsibilityCallback(Callback):
@@ -100,35 +107,30 @@ class ResponsibilityCallback(Callback):
         *,
         layers: str | Sequence[str] | None = None,
         granularity: str | Mapping[str, str] = "weight",
-        batch_share: str = "full",
-        attribution: str = "uniform",
-        share_rule: str = "auto",
+        batch_share: BatchShare = "full",
+        attribution: Attribution = "uniform",
+        share_rule: ShareRuleSetting = "auto",
         ids_key: IdsKey | None = None,
         num_examples: int | None = None,
         labels: Sequence[int] | np.ndarray | None = None,
         topk: int = 10,
-        fold: str = "auto",
+        fold: FoldMode = "auto",
         fold_budget_mb: float = 2048,
         journal_buffer_mb: float = 256,
-        codec: str = "lz4",
-        r_dtype: str = "float32",
+        codec: Codec = "lz4",
+        r_dtype: RDtype = "float32",
         overwrite: bool = False,
-        on_error: str = "raise",
+        on_error: OnError = "raise",
         storage_options: dict[str, Any] | None = None,
         background_writer: bool = True,
     ) -> None:
-        if batch_share not in BATCH_SHARES:
-            raise ValueError(f"batch_share must be one of {BATCH_SHARES}, got {batch_share!r}")
-        if attribution not in ATTRIBUTIONS:
-            raise ValueError(f"attribution must be one of {ATTRIBUTIONS}, got {attribution!r}")
-        if share_rule not in ("auto", *SHARE_RULES):
-            raise ValueError(f"share_rule must be 'auto' or one of {SHARE_RULES}, got {share_rule!r}")
+        check_choice("batch_share", batch_share, BatchShare)
+        check_choice("attribution", attribution, Attribution)
+        check_choice("share_rule", share_rule, ShareRuleSetting)
         if attribution == "per_example" and batch_share != "full":
             raise ValueError("batch_share applies to uniform attribution; per-example shares already sum to Δw")
-        if fold not in FOLD_MODES:
-            raise ValueError(f"fold must be one of {FOLD_MODES}, got {fold!r}")
-        if on_error not in ON_ERROR:
-            raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+        check_choice("fold", fold, FoldMode)
+        check_choice("on_error", on_error, OnError)
         if num_examples is not None and int(num_examples) <= 0:
             raise ValueError(f"num_examples must be positive, got {num_examples}")
         if fold_budget_mb <= 0 or journal_buffer_mb <= 0:

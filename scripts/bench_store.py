@@ -39,8 +39,8 @@ import torch
 import zarr
 
 from responsibility import Layout, ParamSpec, RecordingSpec, ResponsibilityStore
+from responsibility.choices import CODECS
 from responsibility.recording.recorder import Recorder
-from responsibility.store.layout import CODECS
 
 R_CHUNKS = (1024, 256)
 

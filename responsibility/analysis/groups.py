@@ -16,12 +16,10 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from responsibility.choices import ShareLevel, Sign, check_choice
 from responsibility.store import DEFAULT_FOLD_BUDGET, ResponsibilityStore
-from responsibility.store.spec import Sign
 
 __all__ = ["class_share", "diagonal_dominance", "group_responsibility", "interclass_matrix", "resolve_groups"]
-
-LEVELS = ("weight", "unit", "layer")
 
 
 def resolve_groups(
@@ -86,8 +84,7 @@ def class_share(
     ``level="unit"`` sums over the weights of each output unit (dim 0) first, ``"layer"`` over everything.
     Fractions sum to 1 over groups; where the total R is 0 (a weight never changed) they are all 0.
     """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    check_choice("level", level, ShareLevel)
     sums = group_responsibility(store, name, groups, sign, num_groups=num_groups)
     g = sums.shape[0]
     if level == "unit":

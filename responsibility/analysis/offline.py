@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from responsibility.analysis.groups import resolve_groups
+from responsibility.choices import Sign, check_choice
 from responsibility.errors import NotFoldedError, StoreCorruptError
 from responsibility.store import ResponsibilityStore
-from responsibility.store.spec import SIGNS, Sign
 
 if TYPE_CHECKING:
     import dask.array
@@ -51,8 +51,7 @@ def as_dask(
     import dask.array as da
     from dask.base import tokenize
 
-    if sign not in SIGNS:
-        raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
+    check_choice("sign", sign, Sign)
     folded = store.folded_steps(name)  # also rejects an unknown name
     if folded == 0:
         raise NotFoldedError(

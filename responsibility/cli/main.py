@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from responsibility.choices import ACTIVATION_RULES, SIGNS
 from responsibility.errors import ResponsibilityError
 from responsibility.store import ResponsibilityStore
 
@@ -322,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", required=True, help="parameter name, e.g. fc2.weight")
     p.add_argument("--weights", nargs="*", help="weights as multi-indices '3,17' or flat indices (default: first 5)")
     p.add_argument("-k", type=int, default=5, help="examples per weight (default 5)")
-    p.add_argument("--sign", choices=("abs", "pos", "neg"), default="abs", help="which R to rank by")
+    p.add_argument("--sign", choices=SIGNS, default="abs", help="which R to rank by")
     p.add_argument("--json", action="store_true", help="print rows as JSON")
     p.set_defaults(func=cmd_top)
 
@@ -341,8 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="predicted", help="predicted (default), none, or a class index")
     p.add_argument("--top-weights", type=int, default=None, help="combine this many most activated weights")
     p.add_argument("--outliers", type=float, default=None, help="robust z-score threshold for activated weights")
-    p.add_argument("--sign", choices=("abs", "pos", "neg"), default="abs", help="which R to rank by")
-    p.add_argument("--rule", choices=("sum", "max"), default="sum", help="conv activation over positions")
+    p.add_argument("--sign", choices=SIGNS, default="abs", help="which R to rank by")
+    p.add_argument("--rule", choices=ACTIVATION_RULES, default="sum", help="conv activation over positions")
     p.add_argument("--json", metavar="OUT", help="also write the explanation as JSON to OUT")
     p.add_argument("--csv", metavar="OUT", help="also write one row per (input, rank) as CSV to OUT")
     p.add_argument("--html", metavar="OUT", help="also write a self-contained HTML report to OUT")
@@ -351,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("groups", help="R of a parameter summed per training class (needs labels in the store)")
     p.add_argument("store", help="path or URL of the store")
     p.add_argument("--param", required=True, help="parameter name, e.g. net.fc2.weight")
-    p.add_argument("--sign", choices=("abs", "pos", "neg"), default="abs", help="which R to sum")
+    p.add_argument("--sign", choices=SIGNS, default="abs", help="which R to sum")
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=cmd_groups)
     return parser

@@ -17,11 +17,12 @@ numpy only (no torch, no Lightning); torch CPU tensors are accepted wherever ``n
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
-from responsibility.evaluation import auprc
+from responsibility.choices import check_choice
+from responsibility.evaluation.metrics import auprc
 
 __all__ = [
     "CORNERS",
@@ -34,7 +35,8 @@ __all__ = [
     "topk_composition",
 ]
 
-CORNERS: tuple[str, ...] = ("top_left", "top_right", "bottom_left", "bottom_right")
+Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
+CORNERS: tuple[Corner, ...] = get_args(Corner)
 COMPOSITION: tuple[str, ...] = ("patched_in_class", "unpatched_in_class", "patched_other", "unpatched_other")
 
 
@@ -58,8 +60,7 @@ def _as_mask(mask: Any, n: int) -> np.ndarray:
 
 def patch_window(height: int, width: int, size: int, corner: str = "top_left") -> tuple[slice, slice]:
     """The (rows, columns) slices of a ``size`` x ``size`` square in ``corner`` of a ``height`` x ``width`` image."""
-    if corner not in CORNERS:
-        raise ValueError(f"corner must be one of {CORNERS}, got {corner!r}")
+    check_choice("corner", corner, Corner)
     if not 1 <= size <= min(height, width):
         raise ValueError(f"patch size must be in 1..{min(height, width)} for {height}x{width} images, got {size}")
     rows = slice(0, size) if corner.startswith("top") else slice(height - size, height)

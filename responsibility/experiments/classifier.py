@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import lightning.pytorch as pl
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from responsibility.choices import check_choice
+
 __all__ = ["ImageClassifier"]
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = (None, "cosine", "step")
+Optimizer = Literal["sgd", "adam", "adamw"]
+Scheduler = Literal["cosine", "step"]
 
 
 class ImageClassifier(pl.LightningModule):
@@ -31,19 +34,18 @@ class ImageClassifier(pl.LightningModule):
     def __init__(
         self,
         net: nn.Module,
-        optimizer: str = "adam",
+        optimizer: Optimizer = "adam",
         lr: float = 1e-3,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
-        scheduler: str | None = None,
+        scheduler: Scheduler | None = None,
         step_size: int = 1,
         gamma: float = 0.1,
     ) -> None:
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        if scheduler not in SCHEDULERS:
-            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        check_choice("optimizer", optimizer, Optimizer)
+        if scheduler is not None:
+            check_choice("scheduler", scheduler, Scheduler)
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
         self.save_hyperparameters(ignore=["net"])

@@ -15,10 +15,13 @@ import os
 import struct
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from responsibility.choices import check_choice
 
 __all__ = [
     "DIGITS_CLASSES",
@@ -66,7 +69,7 @@ _IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
-_SPLITS = ("train", "test")
+Split = Literal["train", "test"]
 
 
 def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -144,11 +147,10 @@ def find_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path:
 
 
 def load_fashion_mnist(
-    data_dir: str | os.PathLike[str] | None = None, split: str = "train"
+    data_dir: str | os.PathLike[str] | None = None, split: Split = "train"
 ) -> tuple[np.ndarray, np.ndarray]:
     """Load a Fashion-MNIST split as ``(images uint8 (N, 28, 28), labels int64 (N,))``."""
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    check_choice("split", split, Split)
     directory = find_fashion_mnist(data_dir)
     image_stem, label_stem = FASHION_MNIST_FILES[split]
     images = read_idx(_idx_file(directory, image_stem))
@@ -165,7 +167,7 @@ def load_fashion_mnist(
 
 
 def load_digits(
-    split: str = "train", *, test_fraction: float = 0.2, split_seed: int = 0
+    split: Split = "train", *, test_fraction: float = 0.2, split_seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Load a split of scikit-learn's 8x8 digits.
 
@@ -173,8 +175,7 @@ def load_digits(
     int64 ``(N,)`` positions in ``sklearn.datasets.load_digits()``. The split is stratified and fixed by
     ``split_seed`` alone, so runs with different training seeds share the same train/test partition.
     """
-    if split not in _SPLITS:
-        raise ValueError(f"split must be one of {_SPLITS}, got {split!r}")
+    check_choice("split", split, Split)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     # Lazy: scikit-learn is an optional (experiment-only) dependency.

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from responsibility.analysis.scores import class_agreement, label_push, self_responsibility
 from responsibility.callbacks.margins import MarginCallback
 from responsibility.callbacks.responsibility import ResponsibilityCallback
+from responsibility.choices import check_choice
 from responsibility.evaluation import (
     class_detection,
     detection_curve,
@@ -107,8 +108,7 @@ def responsibility_scores(store: ResponsibilityStore, scores_cfg: DictConfig) ->
     out = {}
     tracked = set(store.parameters)
     for name, entry in scores_cfg.items():
-        if entry.kind not in SCORE_KINDS:
-            raise ValueError(f"scores.{name}.kind must be one of {sorted(SCORE_KINDS)}, got {entry.kind!r}")
+        check_choice(f"scores.{name}.kind", entry.kind, sorted(SCORE_KINDS))
         params = None if entry.parameters is None else [str(p) for p in entry.parameters]
         missing = sorted(set(params or ()) - tracked)
         if missing:

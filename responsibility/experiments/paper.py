@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import lightning as L
 import numpy as np
@@ -46,6 +46,7 @@ from torch.nn import functional as F
 
 from responsibility.analysis.groups import diagonal_dominance, interclass_matrix
 from responsibility.callbacks.responsibility import ResponsibilityCallback
+from responsibility.choices import Sign, check_choice
 from responsibility.evaluation import (
     expected_random_jaccard,
     explanation_scores,
@@ -60,7 +61,6 @@ from responsibility.experiments.trainers import quiet_trainer
 from responsibility.query import explain, final_layer
 from responsibility.report.pictures import interclass_heatmap
 from responsibility.store import ResponsibilityStore
-from responsibility.store.spec import SIGNS
 
 __all__ = [
     "EXPERIMENTS",
@@ -80,9 +80,10 @@ __all__ = [
 ]
 
 EXPERIMENTS = ("interclass", "misclassified", "seeds", "evaluator")
-EXPLAIN_SIGNS = (*SIGNS, "signed")
-EVALUATOR_TARGETS = ("correct", "decision")
-NN_SPACES = ("input", "feature")
+ExplainSign = Literal["abs", "pos", "neg", "signed"]
+EvaluatorTarget = Literal["correct", "decision"]
+NearestSpace = Literal["input", "feature"]
+EXPLAIN_SIGNS: tuple[ExplainSign, ...] = get_args(ExplainSign)
 PUBLISHED_SUFFIXES = (".json", ".csv", ".md", ".png")
 log = logging.getLogger(__name__)
 
@@ -139,8 +140,7 @@ def responsible_examples(
     layer); ``sign`` is ``abs``, ``pos``, ``neg`` (passed to ``explain``) or ``signed``: R_pos − R_neg of the
     chosen weights, ranked high to low, ties to the smaller id.
     """
-    if sign not in EXPLAIN_SIGNS:
-        raise ValueError(f"sign must be one of {EXPLAIN_SIGNS}, got {sign!r}")
+    check_choice("sign", sign, ExplainSign)
     if not 1 <= k <= store.num_examples:
         raise ValueError(f"k must be in [1, {store.num_examples}], got {k}")
     layers = None if layers is None else [str(v) for v in layers]
@@ -222,8 +222,7 @@ def interclass_experiment(cfg: DictConfig, run: RecordedRun, train: ImageClassif
     out: dict[str, Any] = {"parameter": name, "signs": {}}
     rows = []
     for sign in c.signs:
-        if sign not in SIGNS:
-            raise ValueError(f"interclass.signs must be among {SIGNS}, got {sign!r}")
+        check_choice("interclass.signs", sign, Sign)
         raw = interclass_matrix(run.store, name, sign=sign, num_classes=classes)
         share = interclass_matrix(run.store, name, sign=sign, num_classes=classes, normalize=True)
         if raw.shape != (classes, classes):
@@ -476,8 +475,7 @@ def evaluator_experiment(
     """
     c, e = cfg.evaluator, cfg.explain
     for t in c.targets:
-        if t not in EVALUATOR_TARGETS:
-            raise ValueError(f"evaluator.targets must be among {EVALUATOR_TARGETS}, got {t!r}")
+        check_choice("evaluator.targets", t, EvaluatorTarget)
     n = len(test) if c.n_test is None else min(int(c.n_test), len(test))
     x_all, y_all = test.images[:n], test.targets[:n].numpy()
     pred_all = predict(run.model, x_all).argmax(1).numpy()
@@ -504,8 +502,7 @@ def evaluator_experiment(
             explanation_ids[cond] = ids[:, 0]
         elif cond.startswith("nn_"):
             space = cond.removeprefix("nn_")
-            if space not in NN_SPACES:
-                raise ValueError(f"nearest-neighbour space must be one of {NN_SPACES}, got {cond!r}")
+            check_choice(f"nearest-neighbour space of {cond!r}", space, NearestSpace)
             if space == "input":
                 q, keys = x, train.images
             else:
@@ -797,8 +794,7 @@ def _run_paper(cfg: DictConfig, command: str) -> dict[str, Any]:
     if unknown or not experiments:
         raise ValueError(f"experiments must be a non-empty list among {EXPERIMENTS}, got {experiments}")
     for sign in cfg.explain.signs:
-        if sign not in EXPLAIN_SIGNS:
-            raise ValueError(f"explain.signs must be among {EXPLAIN_SIGNS}, got {sign!r}")
+        check_choice("explain.signs", sign, ExplainSign)
     clock = Clock()
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -35,6 +35,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from responsibility.callbacks.margins import MarginCallback
 from responsibility.callbacks.responsibility import ResponsibilityCallback
+from responsibility.choices import check_choice
 from responsibility.evaluation import explanation_scores
 from responsibility.evaluation.peers import tracin_influence
 from responsibility.evaluation.shortcut import (
@@ -54,7 +55,7 @@ from responsibility.store import ResponsibilityStore
 __all__ = ["patch_value", "run_shortcut", "shortcut_metrics"]
 
 PUBLISHED = ("results.json", "shortcut.csv", "results.md", "examples.png", "auprc.png")
-TARGETS = ("predicted", "shortcut")
+ExplainTarget = Literal["predicted", "shortcut"]
 
 
 def patch_value(normalize: list[float] | None) -> float:
@@ -66,8 +67,7 @@ def _check(cfg: DictConfig, num_classes: int) -> None:
     s = cfg.shortcut
     if not 0 <= int(s.target_class) < num_classes:
         raise ValueError(f"shortcut.target_class must be in 0..{num_classes - 1}, got {s.target_class}")
-    if cfg.explain.target not in TARGETS:
-        raise ValueError(f"explain.target must be one of {TARGETS}, got {cfg.explain.target!r}")
+    check_choice("explain.target", cfg.explain.target, ExplainTarget)
     if cfg.test.n_test < 1:
         raise ValueError(f"test.n_test must be positive, got {cfg.test.n_test}")
     if not cfg.explain.explainers:

@@ -28,9 +28,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["RULES", "Activations", "activation_modules", "compute_activations"]
+from responsibility.choices import ActivationRule, check_choice
+from responsibility.errors import LayerSelectionError
 
-RULES: tuple[str, ...] = ("sum", "max")
+__all__ = ["Activations", "activation_modules", "compute_activations"]
+
 _SUPPORTED = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
 
@@ -137,8 +139,7 @@ def compute_activations(
     ``granularity`` maps names to ``"weight"`` (default) or ``"neuron"``. ``abs_weights`` may hold precomputed
     ``|W|`` tensors (a cache for repeated queries). The model runs under ``torch.no_grad`` in its current mode.
     """
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    check_choice("rule", rule, ActivationRule)
     granularity = granularity or {}
     rules = activation_modules(model)
     all_params = dict(model.named_parameters())
@@ -146,7 +147,7 @@ def compute_activations(
     unsupported = [n for n in wanted if n not in rules]
     unknown = [n for n in unsupported if n not in all_params]
     if unknown:
-        raise ValueError(f"parameter(s) {unknown} are not in the model; its parameters are {list(all_params)}")
+        raise LayerSelectionError(f"parameter(s) {unknown} are not in the model; its parameters are {list(all_params)}")
     chosen = [n for n in wanted if n in rules]
     modules: dict[int, nn.Module] = {id(rules[n][0]): rules[n][0] for n in chosen}
     stats: dict[int, torch.Tensor | None] = dict.fromkeys(modules)

@@ -39,12 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from responsibility.errors import StoreMismatchError
+from responsibility.choices import ActivationRule, Sign, check_choice
+from responsibility.errors import LayerSelectionError, StoreMismatchError
 from responsibility.kernels import topk_desc
-from responsibility.query.activations import RULES, activation_modules, compute_activations
+from responsibility.query.activations import activation_modules, compute_activations
 from responsibility.recording.selection import matches
 from responsibility.store import ResponsibilityStore
-from responsibility.store.spec import SIGNS
 
 __all__ = [
     "MAX_OUTLIERS",
@@ -264,15 +264,15 @@ class Explainer:
         else:
             patterns = [layers] if isinstance(layers, str) else list(layers)
             if not patterns:
-                raise ValueError("layers=[] selects nothing; pass None for all parameters")
+                raise LayerSelectionError("layers=[] selects nothing; pass None for all parameters")
             unknown = [pat for pat in patterns if not any(matches(n, pat) or fnmatchcase(n, pat) for n in names)]
             if unknown:
-                raise ValueError(f"layer(s) {unknown} match no parameter of the store; it has {names}")
+                raise LayerSelectionError(f"layer pattern(s) {unknown} match no parameter of the store; it has {names}")
             chosen = [n for n in names if any(matches(n, pat) for pat in patterns)]
         supported = [n for n in chosen if n in self._rules]
         unsupported = [n for n in chosen if n not in self._rules]
         if not supported:
-            raise ValueError(
+            raise LayerSelectionError(
                 f"no selected parameter has an activation rule (Linear, Conv1d, Conv2d); selected: {chosen}"
             )
         return supported, unsupported
@@ -319,10 +319,8 @@ class Explainer:
     ) -> Explanation:
         """Explain a batch of inputs; see :func:`explain`."""
         store = self.store
-        if sign not in SIGNS:
-            raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
-        if rule not in RULES:
-            raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+        check_choice("sign", sign, Sign)
+        check_choice("rule", rule, ActivationRule)
         if not 1 <= k <= store.num_examples:
             raise ValueError(f"k must be in [1, {store.num_examples}], got {k}")
         if top_weights is not None and top_weights < 1:

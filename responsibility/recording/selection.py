@@ -7,8 +7,9 @@ from fnmatch import fnmatchcase
 
 import torch
 
+from responsibility.choices import Granularity, check_choice
 from responsibility.errors import LayerSelectionError
-from responsibility.store.spec import GRANULARITIES, ParamSpec
+from responsibility.store.spec import ParamSpec
 
 GranularitySetting = str | Mapping[str, str]
 
@@ -39,8 +40,7 @@ def validate_granularity(granularity: GranularitySetting) -> None:
     """Raise early on a misspelt granularity, before any model is seen."""
     values = granularity.values() if isinstance(granularity, Mapping) else [granularity]
     for value in values:
-        if value not in GRANULARITIES:
-            raise LayerSelectionError(f"granularity must be one of {GRANULARITIES}, got {value!r}")
+        check_choice("granularity", value, Granularity, LayerSelectionError)
 
 
 def resolve_granularity(name: str, granularity: GranularitySetting) -> str:

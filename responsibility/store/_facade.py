@@ -38,12 +38,13 @@ import torch
 import zarr
 
 from responsibility import __version__
+from responsibility.choices import SIGNS, OpenMode, Sign, check_choice
 from responsibility.errors import BudgetError, StoreCorruptError, StoreExistsError, StoreMismatchError
 from responsibility.kernels import FoldKernel, index_add_fold, split_signed, step_groups, topk_desc, topk_rows
 from responsibility.kernels.shares import example_grads, needed_columns, shares
 from responsibility.store.layout import FLOAT16_MAX, Layout, create_array
 from responsibility.store.location import ATTR_KEY, check_replaceable, check_replaceable_url, is_url, open_zarr_store
-from responsibility.store.spec import SIGNS, ParamSpec, RecordingSpec, Sign
+from responsibility.store.spec import ParamSpec, RecordingSpec
 
 FORMAT_VERSION = 1
 MANIFEST_KEY = "manifest"
@@ -123,8 +124,7 @@ class ResponsibilityStore:
     @classmethod
     def open(cls, path: str | Path, mode: str = "r", *, storage_options: dict | None = None) -> ResponsibilityStore:
         """Open an existing store; ``mode="r"`` (default) or ``"r+"`` to record into or fold it."""
-        if mode not in ("r", "r+"):
-            raise ValueError(f"mode must be 'r' or 'r+', got {mode!r}")
+        check_choice("mode", mode, OpenMode)
         path = str(path)
         if not is_url(path) and not (Path(path) / "zarr.json").exists():
             raise FileNotFoundError(f"no responsibility store at {path} (no zarr.json)")
@@ -944,8 +944,7 @@ def _example_chunk_rows(cols: int) -> int:
 
 
 def _check_sign(sign: str) -> None:
-    if sign not in SIGNS:
-        raise ValueError(f"sign must be one of {SIGNS}, got {sign!r}")
+    check_choice("sign", sign, Sign)
 
 
 def _check_weights(weights: Sequence[int] | np.ndarray, p: ParamSpec) -> np.ndarray:

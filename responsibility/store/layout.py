@@ -9,8 +9,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-CODECS = ("lz4", "zstd", "none")
-R_DTYPES = ("float32", "float16")
+from responsibility.choices import Codec, RDtype, check_choice
+
 FLOAT16_MAX = 65504.0
 
 
@@ -27,11 +27,11 @@ class Layout:
     journal_chunk_cols: int = 32768
     r_chunk_examples: int = 1024
     r_chunk_units: int = 256
-    codec: str = "lz4"
+    codec: Codec = "lz4"
     topk: int = 10
     # float16 stores the folded R lossily (relative error <= 2^-11, absolute <= 2^-25 below 2^-14) at half the
     # size; the fold still accumulates in float32 from the journal and never resumes from rounded sums.
-    r_dtype: str = "float32"
+    r_dtype: RDtype = "float32"
 
     def __post_init__(self) -> None:
         for field in ("chunk_steps", "journal_chunk_cols", "r_chunk_examples", "r_chunk_units"):
@@ -39,10 +39,8 @@ class Layout:
                 raise ValueError(f"{field} must be >= 1")
         if self.topk < 0:
             raise ValueError("topk must be >= 0")
-        if self.codec not in CODECS:
-            raise ValueError(f"codec must be one of {CODECS}, got {self.codec!r}")
-        if self.r_dtype not in R_DTYPES:
-            raise ValueError(f"r_dtype must be one of {R_DTYPES}, got {self.r_dtype!r}")
+        check_choice("codec", self.codec, Codec)
+        check_choice("r_dtype", self.r_dtype, RDtype)
 
     def compressors(self) -> list[Any]:
         # A CRC32C per chunk turns bit rot or a torn chunk into a read error instead of wrong numbers.

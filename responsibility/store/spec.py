@@ -7,20 +7,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-Granularity = Literal["weight", "neuron"]
-BatchShare = Literal["full", "mean"]
-Sign = Literal["abs", "pos", "neg"]
-
-GRANULARITIES: tuple[str, ...] = ("weight", "neuron")
-BATCH_SHARES: tuple[str, ...] = ("full", "mean")
-SIGNS: tuple[str, ...] = ("abs", "pos", "neg")
-ATTRIBUTIONS: tuple[str, ...] = ("uniform", "per_example")
-SHARE_RULES: tuple[str, ...] = ("gradient", "magnitude")
-# How a parameter's per-example gradients are journaled: "outer" = the two factors of a Linear weight's
-# rank-1 gradient (output gradient, input), "dense" = the gradient itself.
-EXAMPLE_FORMS: tuple[str, ...] = ("outer", "dense")
+from responsibility.choices import (
+    Attribution,
+    BatchShare,
+    ExampleForm,
+    Granularity,
+    ShareRule,
+    check_choice,
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,7 @@ class ParamSpec:
     name: str
     shape: tuple[int, ...]
     granularity: Granularity = "weight"
-    example_form: str | None = None  # per-example attribution only: one of EXAMPLE_FORMS
+    example_form: ExampleForm | None = None  # per-example attribution only
 
     @property
     def numel(self) -> int:
@@ -82,31 +78,27 @@ class RecordingSpec:
     params: tuple[ParamSpec, ...]
     num_examples: int
     batch_share: BatchShare = "full"
-    attribution: str = "uniform"
-    share_rule: str = "gradient"  # per-example attribution only: how Δw is split (responsibility.per_example)
+    attribution: Attribution = "uniform"
+    share_rule: ShareRule = "gradient"  # per-example attribution only: how Δw is split (responsibility.per_example)
 
     def __post_init__(self) -> None:
         for p in self.params:
             # Names become Zarr node names: no path separators or relative components.
             if not p.name or "/" in p.name or p.name in (".", "..") or p.name.startswith("__"):
                 raise ValueError(f"parameter name {p.name!r} cannot be stored")
-            if p.granularity not in GRANULARITIES:
-                raise ValueError(f"granularity of {p.name!r} must be one of {GRANULARITIES}, got {p.granularity!r}")
+            check_choice(f"granularity of {p.name!r}", p.granularity, Granularity)
             if any(int(d) < 0 for d in p.shape):
                 raise ValueError(f"shape of {p.name!r} is invalid: {p.shape}")
         if self.num_examples <= 0:
             raise ValueError(f"num_examples must be positive, got {self.num_examples}")
-        if self.batch_share not in BATCH_SHARES:
-            raise ValueError(f"batch_share must be one of {BATCH_SHARES}, got {self.batch_share!r}")
+        check_choice("batch_share", self.batch_share, BatchShare)
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
             raise ValueError("duplicate parameter names in spec")
         if not self.params:
             raise ValueError("a recording needs at least one tracked parameter")
-        if self.attribution not in ATTRIBUTIONS:
-            raise ValueError(f"attribution must be one of {ATTRIBUTIONS}, got {self.attribution!r}")
-        if self.share_rule not in SHARE_RULES:
-            raise ValueError(f"share_rule must be one of {SHARE_RULES}, got {self.share_rule!r}")
+        check_choice("attribution", self.attribution, Attribution)
+        check_choice("share_rule", self.share_rule, ShareRule)
         if self.attribution == "per_example":
             self._check_per_example()
 
@@ -118,8 +110,7 @@ class RecordingSpec:
                 raise ValueError(
                     f"per-example attribution records weight granularity only; {p.name!r} asks for {p.granularity!r}"
                 )
-            if p.example_form not in EXAMPLE_FORMS:
-                raise ValueError(f"{p.name!r}: example_form must be one of {EXAMPLE_FORMS}, got {p.example_form!r}")
+            check_choice(f"example_form of {p.name!r}", p.example_form, ExampleForm)
             if p.example_form == "outer" and len(p.shape) != 2:
                 raise ValueError(f"{p.name!r}: an 'outer' example form needs a 2-D weight, got shape {p.shape}")
 

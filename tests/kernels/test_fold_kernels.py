@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from responsibility.kernels import scatter as fold
 from responsibility.kernels import index_add_fold, split_signed, step_groups
+from responsibility.kernels import scatter as fold
 
 # Keyword arguments that force each way of adding (the result must not depend on them).
 PATHS = {
