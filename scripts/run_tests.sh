@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # The CPU wheel first: an unpinned torch requirement would otherwise pull several GB of CUDA packages.
 python -m pip install -q torch==2.13.0
-python -m pip install -q -e ".[dev]"
+python -m pip install -q -e ".[test]"
 set +e
 python -m pytest -q "$@"
 rc=$?
