@@ -72,16 +72,19 @@ def _window_stats(mod: nn.Module, x: torch.Tensor, rule: str) -> torch.Tensor:
         if flat.shape[1] == 1:
             return flat[:, 0]
         return flat.sum(1) if rule == "sum" else flat.amax(1)
+    if not isinstance(mod, (nn.Conv1d, nn.Conv2d)):
+        raise TypeError(f"no activation rule for {type(mod).__name__}")
     conv1d = isinstance(mod, nn.Conv1d)
     if ax.dim() == (2 if conv1d else 3):  # unbatched input
         ax = ax.unsqueeze(0)
     mode = "constant" if mod.padding_mode == "zeros" else mod.padding_mode
-    ax = F.pad(ax, mod._reversed_padding_repeated_twice, mode=mode)
+    ax = F.pad(ax, list(mod._reversed_padding_repeated_twice), mode=mode)
+    kernel: tuple[int, ...] = tuple(mod.kernel_size)
+    dilation: tuple[int, ...] = tuple(int(d) for d in mod.dilation)
+    stride: tuple[int, ...] = tuple(int(s) for s in mod.stride)
     if conv1d:
         ax = ax.unsqueeze(2)
-        kernel, dilation, stride = (1, mod.kernel_size[0]), (1, mod.dilation[0]), (1, mod.stride[0])
-    else:
-        kernel, dilation, stride = mod.kernel_size, mod.dilation, mod.stride
+        kernel, dilation, stride = (1, *kernel), (1, *dilation), (1, *stride)
     out_h = (ax.shape[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
     out_w = (ax.shape[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
     stat = ax.new_empty(ax.shape[0], ax.shape[1], kernel[0], kernel[1])

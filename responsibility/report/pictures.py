@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from responsibility.choices import Sign
 from responsibility.query import Explanation
 from responsibility.store import ResponsibilityStore
 
@@ -95,7 +96,7 @@ def interclass_heatmap(matrix: np.ndarray, class_names: Sequence[str] | None, pa
 
 
 def responsibility_violin(
-    store: ResponsibilityStore, names: Sequence[str] | None, path: str | Path, *, sign: str = "abs", seed: int = 0
+    store: ResponsibilityStore, names: Sequence[str] | None, path: str | Path, *, sign: Sign = "abs", seed: int = 0
 ) -> Path:
     """Violin plot of the distribution of R values per parameter (log10 of the non-zero values), sub-sampled."""
     plt = _pyplot()

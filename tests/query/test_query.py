@@ -4,34 +4,16 @@ from __future__ import annotations
 
 import json
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from helpers import make_trainer
+from helpers import SgdClassifier, make_trainer
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from responsibility import ResponsibilityCallback, ResponsibilityStore, StoreMismatchError
-from responsibility.query import Explainer, explain, robust_z, top_examples
+from responsibility.query import Explainer, ExplainOptions, explain, robust_z, top_examples
 from responsibility.query.activations import compute_activations
-
-
-class Wrapped(L.LightningModule):
-    """Plain SGD (no momentum, no weight decay) around ``net``, so Δw is exactly lr · gradient."""
-
-    def __init__(self, net: nn.Module, lr: float = 0.1) -> None:
-        super().__init__()
-        self.net, self.lr = net, lr
-
-    def forward(self, x):
-        return self.net(x)
-
-    def training_step(self, batch, batch_idx):
-        return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
-
-    def configure_optimizers(self):
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
 
 
 def fit(tmp, model, x, y, batch_size=1, epochs=2, **cb):
@@ -49,7 +31,7 @@ def mlp_run(tmp_path_factory):
     x[7, 0] = 2.0
     y = torch.randint(0, 3, (24,))
     # Tanh rather than ReLU: no dead unit, so every weight of column 0 is moved by example 7.
-    model = Wrapped(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)))
+    model = SgdClassifier(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)))
     store = fit(tmp_path_factory.mktemp("mlp"), model, x, y)
     return model, store
 
@@ -76,7 +58,7 @@ def test_known_answer_conv2d(tmp_path):
     x[3, 0, 4, 4] = 1.0
     y = torch.randint(0, 2, (12,))
     net = nn.Sequential(nn.Conv2d(1, 2, kernel_size=2), nn.Flatten(), nn.Linear(2 * 4 * 4, 2))
-    model = Wrapped(net)
+    model = SgdClassifier(net)
     store = fit(tmp_path, model, x, y, epochs=1)
     probe = torch.zeros(1, 1, 5, 5)
     probe[0, 0, 4, 4] = 1.0
@@ -201,7 +183,8 @@ def test_unfolded_store_and_deep_k_match_index(tmp_path, mlp_run):
     torch.manual_seed(0)
     x = torch.randn(24, 6)
     y = torch.randint(0, 3, (24,))
-    unfolded = fit(tmp_path, Wrapped(nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))), x, y, fold="never")
+    net = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3))
+    unfolded = fit(tmp_path, SgdClassifier(net), x, y, fold="never")
     assert unfolded.folded_steps("net.0.weight") == 0
     probe = torch.randn(3, 6)
     want = np.argsort(-folded.read("net.0.weight").reshape(24, -1), axis=0, kind="stable")
@@ -225,7 +208,7 @@ def test_errors(mlp_run):
         explain(model, store, x, k=0)
     with pytest.raises(ValueError, match="sign"):
         explain(model, store, x, sign="both")
-    other = Wrapped(nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3)))
+    other = SgdClassifier(nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3)))
     with pytest.raises(StoreMismatchError, match="net.0.weight has shape"):
         Explainer(other, store)
 
@@ -238,7 +221,7 @@ def test_known_answer_target_on_final_layer(tmp_path):
     x[:, 0] = 0.0
     x[5, 0] = 1.5
     y = torch.arange(16) % 3
-    model = Wrapped(nn.Sequential(nn.Linear(4, 3)))
+    model = SgdClassifier(nn.Sequential(nn.Linear(4, 3)))
     store = fit(tmp_path, model, x, y)
     probe = torch.zeros(1, 4)
     probe[0, 0] = 2.0
@@ -250,3 +233,19 @@ def test_known_answer_target_on_final_layer(tmp_path):
         assert ex[0].example_ids[0] == 5 and ex[0].scores[1] == 0
     ex = explain(model, store, probe, k=1, layers="net.0.weight", target=None)
     assert ex[0].weights[0][1][1] == 0 and ex[0].example_ids[0] == 5
+
+
+def test_options_object_and_keywords_give_one_answer(mlp_run):
+    model, store = mlp_run
+    x = torch.randn(4, 6)
+    opts = ExplainOptions(k=3, top_weights=2, sign="pos")
+    by_object = explain(model, store, x, opts)
+    by_keywords = explain(model, store, x, k=3, top_weights=2, sign="pos")
+    overridden = Explainer(model, store).explain(x, ExplainOptions(k=7, sign="neg"), k=3, top_weights=2, sign="pos")
+    for other in (by_keywords, overridden):
+        assert other.example_ids.tolist() == by_object.example_ids.tolist()
+        assert [e.weights for e in other] == [e.weights for e in by_object]
+    with pytest.raises(TypeError, match="unknown explain option"):
+        explain(model, store, x, topk=3)
+    with pytest.raises(ValueError, match=r"k must be in \[1, 24\]"):
+        explain(model, store, x, k=25)
