@@ -83,7 +83,8 @@ class SamplerIdTracker:
         except IndexError:
             raise ExampleIdError(
                 "no sampler indices are queued for this batch: the train DataLoader was not tracked (was it "
-                "created outside the Trainer's data hooks?). Pass ids_key=... to read ids from the batch."
+                "created outside the Trainer's data hooks?). Read the ids from the batch instead.",
+                fixes=[{"ids_key": ...}],
             ) from None
 
     @property

@@ -46,7 +46,8 @@ def example_form(module: nn.Module, leaf: str, name: str) -> ExampleForm:
         return "dense"
     raise LayerSelectionError(
         f"per-example attribution supports the weight and bias of nn.Linear and nn.Conv2d layers; {name!r} belongs "
-        f"to a {type(module).__name__}. Leave it out with layers=..., or use attribution='uniform'"
+        f"to a {type(module).__name__}. Leave it out of the tracked layers, or record it uniformly.",
+        fixes=[{"layers": ...}, {"attribution": "uniform"}],
     )
 
 
