@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
 
 from responsibility.evaluation.peers import margins
 
@@ -55,6 +56,7 @@ class MarginCallback(Callback):
             raise ValueError("MarginCallback could not find the training dataset: pass dataset=...")
         return dataset
 
+    @override
     @torch.no_grad()
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         loader = DataLoader(self._dataset(trainer), batch_size=self.batch_size, shuffle=False)

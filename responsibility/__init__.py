@@ -37,7 +37,7 @@ from responsibility.errors import (  # noqa: E402
     UnsupportedStrategyError,
 )
 from responsibility.query import Explainer, Explanation, InputExplanation, explain  # noqa: E402
-from responsibility.recording import Recorder  # noqa: E402
+from responsibility.recording import Recorder, RecordingSession  # noqa: E402
 from responsibility.store import FoldReport, Layout, ParamSpec, RecordingSpec, ResponsibilityStore  # noqa: E402
 
 if TYPE_CHECKING:
@@ -64,6 +64,7 @@ __all__ = [
     "ParameterChangedError",
     "RecordingSpec",
     "Recorder",
+    "RecordingSession",
     "ResponsibilityCallback",
     "ResponsibilityError",
     "ResponsibilityStore",

@@ -2,13 +2,56 @@
 
 Every user error is a subclass of :class:`ResponsibilityError` so callers can catch the family; most also
 subclass the builtin they refine (``ValueError``, ``FileExistsError``...) so generic handlers keep working.
+
+Errors that a recording setting can fix carry that advice as data in :attr:`ResponsibilityError.fixes`, so a
+configuration system can give it in its own form: the message says ``overwrite=True``, a Hydra run can say
+``callbacks.responsibility.overwrite=true`` with ``error.render(lambda name, value: ...)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+# One fix: the recording settings (arguments of ResponsibilityCallback and RecordingSession) to change, with their
+# new values; ``...`` stands for a value only the user knows (a new store path, the key of the ids in the batch).
+Fix = Mapping[str, Any]
+
+
+def python_setting(name: str, value: Any) -> str:
+    """A setting as a Python keyword argument: ``overwrite=True``, ``ids_key=...``."""
+    return f"{name}=..." if value is ... else f"{name}={value!r}"
+
 
 class ResponsibilityError(Exception):
-    """Base class of all errors raised by this library."""
+    """Base class of all errors raised by this library.
+
+    Attributes:
+        problem: what went wrong, without the advice on settings.
+        fixes: alternative ways to fix it by changing recording settings (possibly none), each a mapping from
+            setting names to values (``...`` where only the user knows the value). ``str(error)`` gives them in
+            Python form after the problem; :meth:`render` in any other form.
+    """
+
+    def __init__(self, problem: str, *, fixes: Sequence[Fix] = ()) -> None:
+        self.problem = problem
+        self.fixes: tuple[dict[str, Any], ...] = tuple(dict(f) for f in fixes)
+        super().__init__(self.render())
+
+    def render(self, setting: Callable[[str, Any], str] = python_setting) -> str:
+        """The message, with each fix's settings written by ``setting(name, value)``."""
+        if not self.fixes:
+            return self.problem
+        alternatives = " or ".join(" and ".join(setting(k, v) for k, v in fix.items()) for fix in self.fixes)
+        return f"{self.problem} Settings that fix it: {alternatives}"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keep the fixes across pickling (errors travel between DDP ranks).
+        return (_rebuild, (type(self), self.problem, self.fixes))
+
+
+def _rebuild(cls: type[ResponsibilityError], problem: str, fixes: tuple[dict[str, Any], ...]) -> ResponsibilityError:
+    return cls(problem, fixes=fixes)
 
 
 class LayerSelectionError(ResponsibilityError, ValueError):

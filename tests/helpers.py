@@ -131,15 +131,24 @@ class NaiveReference(_Reference):
         return {n: p.detach().double().cpu().numpy().copy() for n, p in pl_module.named_parameters()}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if self.before is None:
-            self.before = self._weights(pl_module)
-        self.ids.extend(int(i) for i in batch[2])
+        self.before_batch(pl_module, batch[2])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.global_step == self.last_step:
             return
         self.last_step = trainer.global_step
-        after = self._weights(pl_module)
+        self.after_step(pl_module)
+
+    # Framework-free: a plain loop calls these around each micro-batch and optimizer step.
+    def before_batch(self, model, ids) -> None:
+        """Before a (micro-)batch: the weights at the start of the step, and the batch's ids."""
+        if self.before is None:
+            self.before = self._weights(model)
+        self.ids.extend(int(i) for i in ids)
+
+    def after_step(self, model) -> None:
+        """After the optimizer step: add the step's |Δw| to each of its examples."""
+        after = self._weights(model)
         share = 1.0 if self.share == "full" else 1.0 / len(self.ids)
         for name, w in after.items():
             d = w - self.before[name]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -58,8 +58,8 @@ class SamplerIdTracker:
             return False
         if isinstance(loader.batch_sampler, _RecordingSampler) or isinstance(loader.sampler, _RecordingSampler):
             self.loader = loader
-            loader_tracker = (loader.batch_sampler or loader.sampler)._tracker
-            if loader_tracker is not self:
+            wrapped = loader.batch_sampler if isinstance(loader.batch_sampler, _RecordingSampler) else loader.sampler
+            if getattr(wrapped, "_tracker", None) is not self:
                 raise RuntimeError("this DataLoader is already tracked by another ResponsibilityCallback")
             return True
         # DataLoader forbids re-assigning its samplers after __init__; iteration reads them afresh each epoch,
@@ -83,17 +83,13 @@ class SamplerIdTracker:
         except IndexError:
             raise ExampleIdError(
                 "no sampler indices are queued for this batch: the train DataLoader was not tracked (was it "
-                "created outside the Trainer's data hooks?). Pass ids_key=... to read ids from the batch."
+                "created outside the Trainer's data hooks?). Read the ids from the batch instead.",
+                fixes=[{"ids_key": ...}],
             ) from None
 
     @property
     def num_examples(self) -> int | None:
-        if self.loader is None:
-            return None
-        try:
-            return len(self.loader.dataset)
-        except TypeError:
-            return None
+        return None if self.loader is None else dataset_length(self.loader.dataset)
 
 
 def ids_from_batch(batch: Any, key: IdsKey) -> np.ndarray:
@@ -117,10 +113,19 @@ def ids_from_batch(batch: Any, key: IdsKey) -> np.ndarray:
     return as_ids(value)
 
 
+def dataset_length(dataset: Any) -> int | None:
+    """``len(dataset)``, or None for a dataset without a length (an iterable one)."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
 def batch_length(batch: Any) -> int | None:
     """Leading dimension of the first tensor found in the batch, if any (to cross-check captured ids)."""
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0]) if batch.dim() else None
+    items: Iterable[Any]
     if isinstance(batch, Mapping):
         items = batch.values()
     elif isinstance(batch, Sequence) and not isinstance(batch, str):
@@ -180,4 +185,13 @@ def check_ids(ids: np.ndarray, num_examples: int) -> None:
         raise ExampleIdError(f"example id {bad} is outside [0, {num_examples}) (num_examples of the store)")
 
 
-__all__ = ["SamplerIdTracker", "as_ids", "check_ids", "ids_from_batch", "batch_length", "dataset_labels", "IdsKey"]
+__all__ = [
+    "IdsKey",
+    "SamplerIdTracker",
+    "as_ids",
+    "batch_length",
+    "check_ids",
+    "dataset_labels",
+    "dataset_length",
+    "ids_from_batch",
+]

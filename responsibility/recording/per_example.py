@@ -31,13 +31,14 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from responsibility.choices import ExampleForm, ShareRule
 from responsibility.errors import LayerSelectionError, ResponsibilityError
 from responsibility.store.spec import ParamSpec
 
 __all__ = ["ExampleGradients", "default_rule", "example_form"]
 
 
-def example_form(module: nn.Module, leaf: str, name: str) -> str:
+def example_form(module: nn.Module, leaf: str, name: str) -> ExampleForm:
     """How the per-example gradients of parameter ``leaf`` of ``module`` are journaled ("outer" or "dense")."""
     if isinstance(module, nn.Linear) and leaf == "weight":
         return "outer"
@@ -45,7 +46,8 @@ def example_form(module: nn.Module, leaf: str, name: str) -> str:
         return "dense"
     raise LayerSelectionError(
         f"per-example attribution supports the weight and bias of nn.Linear and nn.Conv2d layers; {name!r} belongs "
-        f"to a {type(module).__name__}. Leave it out with layers=..., or use attribution='uniform'"
+        f"to a {type(module).__name__}. Leave it out of the tracked layers, or record it uniformly.",
+        fixes=[{"layers": ...}, {"attribution": "uniform"}],
     )
 
 
@@ -116,7 +118,7 @@ class ExampleGradients:
                 values[spec.name] = (delta, x) if leaf == "weight" else (delta,)
             elif leaf == "bias":
                 values[spec.name] = (delta.sum((2, 3)),)
-            else:
+            elif isinstance(module, nn.Conv2d):
                 values[spec.name] = (_conv2d_weight_grads(module, x, delta),)
         calls[slot] = values
 
@@ -143,11 +145,11 @@ class ExampleGradients:
         out = torch.empty(batch or 0, width, dtype=torch.float32, device=device)
         col = 0
         for spec, key in self._order:
-            calls = per_module.get(key)
-            if calls is None:  # the layer did not run with gradient: its examples pushed it nowhere
+            module_calls = per_module.get(key)
+            if module_calls is None:  # the layer did not run with gradient: its examples pushed it nowhere
                 out[:, col : col + spec.example_width].zero_()
             row = 0
-            for call in calls or ():
+            for call in module_calls or ():
                 c = col
                 for factor in call[spec.name]:  # (δ, a) of a Linear weight side by side, else one tensor
                     flat = factor.reshape(len(factor), -1)
@@ -180,7 +182,7 @@ def _conv2d_weight_grads(conv: nn.Conv2d, x: torch.Tensor, delta: torch.Tensor) 
     return torch.matmul(d, cols.transpose(-1, -2)).reshape(b, *conv.weight.shape)
 
 
-def default_rule(optimizers: Sequence[torch.optim.Optimizer], params: Sequence[torch.Tensor]) -> str:
+def default_rule(optimizers: Sequence[torch.optim.Optimizer], params: Sequence[torch.Tensor]) -> ShareRule:
     """ "gradient" when every optimizer group holding a tracked parameter is plain SGD (then it is exact), else
     "magnitude"."""
     tracked = {id(p) for p in params}

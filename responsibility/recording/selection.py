@@ -43,15 +43,14 @@ def validate_granularity(granularity: GranularitySetting) -> None:
         check_choice("granularity", value, Granularity, LayerSelectionError)
 
 
-def resolve_granularity(name: str, granularity: GranularitySetting) -> str:
+def resolve_granularity(name: str, granularity: GranularitySetting) -> Granularity:
     """The granularity of parameter ``name``: later mapping entries override earlier ones; default weight."""
-    if isinstance(granularity, str):
-        return granularity
-    chosen = "weight"
-    for pattern, value in granularity.items():
-        if matches(name, pattern):
-            chosen = value
-    return chosen
+    chosen = granularity if isinstance(granularity, str) else "weight"
+    if isinstance(granularity, Mapping):
+        for pattern, value in granularity.items():
+            if matches(name, pattern):
+                chosen = value
+    return check_choice("granularity", chosen, Granularity, LayerSelectionError)
 
 
 def select_parameters(

@@ -1,0 +1,442 @@
+"""RecordingSession: one training run recorded into a responsibility store, framework-free.
+
+The Lightning callback is a thin adapter over it; a plain PyTorch loop uses it directly::
+
+    session = RecordingSession("run.zarr", layers="fc")
+    session.track(model)
+    session.start(len(train_set), optimizers=[opt], examples_per_step=batch_size)
+    for x, y, ids in loader:
+        opt.zero_grad()
+        loss_fn(model(x), y).backward()
+        session.snapshot()  # before the step
+        opt.step()
+        session.record_step(ids)
+    session.finish()  # flush, then fold R when it fits fold_budget_mb
+
+It owns the policies of a run: which parameters are tracked, opening or creating the store (and refusing a fresh
+run into a recorded one unless ``overwrite``), rolling back to a resumed checkpoint's step, what a storage failure
+does (``on_error``), flushing, and whether to fold at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from responsibility.choices import (
+    Attribution,
+    BatchShare,
+    Codec,
+    FoldMode,
+    OnError,
+    RDtype,
+    ShareRule,
+    ShareRuleSetting,
+    check_choice,
+)
+from responsibility.errors import (
+    LayerSelectionError,
+    ParameterChangedError,
+    ResponsibilityError,
+    StoreExistsError,
+    StoreWriteError,
+)
+from responsibility.recording.per_example import ExampleGradients, default_rule, example_form
+from responsibility.recording.recorder import Recorder
+from responsibility.recording.selection import select_parameters, validate_granularity
+from responsibility.store import FoldReport, ResponsibilityStore
+from responsibility.store.layout import Layout
+from responsibility.store.location import check_location
+from responsibility.store.spec import ParamSpec, RecordingSpec
+
+__all__ = ["RecordingSession"]
+
+log = logging.getLogger(__name__)
+
+
+class RecordingSession:
+    """Records the responsibility of every training example for the tracked weights of one model.
+
+    Args:
+        store: directory of the Zarr v3 store (or an fsspec URL such as ``s3://bucket/run.zarr``).
+        layers: module or parameter names to track, glob patterns allowed; ``None`` = all trainable parameters.
+        granularity: ``"weight"`` (one R value per weight), ``"neuron"`` (per output unit, summing the unit's
+            incoming |Δw|), or a mapping from patterns to either; later entries override earlier ones.
+        batch_share: ``"full"`` gives every example of a step the whole |Δw| (the paper); ``"mean"`` divides
+            it by the number of examples in the step. Uniform attribution only.
+        attribution: ``"uniform"`` (the paper: every example of a step gets the step's Δw) or ``"per_example"``
+            (Δw is split among the step's examples by their own gradients; nn.Linear and nn.Conv2d parameters at
+            weight granularity; see docs/attribution.md).
+        share_rule: per-example split: ``"gradient"`` (exact for plain SGD), ``"magnitude"`` (for momentum, Adam,
+            weight decay) or ``"auto"``: gradient when every optimizer of tracked weights is plain SGD.
+        topk: depth of the per-weight top-k index built by a fold.
+        fold: ``"auto"`` folds at the end when R (both signs) fits ``fold_budget_mb``; ``"always"``/``"never"``.
+        fold_budget_mb: size limit for the automatic fold, and the memory budget of folding (GPU memory when
+            folding on CUDA).
+        journal_buffer_mb: memory for the two in-flight journal buffers; sets the steps per journal chunk.
+        codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
+        r_dtype: ``"float32"`` (default) or ``"float16"``: opt-in lossy storage of the folded R (relative error
+            at most 2^-11; the journal, running sums and the top-k index stay exact).
+        overwrite: replace an existing store when a fresh (non-resumed) run starts.
+        on_error: what a storage failure (full disk, read-only location, lost connection) does: ``"raise"``
+            stops training with :class:`StoreWriteError`; ``"warn"`` warns and lets training go on without
+            recording. Either way the store keeps its last commit. Bad settings or ids always raise.
+        storage_options: fsspec options for URL stores.
+        background_writer: write full journal chunks from a background thread while training goes on.
+        info: where progress messages (resuming, folded) go; the module's logger by default.
+    """
+
+    def __init__(
+        self,
+        store: str | Path,
+        *,
+        layers: str | Sequence[str] | None = None,
+        granularity: str | Mapping[str, str] = "weight",
+        batch_share: BatchShare = "full",
+        attribution: Attribution = "uniform",
+        share_rule: ShareRuleSetting = "auto",
+        topk: int = 10,
+        fold: FoldMode = "auto",
+        fold_budget_mb: float = 2048,
+        journal_buffer_mb: float = 256,
+        codec: Codec = "lz4",
+        r_dtype: RDtype = "float32",
+        overwrite: bool = False,
+        on_error: OnError = "raise",
+        storage_options: dict[str, Any] | None = None,
+        background_writer: bool = True,
+        info: Callable[[str], object] = log.info,
+    ) -> None:
+        check_choice("batch_share", batch_share, BatchShare)
+        check_choice("attribution", attribution, Attribution)
+        check_choice("share_rule", share_rule, ShareRuleSetting)
+        if attribution == "per_example" and batch_share != "full":
+            raise ValueError("batch_share applies to uniform attribution; per-example shares already sum to Δw")
+        check_choice("fold", fold, FoldMode)
+        check_choice("on_error", on_error, OnError)
+        if fold_budget_mb <= 0 or journal_buffer_mb <= 0:
+            raise ValueError("fold_budget_mb and journal_buffer_mb must be positive")
+        if isinstance(granularity, Mapping):
+            granularity = dict(granularity)  # Hydra passes DictConfig
+        validate_granularity(granularity)
+        Layout(topk=topk, codec=codec, r_dtype=r_dtype)  # validates these now rather than when the run starts
+        self.store_path = check_location(store)
+        self.layers = (
+            [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
+        )
+        self.granularity = granularity
+        self.batch_share = batch_share
+        self.attribution = attribution
+        self.share_rule = share_rule
+        self.topk = int(topk)
+        self.fold = fold
+        self.fold_budget = int(fold_budget_mb * 2**20)
+        self.journal_buffer = int(journal_buffer_mb * 2**20)
+        self.codec = codec
+        self.r_dtype = r_dtype
+        self.overwrite = overwrite
+        self.on_error = on_error
+        self.storage_options = storage_options
+        self.background_writer = background_writer
+        self.info = info
+        # Kept across runs (a resumed or repeated fit continues the store); no threads, locks or open stores
+        # before start(), so an adapter holding a session pickles (Lightning's ddp_spawn).
+        self.steps = 0  # optimizer steps recorded into the store so far
+        self.num_ids = 0
+        self.stopped_at: int | None = None  # steps the store kept when a storage failure stopped recording
+        self._loaded: dict[str, Any] | None = None
+        self._reset_run()
+
+    def _reset_run(self) -> None:
+        self._tracked: list[tuple[ParamSpec, nn.Parameter]] = []
+        self._owners: list[tuple[str, nn.Module, str, nn.Parameter]] = []
+        self._examples: ExampleGradients | None = None
+        self._recorder: Recorder | None = None
+        self._store: ResponsibilityStore | None = None
+        self.num_examples: int | None = None
+
+    # ------------------------------------------------------------------ the model
+    @property
+    def tracked(self) -> list[tuple[ParamSpec, nn.Parameter]]:
+        """The tracked parameters with their specs (after :meth:`track`)."""
+        return list(self._tracked)
+
+    def track(self, model: nn.Module) -> None:
+        """Choose the parameters of ``model`` to record and, for per-example attribution, hook their layers.
+
+        Raises :class:`LayerSelectionError` for patterns that match nothing or parameters that cannot be recorded
+        as asked, before anything is written.
+        """
+        self.detach()
+        tracked = select_parameters(model.named_parameters(), self.layers, self.granularity)
+        # Where each tracked tensor lives, to notice cheaply at every step if user code swapped it out.
+        owners = [
+            (spec.name, model.get_submodule(spec.name.rpartition(".")[0]), spec.name.rpartition(".")[2], param)
+            for spec, param in tracked
+        ]
+        if self.attribution == "per_example":
+            coarse = [spec.name for spec, _ in tracked if spec.granularity != "weight"]
+            if coarse:
+                raise LayerSelectionError(
+                    f"attribution='per_example' records weight granularity only; {coarse} are set to 'neuron'",
+                    fixes=[{"granularity": "weight"}, {"attribution": "uniform"}],
+                )
+            tracked = [
+                (dataclasses.replace(spec, example_form=example_form(module, leaf, spec.name)), param)
+                for (spec, param), (_, module, leaf, _) in zip(tracked, owners, strict=True)
+            ]
+            self._examples = ExampleGradients(
+                [(spec, module, leaf) for (spec, _), (_, module, leaf, _) in zip(tracked, owners, strict=True)]
+            )
+            self._examples.attach()
+        self._tracked, self._owners = tracked, owners
+
+    # ------------------------------------------------------------------ starting a run
+    def start(
+        self,
+        num_examples: int,
+        *,
+        labels: np.ndarray | None = None,
+        optimizers: Sequence[torch.optim.Optimizer] = (),
+        examples_per_step: int = 1,
+        writer: bool = True,
+    ) -> None:
+        """Open or create the store and get ready to record (after :meth:`track`).
+
+        A run continues the store where the last checkpoint loaded by :meth:`load_state_dict` left off (rolling
+        back steps recorded after it), or where this session's previous run stopped; otherwise it is a fresh run,
+        refused if the store already holds recorded steps unless ``overwrite``. ``optimizers`` resolve
+        ``share_rule="auto"``; ``examples_per_step`` sizes the journal's chunks. With several processes only one
+        ``writer`` opens the store; the others keep count, so every process's :meth:`state_dict` agrees.
+        """
+        if not self._tracked:
+            raise RuntimeError("call track(model) before start()")
+        num_examples = int(num_examples)
+        if labels is not None and np.shape(labels) != (num_examples,):
+            raise ValueError(f"labels has shape {np.shape(labels)}, expected ({num_examples},)")
+        rule: ShareRule = "gradient"  # only per-example stores use a rule; uniform ones keep the spec's default
+        if self.share_rule != "auto":
+            rule = self.share_rule
+        elif self.attribution == "per_example":
+            rule = default_rule(optimizers, [p for _, p in self._tracked])
+        spec = RecordingSpec(tuple(s for s, _ in self._tracked), num_examples, self.batch_share, self.attribution, rule)
+        loaded = self._loaded
+        resume = loaded["steps"] if loaded is not None else (self.steps or None)
+        if loaded is not None:
+            self.stopped_at = loaded["stopped_at"]
+        if writer and self.stopped_at is not None:
+            warnings.warn(
+                f"responsibility: recording into {self.store_path} stopped at step {self.stopped_at} after a "
+                "storage failure; this run does not record",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif writer:
+            with self._storage_guard():
+                self._store = self._open_store(spec, labels, resume, examples_per_step)
+                self._recorder = Recorder(self._store, self._tracked, background=self.background_writer)
+        self.num_examples = num_examples
+        self.steps = resume or 0
+        self.num_ids = loaded["ids"] if loaded is not None else self.num_ids
+        self._loaded = None
+
+    def _open_store(
+        self, spec: RecordingSpec, labels: np.ndarray | None, resume: int | None, examples_per_step: int
+    ) -> ResponsibilityStore:
+        path, opts = self.store_path, self.storage_options
+        if ResponsibilityStore.exists(path, storage_options=opts):
+            if resume is not None or not self.overwrite:
+                store = ResponsibilityStore.open(path, mode="r+", storage_options=opts)
+                store.check_compatible(spec, labels)
+                if resume is not None:
+                    store.rollback(resume)
+                    self.info(f"responsibility: resuming store {path} at step {resume}")
+                    return store
+                if store.steps > 0:
+                    raise StoreExistsError(
+                        f"store {path} already holds {store.steps} recorded steps. Resume training from its "
+                        "checkpoint (trainer.fit(ckpt_path=...)), or start over.",
+                        fixes=[{"store": ...}, {"overwrite": True}],
+                    )
+                # An empty store (perhaps half made by a killed run) holds nothing: make it afresh below.
+        elif resume:
+            raise FileNotFoundError(f"the checkpoint was recorded into {path}, which no longer exists")
+        info = {"layers": self.layers, "granularity": self.granularity, "created_by": type(self).__name__}
+        return ResponsibilityStore.create(
+            path,
+            spec,
+            layout=self._layout(spec, examples_per_step),
+            labels=labels,
+            info=info,
+            overwrite=True,
+            storage_options=opts,
+        )
+
+    def _layout(self, spec: RecordingSpec, examples_per_step: int) -> Layout:
+        # A step's buffer holds its journal row and, per example, the per-example values.
+        row_bytes = 4 * (spec.journal_width + spec.example_width * max(1, examples_per_step))
+        chunk_steps = int(max(1, min(256, self.journal_buffer // (2 * row_bytes))))
+        # ~4 MiB journal chunks: big enough to write at disk speed, small enough to read one weight's column.
+        cols = int(max(1024, (4 << 20) // (4 * chunk_steps)))
+        return Layout(
+            chunk_steps=chunk_steps, journal_chunk_cols=cols, codec=self.codec, topk=self.topk, r_dtype=self.r_dtype
+        )
+
+    # ------------------------------------------------------------------ per step
+    @property
+    def store(self) -> ResponsibilityStore | None:
+        """The store this run writes (None before :meth:`start`, on non-writer processes, and after the run)."""
+        return self._store
+
+    @property
+    def recording(self) -> bool:
+        """Whether steps are being written (False before start, after finish or a storage failure)."""
+        return self._recorder is not None
+
+    def snapshot(self, params: Iterable[torch.nn.Parameter] | None = None) -> None:
+        """Before ``optimizer.step()``: keep the current value of the tracked parameters (all, or those in
+        ``params``). Calling it again before :meth:`record_step` keeps the first snapshot."""
+        if self._recorder is not None:
+            self._recorder.snapshot(params)
+
+    def take_examples(self) -> torch.Tensor | None:
+        """Per-example attribution: the captured per-example values of the step so far (then forgotten)."""
+        return self._examples.take() if self._examples is not None else None
+
+    def record_step(
+        self,
+        ids: np.ndarray | torch.Tensor | Sequence[int],
+        *,
+        global_step: int = -1,
+        epoch: int = -1,
+        examples: torch.Tensor | None = None,
+    ) -> None:
+        """After ``optimizer.step()``: journal the step's Δw with the ids of all its examples (every micro-batch
+        and, with several processes, every process's). ``examples`` defaults to :meth:`take_examples`."""
+        if examples is None:
+            examples = self.take_examples()
+        if self.stopped_at is not None:
+            return
+        for name, module, leaf, param in self._owners:
+            if module._parameters.get(leaf) is not param:
+                raise ParameterChangedError(
+                    f"tracked parameter {name!r} was replaced by another tensor during training; R would silently "
+                    "stop following it. Replace parameters before fit, or not at all."
+                )
+        if self._recorder is not None:
+            with self._storage_guard():
+                self._recorder.record_step(ids, global_step=global_step, epoch=epoch, examples=examples)
+        self.steps += 1
+        self.num_ids += len(ids)
+
+    # ------------------------------------------------------------------ flushing, finishing, resume
+    def flush(self) -> None:
+        """Write and commit every recorded step."""
+        if self._recorder is not None:
+            with self._storage_guard():
+                self._recorder.flush()
+
+    def finish(self, device: torch.device | str = "cpu") -> FoldReport | None:
+        """End the run: flush the journal, then fold R (on ``device``) if ``fold`` says so. Returns the fold's
+        report, or None when nothing was folded."""
+        store, recorder = self._store, self._recorder
+        if recorder is None or store is None:
+            return None
+        with self._storage_guard():
+            recorder.close()
+        if self._recorder is None:  # stopped by a storage failure
+            return None
+        self._recorder = None
+        r_bytes = 8 * store.num_examples * sum(p.units for p in store.spec.params)
+        if self.fold == "always" or (self.fold == "auto" and r_bytes <= self.fold_budget):
+            report = None
+            with self._storage_guard():  # the journal is complete either way; a failed fold can be redone
+                report = store.fold(budget_bytes=self.fold_budget, device=device)
+            if report is not None:
+                self.info(
+                    f"responsibility: folded {report.steps} steps into R ({report.cells:.3g} cells, "
+                    f"{report.seconds:.2f} s) at {store.path}"
+                )
+            return report
+        if self.fold == "auto":
+            self.info(
+                f"responsibility: R would take {r_bytes / 2**30:.1f} GiB (> fold budget); journal kept at "
+                f"{store.path}. Fold later with `responsibility fold {store.path}`; queries read the journal."
+            )
+        return None
+
+    def close(self) -> None:
+        """Stop recording after an error elsewhere: write what can be written, log (not raise) what cannot."""
+        if self._recorder is None:
+            return
+        recorder, self._recorder = self._recorder, None
+        try:
+            recorder.close()
+        except Exception as exc:  # the original error matters more; say what was not saved
+            log.error("responsibility: could not flush the journal after an error: %s", exc)
+
+    def detach(self) -> None:
+        """Close, remove the model hooks and forget the model; the step count stays for the next run."""
+        self.close()
+        if self._examples is not None:
+            self._examples.detach()
+        self._reset_run()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Plain values for a checkpoint; flushes first, so a checkpoint never points past what the store holds."""
+        self.flush()
+        return {
+            "steps": int(self.steps),
+            "ids": int(self.num_ids),
+            "store": self.store_path,
+            "stopped_at": None if self.stopped_at is None else int(self.stopped_at),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from a checkpoint's state: the next :meth:`start` rolls the store back to it."""
+        if "steps" in state:
+            stopped = state.get("stopped_at")
+            self._loaded = {
+                "steps": int(state["steps"]),
+                "ids": int(state["ids"]),
+                "stopped_at": None if stopped is None else int(stopped),
+            }
+
+    # ------------------------------------------------------------------ storage failures
+    @contextmanager
+    def _storage_guard(self) -> Iterator[None]:
+        """Apply ``on_error`` to storage failures; every other error (bad settings, ids, mismatch) propagates."""
+        try:
+            yield
+        except StoreWriteError as exc:
+            self._storage_failed(exc, exc.__cause__)
+        except ResponsibilityError:
+            raise
+        except OSError as exc:
+            self._storage_failed(StoreWriteError(f"cannot write the store {self.store_path}: {exc!r}"), exc)
+
+    def _storage_failed(self, failure: StoreWriteError, cause: BaseException | None) -> None:
+        if self.on_error == "raise":
+            if not failure.fixes:
+                failure = StoreWriteError(failure.problem, fixes=[{"store": ...}, {"on_error": "warn"}])
+            raise failure from cause
+        committed = self._store.steps if self._store is not None else 0
+        warnings.warn(
+            f"responsibility: {failure}. Training goes on WITHOUT recording; the store keeps its first {committed} "
+            "steps, later ones are not recorded.",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        self.stopped_at = committed
+        if self._recorder is not None:
+            self._recorder.abort()
+            self._recorder = None

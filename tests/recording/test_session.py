@@ -1,0 +1,111 @@
+"""RecordingSession in a plain PyTorch loop (no Lightning): R against the naive float64 reference, resume from a
+saved state, and the run policies (fresh run into a recorded store, structured advice)."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from helpers import IndexedData, NaiveReference, all_arrays
+from torch import nn
+from torch.utils.data import DataLoader
+
+from responsibility import RecordingSession, ResponsibilityStore, StoreExistsError
+
+N = 30
+
+
+def model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
+
+
+def train(session: RecordingSession, net: nn.Module, epochs: tuple[int, ...], ref=None, accumulate: int = 1):
+    """A plain training loop: SGD, loader shuffled by (seed, epoch), ``accumulate`` micro-batches per step."""
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    data = IndexedData(N)
+    session.track(net)
+    session.start(N, labels=data.targets.numpy(), optimizers=[opt], examples_per_step=4 * accumulate)
+    for epoch in epochs:
+        order = DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(epoch))
+        ids: list[torch.Tensor] = []
+        for i, (x, y, idx) in enumerate(order):
+            if ref is not None:
+                ref.before_batch(net, idx)
+            nn.functional.cross_entropy(net(x), y).backward()
+            ids.append(idx)
+            if (i + 1) % accumulate:
+                continue
+            session.snapshot()
+            opt.step()
+            opt.zero_grad()
+            session.record_step(torch.cat(ids), epoch=epoch)
+            ids = []
+            if ref is not None:
+                ref.after_step(net)
+    session.finish()
+    session.detach()
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_plain_loop_matches_naive_reference(tmp_path, accumulate):
+    granularity = {"0.*": "neuron"}
+    ref = NaiveReference(N, granularity={"0.weight": "neuron", "0.bias": "neuron"})
+    session = RecordingSession(tmp_path / "s.zarr", granularity=granularity, journal_buffer_mb=0.001)
+    net = model()
+    train(session, net, (0, 1), ref, accumulate)
+    s = ResponsibilityStore.open(tmp_path / "s.zarr")
+    steps = 2 * len(range(0, N, 4)) // accumulate
+    assert s.steps == session.steps == steps
+    assert s.folded_steps("2.weight") == steps  # R fits the fold budget: folded at finish
+    np.testing.assert_array_equal(s.labels, IndexedData(N).targets.numpy())
+    assert s.read("0.weight").shape == (N, 6)
+    for name in s.parameters:
+        for sign in ("pos", "neg"):
+            np.testing.assert_allclose(s.read(name, sign), ref.get(name, sign), rtol=2e-5, atol=1e-8, err_msg=name)
+
+
+def test_resume_from_saved_state_equals_uninterrupted(tmp_path):
+    """The state a checkpoint would hold, taken mid-run: a new session resumes there (rolling back later steps)."""
+    train(RecordingSession(tmp_path / "a.zarr", journal_buffer_mb=0.001), model(), (0, 1))
+
+    first = RecordingSession(tmp_path / "b.zarr", journal_buffer_mb=0.001)
+    net = model()
+    train(first, net, (0,))
+    state, weights = first.state_dict(), {k: v.clone() for k, v in net.state_dict().items()}
+    train(first, net, (1,))  # ran on past the "checkpoint": these steps must be rolled back
+    net.load_state_dict(weights)
+    second = RecordingSession(tmp_path / "b.zarr", journal_buffer_mb=0.001)
+    second.load_state_dict(pickle.loads(pickle.dumps(state)))
+    train(second, net, (1,))
+
+    a, b = all_arrays(tmp_path / "a.zarr"), all_arrays(tmp_path / "b.zarr")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_fresh_run_into_recorded_store_is_refused_with_advice(tmp_path):
+    train(RecordingSession(tmp_path / "s.zarr"), model(), (0,))
+    with pytest.raises(StoreExistsError, match="already holds 8 recorded steps") as err:
+        train(RecordingSession(tmp_path / "s.zarr"), model(), (0,))
+    assert err.value.fixes == ({"store": ...}, {"overwrite": True})
+    assert str(err.value).endswith("Settings that fix it: store=... or overwrite=True")
+    hydra = err.value.render(lambda k, v: f"callbacks.responsibility.{k}={'...' if v is ... else str(v).lower()}")
+    assert hydra.endswith("callbacks.responsibility.store=... or callbacks.responsibility.overwrite=true")
+    again = pickle.loads(pickle.dumps(err.value))  # errors cross DDP ranks pickled
+    assert type(again) is StoreExistsError and again.fixes == err.value.fixes and str(again) == str(err.value)
+    train(RecordingSession(tmp_path / "s.zarr", overwrite=True), model(), (1,))
+    assert ResponsibilityStore.open(tmp_path / "s.zarr").steps == 8
+
+
+def test_recording_core_does_not_import_lightning():
+    code = (
+        "import sys, responsibility, responsibility.recording.session, responsibility.store; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
