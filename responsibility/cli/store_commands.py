@@ -132,7 +132,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 
 
 def cmd_groups(args: argparse.Namespace) -> int:
-    from responsibility.analysis.groups import class_share, group_responsibility
+    from responsibility.analysis.groups import class_share, group_responsibility, resolve_groups
 
     store = ResponsibilityStore.open(args.store)
     p = store.param(args.param)
@@ -146,8 +146,9 @@ def cmd_groups(args: argparse.Namespace) -> int:
     sums = group_responsibility(store, args.param, sign=args.sign, progress=progress)
     per_class = sums.reshape(sums.shape[0], -1).sum(1)
     share = class_share(store, args.param, level="layer", sign=args.sign) if per_class.sum() > 0 else per_class
+    counts = np.bincount(resolve_groups(store, None, None)[0], minlength=len(per_class))
     rows = [
-        {"class": c, "examples": int((store.labels == c).sum()), "R": float(per_class[c]), "share": float(share[c])}
+        {"class": c, "examples": int(counts[c]), "R": float(per_class[c]), "share": float(share[c])}
         for c in range(len(per_class))
     ]
     if args.json:

@@ -162,9 +162,9 @@ def test_bad_groups(store):
 
 def test_missing_chunk_is_an_error(tmp_path):
     store = _record(tmp_path / "c.zarr")
-    path = store._manifest["folded"]["w"]["path"]
+    path = store.fold_array("w", "pos").path
     want = store.read("w", "pos").reshape(N, -1)
-    os.remove(tmp_path / "c.zarr" / path / "pos" / "c" / "1" / "2")
+    os.remove(tmp_path / "c.zarr" / path / "c" / "1" / "2")
     x = offline.as_dask(store, "w", "pos")
     np.testing.assert_array_equal(x[:16].compute(), want[:16])  # other chunks fine
     with pytest.raises(StoreCorruptError, match="chunk is missing"):

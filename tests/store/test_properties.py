@@ -17,9 +17,10 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from responsibility.choices import SIGNS
 from responsibility.recording.recorder import Recorder
 from responsibility.store import Layout, ResponsibilityStore
-from responsibility.store.spec import SIGNS, ParamSpec, RecordingSpec
+from responsibility.store.spec import ParamSpec, RecordingSpec
 
 SETTINGS = settings(
     max_examples=30,

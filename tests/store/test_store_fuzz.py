@@ -25,10 +25,11 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
+from responsibility.choices import SIGNS
 from responsibility.errors import ResponsibilityError
 from responsibility.recording.recorder import Recorder
 from responsibility.store import Layout, ResponsibilityStore
-from responsibility.store.spec import SIGNS, ParamSpec, RecordingSpec
+from responsibility.store.spec import ParamSpec, RecordingSpec
 
 ALLOWED: tuple[type[BaseException], ...] = (
     ResponsibilityError,

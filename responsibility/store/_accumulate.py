@@ -1,0 +1,133 @@
+"""The one journal -> R accumulation path, shared by the fold, lazy reads and step-window reads.
+
+R_pos[m, c] += the positive part of the journaled Δw of column c at every step whose batch holds example m
+(scaled by 1/batch for ``batch_share="mean"``); per-example attribution adds each example's own share instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from responsibility.kernels import FoldKernel, index_add_fold, split_signed, step_groups
+from responsibility.kernels.shares import example_grads, needed_columns, shares
+from responsibility.store._journal import Journal, Membership
+from responsibility.store.spec import ParamSpec
+
+
+def accumulate(
+    journal: Journal,
+    p: ParamSpec,
+    cols: slice | np.ndarray,
+    start: int,
+    stop: int,
+    acc_pos: torch.Tensor,
+    acc_neg: torch.Tensor,
+    budget: int,
+    kernel: FoldKernel = index_add_fold,
+    members: Membership | None = None,
+) -> None:
+    """Fold journal steps ``[start, stop)`` of columns ``cols`` of ``p`` into the accumulators.
+
+    The accumulators' device is where the fold runs: journal blocks are moved there as they are read.
+    """
+    device = acc_pos.device
+    if stop <= start:
+        return
+    spec, layout, read = journal.state.spec, journal.state.layout, journal.arrays.read
+    rows_arr = journal.zarr_arrays["rows"]
+    kinds = spec.journal_columns()[p.name]
+    ncols = acc_pos.shape[1]
+    members = members or journal.members(start, stop)
+    ids_all, counts_all, offsets, first = members.window(start, stop)
+    per_example = spec.attribution == "per_example"
+    mean = spec.batch_share == "mean"
+    # Journal is read a chunk-row range at a time; the gathered source of a step group is bounded too
+    # (per-example folds hold a few (ids, columns) temporaries: gradients, shares and their two parts).
+    step_block = max(layout.chunk_steps, (budget // 4) // max(1, 4 * ncols * 2))
+    step_block = max(1, step_block // layout.chunk_steps) * layout.chunk_steps
+    if per_example:
+        max_ids = max(1, (budget // 4) // max(1, 4 * ncols * 5))
+    else:
+        # The kernel gathers rows in bounded slices: a group costs only a few index bytes per id.
+        max_ids = max(1, (budget // 4) // 64)
+    for s0 in range(start, stop, step_block):
+        s1 = min(stop, s0 + step_block)
+        steps = slice(s0, s1)
+        if per_example:
+            delta = tensor(read(rows_arr, steps, shift(cols, kinds["delta"].start)), device)
+            lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
+            values = _example_values(journal, p, cols, first + lo, first + hi, device)
+        elif p.granularity == "weight":
+            block = read(rows_arr, steps, shift(cols, kinds["delta"].start))
+            pos_rows, neg_rows = split_signed(tensor(block, device))
+        else:
+            pos_rows = tensor(read(rows_arr, steps, shift(cols, kinds["pos"].start)), device)
+            neg_rows = tensor(read(rows_arr, steps, shift(cols, kinds["neg"].start)), device)
+        counts = torch.from_numpy(counts_all[s0 - start : s1 - start])
+        for g0, g1 in step_groups(counts, max_ids):
+            lo, hi = int(offsets[s0 - start + g0]), int(offsets[s0 - start + g1])
+            ids = tensor(ids_all[lo:hi], device)
+            row_of_id = torch.repeat_interleave(torch.arange(g0, g1), counts[g0:g1]).to(device)
+            if per_example:
+                base = int(offsets[s0 - start])
+                group = {kind: v[lo - base : hi - base] for kind, v in values.items()}
+                share = shares(
+                    delta[g0:g1],
+                    example_grads(p, group, cols),
+                    row_of_id - g0,
+                    counts[g0:g1].to(device),
+                    spec.share_rule,
+                )
+                pos_part, neg_part = split_signed(share)
+                del share
+                own = torch.arange(hi - lo, device=device)
+                kernel(acc_pos, pos_part, ids, own, None)
+                kernel(acc_neg, neg_part, ids, own, None)
+                continue
+            scale = (
+                (1.0 / counts[g0:g1].to(torch.float32)).repeat_interleave(counts[g0:g1]).to(device) if mean else None
+            )
+            kernel(acc_pos, pos_rows, ids, row_of_id, scale)
+            kernel(acc_neg, neg_rows, ids, row_of_id, scale)
+
+
+def _example_values(
+    journal: Journal, p: ParamSpec, cols: slice | np.ndarray, lo: int, hi: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """The journaled per-example values of ``p`` that columns ``cols`` need, for flat id positions [lo, hi)."""
+    arr = journal.zarr_arrays["examples"]
+    where = journal.state.spec.example_columns()[p.name]
+    return {
+        kind: tensor(journal.arrays.read(arr, slice(lo, hi), shift(sel, where[kind].start)), device)
+        for kind, sel in needed_columns(p, cols).items()
+    }
+
+
+def tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a))
+    return t if t.device == device else t.to(device, non_blocking=True)
+
+
+def shift(cols: slice | np.ndarray, offset: int) -> slice | np.ndarray:
+    """Columns of one parameter -> columns of the journal row."""
+    if isinstance(cols, slice):
+        return slice(cols.start + offset, cols.stop + offset)
+    return cols + offset
+
+
+def signed(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> torch.Tensor:
+    """R of ``sign`` from its two parts: ``pos``, ``neg`` or ``abs`` (their sum)."""
+    if sign == "pos":
+        return pos
+    if sign == "neg":
+        return neg
+    return pos + neg
+
+
+def block_width(units: int, bytes_per_col: int, budget: int, align: int) -> int:
+    """Columns per block within ``budget``: a multiple of ``align`` (whole chunks) when the budget allows."""
+    width = max(1, budget // max(1, bytes_per_col))
+    if width >= align:
+        width = (width // align) * align
+    return max(1, min(units, width))

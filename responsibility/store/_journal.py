@@ -1,0 +1,197 @@
+"""The journal: writing blocks of steps, commit and rollback, and reading rows, membership and per-example values.
+
+Arrays (all grown geometrically, never past the manifest when read)::
+
+    journal/rows      (T, D)  one row per optimizer step: RecordingSpec.journal_columns side by side (float32)
+    journal/ids       (M,)    example ids of every step, concatenated (int64)
+    journal/steps     (T, 4)  ids_end, global_step, epoch, flags (int64; flag 1 = non-finite Δw, row zeroed)
+    journal/examples  (M, E)  per-example attribution only: each id's journaled values (float32)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import zarr
+
+from responsibility.errors import StoreCorruptError
+from responsibility.store._arrays import Arrays
+from responsibility.store._state import StoreState
+from responsibility.store.layout import Layout, create_array
+from responsibility.store.spec import RecordingSpec
+
+EXAMPLE_CHUNK_COLS = 1024
+
+
+@dataclass(frozen=True)
+class Membership:
+    """Batch membership of journal steps ``start ..``: ids, ids per step, and step offsets into ids."""
+
+    start: int
+    ids: np.ndarray
+    counts: np.ndarray
+    first: int  # flat position (in journal/ids) of ids[0]
+
+    def window(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+        """ids, per-step counts and id offsets of steps ``[start, stop)``, and the flat position of the first id."""
+        offsets = np.concatenate([[0], np.cumsum(self.counts)])
+        a, b = start - self.start, stop - self.start
+        counts = self.counts[a:b]
+        ids = self.ids[offsets[a] : offsets[b]]
+        return ids, counts, np.concatenate([[0], np.cumsum(counts)]), self.first + int(offsets[a])
+
+
+def create_journal(group: zarr.Group, spec: RecordingSpec, layout: Layout) -> None:
+    """The empty journal arrays of a new store."""
+    journal = group.require_group("journal")
+    width = spec.journal_width
+    create_array(
+        journal, "rows", (0, width), "float32", (layout.chunk_steps, min(width, layout.journal_chunk_cols)), layout
+    )
+    create_array(journal, "ids", (0,), "int64", (1 << 16,), layout)
+    create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
+    if spec.example_width:
+        # Narrow column chunks: a fold reads one parameter's columns over all examples, and a row holds
+        # every parameter's values, so wide chunks would make each small parameter's fold read them all.
+        cols = min(spec.example_width, EXAMPLE_CHUNK_COLS)
+        # ~4 MiB chunks, like the journal rows: written by id ranges, read by id ranges and parameter columns.
+        rows = int(max(256, (4 << 20) // (4 * cols)))
+        create_array(journal, "examples", (0, spec.example_width), "float32", (rows, cols), layout)
+
+
+class Journal:
+    """Reads and writes one store's journal; nothing written is visible to readers before :meth:`commit`."""
+
+    def __init__(self, state: StoreState, arrays: Arrays) -> None:
+        self.state = state
+        self.arrays = arrays
+
+    @property
+    def zarr_arrays(self) -> dict[str, zarr.Array]:
+        """The journal arrays, opened and checked once per reload."""
+        cached = self.state.cache.get("journal")
+        if cached is None:
+            spec, steps, ids = self.state.spec, self.state.steps, self.state.num_ids
+            width, open_ = spec.journal_width, self.arrays.open
+            cached = {
+                "rows": open_("journal/rows", "float32", lambda s: len(s) == 2 and s[1] == width and s[0] >= steps),
+                "ids": open_("journal/ids", "int64", lambda s: len(s) == 1 and s[0] >= ids),
+                "steps": open_("journal/steps", "int64", lambda s: len(s) == 2 and s[1] == 4 and s[0] >= steps),
+            }
+            if spec.example_width:
+                e = spec.example_width
+                cached["examples"] = open_(
+                    "journal/examples", "float32", lambda s: len(s) == 2 and s[1] == e and s[0] >= ids
+                )
+            self.state.cache["journal"] = cached
+        return cached
+
+    def check(self) -> None:
+        """The journal arrays must hold what the spec and manifest say (cheap: metadata and one step record)."""
+        state = self.state
+        if not state.steps:
+            return
+        last_end = int(self.arrays.get(self.zarr_arrays["steps"], np.s_[state.steps - 1 : state.steps])[0, 0])
+        if last_end != state.num_ids:
+            raise StoreCorruptError(
+                f"{state.path}/zarr.json: manifest counts {state.num_ids} ids, the journal's last step ends at "
+                f"{last_end}"
+            )
+
+    # ------------------------------------------------------------------ writing
+    def write(
+        self,
+        start_step: int,
+        rows: np.ndarray,
+        ids: np.ndarray,
+        ids_start: int,
+        steps: np.ndarray,
+        examples: np.ndarray | None = None,
+    ) -> None:
+        self.state.require_writable()
+        spec = self.state.spec
+        n = len(steps)
+        if rows.shape != (n, spec.journal_width) or steps.shape != (n, 4):
+            raise ValueError(f"journal block shapes {rows.shape}, {steps.shape} do not match the store")
+        blocks = [("rows", rows, start_step), ("ids", ids, ids_start), ("steps", steps, start_step)]
+        if spec.example_width:
+            if examples is None or examples.shape != (len(ids), spec.example_width):
+                got = None if examples is None else examples.shape
+                raise ValueError(f"per-example values of shape {got}, expected ({len(ids)}, {spec.example_width})")
+            blocks.append(("examples", examples, ids_start))
+        elif examples is not None:
+            raise ValueError("this store records uniform attribution: it takes no per-example values")
+        journal = self.zarr_arrays
+        for name, block, first in blocks:
+            arr = journal[name]
+            if arr.shape[0] < first + len(block):
+                # Grow geometrically so metadata rewrites stay rare.
+                arr.resize((max(first + len(block), 2 * arr.shape[0]), *arr.shape[1:]))
+            arr[first : first + len(block)] = block
+
+    def commit(self, steps: int, ids: int) -> None:
+        if steps < self.state.steps:
+            raise ValueError("commit cannot go backwards; use rollback")
+        self.state.write_manifest(steps=int(steps), ids=int(ids))
+
+    def rollback(self, steps: int) -> None:
+        state = self.state
+        state.require_writable()
+        if steps > state.steps:
+            raise StoreCorruptError(
+                f"{state.path}: the checkpoint expects {steps} recorded steps but the store has only "
+                f"{state.steps}; recorded data was lost, so this store cannot be resumed"
+            )
+        if steps == state.steps:
+            return
+        ids = int(self.arrays.get(self.zarr_arrays["steps"], np.s_[steps - 1 : steps])[0, 0]) if steps > 0 else 0
+        folded = {k: v for k, v in state.manifest["folded"].items() if int(v["steps"]) <= steps}
+        state.write_manifest(steps=int(steps), ids=ids, folded=folded)
+
+    # ------------------------------------------------------------------ reading
+    def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not 0 <= start <= stop <= self.state.steps:
+            raise IndexError(f"journal rows [{start}, {stop}) outside committed [0, {self.state.steps})")
+        ids, _, _ = self.membership(start, stop)
+        get, journal = self.arrays.get, self.zarr_arrays
+        return get(journal["rows"], np.s_[start:stop]), ids, get(journal["steps"], np.s_[start:stop])
+
+    def param_rows(self, name: str, start: int, stop: int) -> dict[str, np.ndarray]:
+        rows = self.zarr_arrays["rows"]
+        columns = self.state.spec.journal_columns()[name]
+        return {kind: self.arrays.get(rows, np.s_[start:stop, cols]) for kind, cols in columns.items()}
+
+    def examples(self, start: int, stop: int) -> np.ndarray:
+        if not self.state.spec.example_width:
+            raise ValueError(f"{self.state.path} records uniform attribution: it has no per-example values")
+        ids, _, first = self.membership(start, stop)
+        return self.arrays.get(self.zarr_arrays["examples"], np.s_[first : first + len(ids)])
+
+    def membership(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """ids and per-step counts of steps ``[start, stop)``, and the flat position of the first id."""
+        get = self.arrays.get
+        if stop <= start:
+            # No array is opened for an empty range: a store being created has none yet.
+            first = 0 if start == 0 else int(get(self.zarr_arrays["steps"], np.s_[start - 1 : start])[0, 0])
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), first
+        steps_arr = self.zarr_arrays["steps"]
+        ends = get(steps_arr, np.s_[max(start - 1, 0) : stop])[:, 0]
+        first = int(ends[0]) if start > 0 else 0
+        ends = ends[1:] if start > 0 else ends
+        if np.any(np.diff(np.concatenate([[first], ends])) < 0) or int(ends[-1]) > self.state.num_ids:
+            raise StoreCorruptError(f"{self.state.path}/journal/steps: step id offsets are not increasing")
+        ids = get(self.zarr_arrays["ids"], np.s_[first : int(ends[-1])])
+        counts = np.diff(np.concatenate([[first], ends]))
+        return ids, counts, first
+
+    def members(self, start: int, stop: int) -> Membership:
+        """:meth:`membership` with every id checked to be an example of the store."""
+        ids, counts, first = self.membership(start, stop)
+        n = self.state.num_examples
+        if len(ids) and (ids.min() < 0 or ids.max() >= n):
+            raise StoreCorruptError(f"{self.state.path}: journal holds example ids outside [0, {n})")
+        return Membership(start, ids, counts, first)
+
+    def meta(self) -> np.ndarray:
+        return self.arrays.get(self.zarr_arrays["steps"], np.s_[: self.state.steps])[:, 1:]
