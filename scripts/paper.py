@@ -14,7 +14,6 @@ docs/results/<task_name>/.
 
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 
@@ -25,13 +24,11 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="../conf", config_name="paper")
 def main(cfg: DictConfig) -> None:
     # Imported here so that --help and --cfg answer without loading torch and Lightning.
-    from hydra.core.hydra_config import HydraConfig
-
+    from responsibility.experiments.job import command_line, run_job
     from responsibility.experiments.paper import run_paper
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    overrides = " ".join(HydraConfig.get().overrides.task)
-    results = run_paper(cfg, command=f"python scripts/paper.py {overrides}".strip())
+    # Lightning's info messages left out: the retrained models would repeat them.
+    results = run_job(lambda: run_paper(cfg, command=command_line("paper.py")), quiet_lightning=True)
     print(Path(cfg.results_dir, "results.md").read_text())
     print(f"wall times (s): {results['wall_s']}; results in {cfg.results_dir}", file=sys.stderr)
 

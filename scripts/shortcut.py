@@ -12,7 +12,6 @@ responsibility.experiments.shortcut.run_shortcut. Results go to the run director
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import hydra
@@ -22,13 +21,11 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="../conf", config_name="shortcut")
 def main(cfg: DictConfig) -> None:
     # Imported here so that --help and --cfg answer without loading torch and Lightning.
-    from hydra.core.hydra_config import HydraConfig
-
+    from responsibility.experiments.job import command_line, run_job
     from responsibility.experiments.shortcut import run_shortcut
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-    overrides = " ".join(HydraConfig.get().overrides.task)
-    results = run_shortcut(cfg, command=f"python scripts/shortcut.py {overrides}".strip())
+    # Lightning's info messages left out: the retrained models would repeat them.
+    results = run_job(lambda: run_shortcut(cfg, command=command_line("shortcut.py")), quiet_lightning=True)
     t = results["test"]
     print(f"\n{results['run']}: shortcut class {results['setup']['shortcut_class_name']!r}")
     print(

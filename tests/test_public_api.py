@@ -99,7 +99,7 @@ def test_users_callbacks_and_training_modules_change_nothing(tmp_path):
     (tmp_path / "training.py").write_text("raise RuntimeError('the user training.py was imported')\n")
     out = _python(
         "from responsibility import ResponsibilityCallback, ResponsibilityStore, explain\n"
-        "import responsibility.callbacks, responsibility.cli, responsibility.experiments.pipeline\n"
+        "import responsibility.callbacks, responsibility.cli, responsibility.experiments.train\n"
         "print(ResponsibilityCallback.__module__)",
         tmp_path,
     )

@@ -68,7 +68,8 @@ _IDX_DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+# The repository root when the package runs from a checkout (responsibility/experiments/datasets.py).
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 Split = Literal["train", "test"]
 
 
@@ -105,13 +106,13 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 
 def fashion_mnist_search_paths() -> list[Path]:
-    """Directories searched for Fashion-MNIST when no ``data_dir`` is given, in order."""
+    """Directories searched for Fashion-MNIST when no ``data_dir`` is given, in order: ``$FASHION_MNIST_DIR``,
+    ``../shared/data/fashion-mnist`` beside the repository, and where Debian's ``dataset-fashion-mnist`` installs it."""
     candidates = []
     if os.environ.get("FASHION_MNIST_DIR"):
         candidates.append(Path(os.environ["FASHION_MNIST_DIR"]))
     candidates += [
         _REPO_ROOT.parent / "shared" / "data" / "fashion-mnist",
-        Path("/work/shared/data/fashion-mnist"),
         Path("/usr/share/datasets/fashion-mnist"),
     ]
     return list(dict.fromkeys(candidates))

@@ -1,20 +1,33 @@
-"""What the experiment entry points (``evaluate``, ``paper``, ``shortcut``) share: phase clocks, CSV tables,
-figures, the record of a run's set-up, and publishing results to ``docs/``."""
+"""What the experiment pipelines (``evaluate``, ``paper``, ``shortcut``) share for their outputs: phase clocks, CSV
+and Markdown tables, figures, the record of a run's set-up, ``results.json`` / ``results.md``, and publishing results
+to ``docs/``."""
 
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig
 
 from responsibility.store import ResponsibilityStore
 
-__all__ = ["Clock", "publish", "pyplot", "run_setup", "write_csv"]
+__all__ = [
+    "Clock",
+    "fraction",
+    "markdown_table",
+    "publish",
+    "pyplot",
+    "run_setup",
+    "save_figure",
+    "write_csv",
+    "write_results",
+]
 
 
 class Clock:
@@ -35,12 +48,24 @@ class Clock:
         return self.wall | {"total": round(sum(self.wall.values()), 2)}
 
 
+def fraction(mask: Any) -> float:
+    """The share of true (or the mean) of ``mask``; NaN when it is empty."""
+    mask = np.asarray(mask)
+    return float(mask.mean()) if mask.size else float("nan")
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]], fieldnames: list[str] | None = None) -> None:
     """Rows as CSV, floats to 6 significant digits (``results.json`` keeps full precision)."""
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fieldnames or (list(rows[0]) if rows else ["empty"]))
         writer.writeheader()
         writer.writerows({k: f"{v:.6g}" if isinstance(v, float) else v for k, v in row.items()} for row in rows)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    """The lines of a Markdown table: the header, the separator, one line per row (cells as given)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
 def pyplot() -> Any:
@@ -53,6 +78,13 @@ def pyplot() -> Any:
     return plt
 
 
+def save_figure(fig: Any, path: Path, dpi: int, rect: tuple[float, float, float, float] | None = None) -> None:
+    """Lay ``fig`` out (within ``rect``, to leave room for a suptitle), write it to ``path`` and close it."""
+    fig.tight_layout(rect=rect)
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+
+
 def run_setup(cfg: DictConfig, store: ResponsibilityStore) -> dict[str, Any]:
     """The training recipe and what was recorded, for a results file."""
     return {
@@ -60,11 +92,18 @@ def run_setup(cfg: DictConfig, store: ResponsibilityStore) -> dict[str, Any]:
         "optimizer": cfg.model.optimizer,
         "lr": cfg.model.lr,
         "batch_size": cfg.data.batch_size,
-        "epochs": cfg.max_epochs,
+        "epochs": cfg.trainer.max_epochs,
         "steps": store.steps,
-        "attribution": cfg.attribution,
+        "attribution": cfg.callbacks.responsibility.attribution,
         "tracked": {p: store.param(p).granularity for p in store.parameters},
     }
+
+
+def write_results(out_dir: Path, results: dict[str, Any], markdown: Callable[[dict[str, Any]], str]) -> None:
+    """``results.json`` (everything) and ``results.md`` (``markdown(results)``) in ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "results.md").write_text(markdown(results))
 
 
 def publish(out_dir: Path, docs_dir: str | Path, names: Iterable[str]) -> None:

@@ -131,7 +131,7 @@ def test_evaluate_end_to_end_on_digits(tmp_path):
         "data.batch_size=16",
         "model.optimizer=sgd",
         "model.lr=0.05",
-        "max_epochs=1",
+        "trainer.max_epochs=1",
         f"peers.cleanlab.folds={2 if cleanlab else 0}",
         "sanity.n_test=8",
         "lds.subsets=2",

@@ -143,7 +143,8 @@ def test_experiments_compose():
     pe = _compose("experiment=shortcut_fashion_per_example", "paths.output_dir=/x")
     assert uni.run_name == "fashion_uniform" and pe.run_name == "fashion_per_example"
     assert uni.docs_dir.endswith("docs/results/shortcut/fashion_uniform")
-    assert pe.responsibility.granularity == "weight" and list(pe.responsibility.layers) == ["net.conv", "net.fc2"]
+    pe_callback = pe.callbacks.responsibility
+    assert pe_callback.granularity == "weight" and list(pe_callback.layers) == ["net.conv", "net.fc2"]
     assert pe.data == uni.data and pe.shortcut == uni.shortcut and pe.model.optimizer == "sgd"
     assert OmegaConf.to_container(uni.shortcut) == {
         "target_class": 0,
@@ -165,7 +166,7 @@ def test_run_shortcut_end_to_end_on_digits(tmp_path):
         "data.batch_size=16",
         "model.optimizer=sgd",
         "model.lr=0.05",
-        "max_epochs=2",
+        "trainer.max_epochs=2",
         "shortcut.target_class=3",
         "shortcut.size=2",
         "shortcut.other_fraction=0.05",

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import ROOT
 
 from responsibility.experiments.datasets import (
     DIGITS_CLASSES,
@@ -123,11 +124,15 @@ def test_default_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert ds.fashion_mnist_search_paths() == [
         tmp_path / "env-dir",
         tmp_path / "shared" / "data" / "fashion-mnist",
-        Path("/work/shared/data/fashion-mnist"),
         Path("/usr/share/datasets/fashion-mnist"),
     ]
     monkeypatch.delenv("FASHION_MNIST_DIR")
     assert ds.fashion_mnist_search_paths()[0] == tmp_path / "shared" / "data" / "fashion-mnist"
+    monkeypatch.undo()  # the real layout: ../shared beside this repository, no machine-specific path
+    assert ds.fashion_mnist_search_paths()[-2:] == [
+        ROOT.parent / "shared" / "data" / "fashion-mnist",
+        Path("/usr/share/datasets/fashion-mnist"),
+    ]
 
 
 def test_default_search_failure_names_every_path_tried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

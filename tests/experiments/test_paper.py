@@ -37,7 +37,7 @@ TINY = [
     "data.num_samples=120",
     "data.test_samples=90",
     "data.batch_size=4",
-    "max_epochs=1",
+    "trainer.max_epochs=1",
     "model.lr=0.05",
     "model.momentum=0.0",
     "seeds.seeds=[0,1]",
@@ -171,7 +171,7 @@ def test_experiment_configs_pick_one_experiment_each():
     full = _compose("paths.output_dir=/tmp/x")
     assert list(full.experiments) == ["interclass", "misclassified", "seeds", "evaluator"]
     assert full.data.num_samples == 5000 and full.data.batch_size == 1 and full.data.seed == 0
-    assert full.model.optimizer == "sgd" and list(full.responsibility.layers) == ["net.fc2"]
+    assert full.model.optimizer == "sgd" and list(full.callbacks.responsibility.layers) == ["net.fc2"]
 
 
 def test_bad_experiment_names_and_signs_are_errors(tmp_path):

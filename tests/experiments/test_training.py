@@ -20,7 +20,7 @@ from responsibility.experiments.classifier import ImageClassifier
 from responsibility.experiments.datamodules import DigitsDataModule, FashionMNISTDataModule
 from responsibility.experiments.datasets import ImageClassificationDataset, find_fashion_mnist
 from responsibility.experiments.models import PaperCNN
-from responsibility.experiments.pipeline import (
+from responsibility.experiments.train import (
     TopRequest,
     instantiate_callbacks,
     print_most_responsible,
@@ -176,7 +176,7 @@ def test_callbacks_group(tmp_path: Path) -> None:
 
     cfg = _compose("experiment=fashion_full", f"paths.output_dir={tmp_path}")
     made = instantiate_callbacks(cfg.callbacks)
-    assert [type(c).__name__ for c in made] == ["ResponsibilityCallback", "ModelCheckpoint"]
+    assert [type(c).__name__ for c in made] == ["ResponsibilityCallback", "ModelCheckpoint", "TerminalProgressBar"]
     assert isinstance(made[0], ResponsibilityCallback)
     assert made[0].granularity == {"*": "neuron", "net.fc2": "weight"}
     assert made[1].dirpath == str(tmp_path / "checkpoints") and made[1].save_last
@@ -208,7 +208,7 @@ def test_pipeline_records_and_prints_most_responsible(tmp_path: Path, capsys: py
     assert "Most responsible training examples for net.fc2.weight (shape (10, 128))" in out
     w = run.model.net.fc2.weight.detach()
     j = int(w[4].abs().argmax())
-    assert f"unit 4 (4): largest |weight| [4, {j}]" in out
+    assert f"unit 4 (4): largest weight net.fc2.weight[4, {j}]" in out
     ids, _ = ResponsibilityStore.open(tmp_path / "responsibility.zarr").most_responsible("net.fc2.weight", k=2)
     rows = out.split(f"[4, {j}]", 1)[1].splitlines()[2:4]
     assert [int(r.split()[1]) for r in rows] == ids[:, 4, j].tolist()

@@ -1,4 +1,8 @@
-"""What ``scripts/train.py`` does with a composed Hydra config: build, fit, save label noise, report."""
+"""What ``scripts/train.py`` does with a composed Hydra config: build, fit, save the run's labels, report.
+
+The report ends the main job: for a few output units, the training examples most responsible for the unit's
+largest weight, what the table's columns mean, and the command to try next.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
 from responsibility.experiments.datasets import ImageClassificationDataset
@@ -85,11 +90,21 @@ def _responsibility_store(callbacks_cfg: DictConfig | None) -> str | None:
     return str(entry.store) if entry and "_target_" in entry else None
 
 
-def save_label_noise(dataset: ImageClassificationDataset, output_dir: Path) -> None:
-    """Write the ids of flipped labels (``flipped_ids.npy``) and the class names (``class_names.json``)."""
+def save_labels(dataset: ImageClassificationDataset, output_dir: Path) -> None:
+    """Write the class names (``class_names.json``, read by ``responsibility query``) and, when label noise flipped
+    some training labels, their ids (``flipped_ids.npy``)."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    np.save(output_dir / "flipped_ids.npy", dataset.flipped_ids)
     (output_dir / "class_names.json").write_text(json.dumps(dataset.class_names))
+    if len(dataset.flipped_ids):
+        np.save(output_dir / "flipped_ids.npy", dataset.flipped_ids)
+
+
+TABLE_HELP = """\
+For each unit: the unit's largest weight (by |w|), and the training examples whose optimizer steps changed that
+weight the most. R = the part of the weight's total change |Δw| over training credited to the example (the
+callback's attribution says how a step's change is shared among its batch). Columns: id = position in this run's
+training set; source = index in the original dataset; label = the label trained on; true label = the clean label,
+marked "flipped" where label noise changed it."""
 
 
 def print_most_responsible(
@@ -103,13 +118,17 @@ def print_most_responsible(
     ids, values = (np.asarray(a) for a in store.most_responsible(request.parameter, k=request.k))
     w = weight.detach().cpu()
     label_units = w.shape[0] == dataset.num_classes
-    header = f"  {'rank':>4}  {'id':>7}  {'source':>7}  {'label':<14}  {'clean label':<24}  {'R':>12}"
+    per_neuron = ids.ndim == 2
+    header = f"  {'rank':>4}  {'id':>7}  {'source':>7}  {'label':<14}  {'true label':<24}  {'R':>12}"
     print(f"\nMost responsible training examples for {request.parameter} (shape {tuple(w.shape)})")
+    print(TABLE_HELP)
+    if per_neuron:
+        print("This parameter is recorded per neuron: R is the sum over all of the unit's weights.")
     for u in request.units:
         index = (u, *(int(i) for i in np.unravel_index(int(w[u].abs().argmax()), tuple(w[u].shape))))
         cell = index[: ids.ndim - 1]
         title = f"unit {u}" + (f" ({dataset.class_names[u]})" if label_units else "")
-        print(f"\n{title}: largest |weight| {list(index)} = {float(w[index]):+.4f}; R cell {list(cell)}")
+        print(f"\n{title}: largest weight {request.parameter}{list(index)} = {float(w[index]):+.4f}")
         print(header)
         column = (slice(None), *cell)
         for rank, (i, v) in enumerate(zip(ids[column], values[column], strict=True), start=1):
@@ -121,23 +140,38 @@ def print_most_responsible(
             print(f"  {rank:>4}  {i:>7}  {dataset.source_indices[i]:>7}  {label:<14}  {clean:<24}  {v:>12.6g}")
 
 
+def print_next_steps(run_dir: Path, store: str | None) -> None:
+    """Where the run is, and the command to try next."""
+    print(f"\nRun directory: {run_dir}")
+    checkpoint = run_dir / "checkpoints" / "last.ckpt"
+    if store is not None and Path(store).exists() and checkpoint.is_file():
+        print("Next, explain some test predictions by their most responsible training examples:")
+        print(f"  responsibility query --run-dir {run_dir} --inputs test:0,1,2 -k 5")
+    elif store is not None and Path(store).exists():
+        print(f"Next, see what was recorded:\n  responsibility inspect {store}")
+
+
 def train(cfg: DictConfig) -> TrainRun:
     """Seed, instantiate data, model, callbacks and trainer from ``cfg``, fit, then save and report."""
-    lightning.seed_everything(cfg.seed, workers=True)
+    lightning.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
     top = resolve_top(model, cfg.get("print_top"))
-    trainer = instantiate(cfg.trainer, callbacks=instantiate_callbacks(cfg.get("callbacks")))
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar it was told not to show
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     if trainer.is_global_zero:
         dataset = datamodule.train_set
-        if datamodule.label_noise > 0:
-            save_label_noise(dataset, Path(cfg.paths.output_dir))
+        run_dir = Path(cfg.paths.output_dir)
+        save_labels(dataset, run_dir)
         store_path = _responsibility_store(cfg.get("callbacks"))
         if store_path is not None and top is not None:
             from responsibility import ResponsibilityStore
 
             store = ResponsibilityStore.open(store_path)
             print_most_responsible(store, top, model.get_parameter(top.parameter), dataset)
+        print_next_steps(run_dir, store_path)
     return TrainRun(datamodule, model, trainer)

@@ -1,0 +1,94 @@
+"""The evaluation of ``scripts/evaluate.py``: one recorded run, every ranking on it, the metrics, the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from responsibility.callbacks.margins import MarginCallback
+from responsibility.experiments.evaluate.explanations import explain_test_inputs, lds_scores, sanity_metrics
+from responsibility.experiments.evaluate.fix_labels import fix_labels_curve, fix_labels_orders
+from responsibility.experiments.evaluate.rankings import cleanlab_scores, peer_scores, responsibility_scores
+from responsibility.experiments.evaluate.report import PUBLISHED, mislabel_rows, write_outputs
+from responsibility.experiments.reporting import Clock, publish, run_setup
+from responsibility.experiments.runs import checkpoint_states, record_run
+
+__all__ = ["evaluate"]
+
+
+def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
+    """Run the whole evaluation of ``cfg`` (see :mod:`responsibility.experiments.evaluate`); returns what
+    ``results.json`` holds."""
+    clock = Clock()
+    L.seed_everything(cfg.seed, verbose=False)
+    dm = instantiate(cfg.data)
+    dm.setup("fit")
+    train, test = dm.train_set, dm.test_set
+    flipped = train.flipped_ids
+    if len(flipped) == 0:
+        raise ValueError("the training set has no flipped labels (data.label_noise = 0): nothing to detect")
+    x, y, y_clean = train.images, train.targets, train.clean_targets
+    out_dir = Path(cfg.results_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    margins_cb = MarginCallback(train, keep_checkpoints=True)
+    run = record_run(cfg, dm.train_dataloader(), cfg.seed, callbacks=[margins_cb])
+    model, store = run.model, run.store
+    clock.lap("train_and_record")
+
+    rankings: dict[str, tuple[str, np.ndarray]] = {
+        name: ("responsibility", s) for name, s in responsibility_scores(store, cfg.scores).items()
+    }
+    clock.lap("responsibility_scores")
+    states = checkpoint_states(cfg, margins_cb.checkpoints, x) if cfg.peers.tracin else []
+    rankings |= {name: ("peer", s) for name, s in peer_scores(cfg, model, margins_cb, states, x, y).items()}
+    clock.lap("peers")
+    if cfg.peers.cleanlab.folds:
+        rankings["cleanlab_label_quality"] = ("peer", cleanlab_scores(cfg, x, y))
+        clock.lap("cleanlab_cross_validation")
+    rankings["random"] = ("baseline", np.random.default_rng([cfg.seed, 3]).random(len(x)))
+    mislabel = mislabel_rows(rankings, flipped)
+
+    results: dict[str, Any] = {
+        "experiment": cfg.task_name,
+        "run": cfg.run_name,
+        "command": command,
+        "setup": {
+            "train_examples": len(x),
+            "classes": cfg.data.num_classes,
+            "flipped": len(flipped),
+            **run_setup(cfg, store),
+        },
+        "mislabel": mislabel,
+        "flipped_ids": flipped.tolist(),
+    }
+    if cfg.sanity.n_test:
+        x_test = test.images[: cfg.sanity.n_test]
+        predicted, attributions = explain_test_inputs(cfg, model, store, margins_cb.checkpoints, x, y, x_test)
+        L.seed_everything(cfg.seed + 1, verbose=False)
+        random_model = instantiate(cfg.model)  # re-initialised: same architecture, untrained weights
+        random_ckpt = [({k: v.detach().clone() for k, v in random_model.state_dict().items()}, 1.0)]
+        _, randomized = explain_test_inputs(cfg, random_model, store, random_ckpt, x, y, x_test)
+        results["sanity_setup"] = OmegaConf.to_container(cfg.sanity, resolve=True) | {"n_test": len(x_test)}
+        results["sanity"] = sanity_metrics(attributions, randomized, predicted, y, cfg.sanity.k)
+        clock.lap("sanity")
+        if cfg.lds.subsets:
+            results["lds_setup"] = OmegaConf.to_container(cfg.lds, resolve=True)
+            results["lds"] = lds_scores(cfg, x, y, x_test, predicted, attributions)
+            clock.lap("lds")
+    if cfg.fix_labels.steps:
+        orders = fix_labels_orders(mislabel, rankings, cfg.seed)
+        results["fix_labels"] = fix_labels_curve(cfg, x, y, y_clean, test.images, test.targets, orders)
+        clock.lap("fix_labels")
+    results["wall_s"] = clock.totals()
+    results["config"] = OmegaConf.to_container(cfg, resolve=True)
+
+    write_outputs(out_dir, results, rankings)
+    if cfg.publish:
+        publish(out_dir, cfg.docs_dir, PUBLISHED)
+    return results

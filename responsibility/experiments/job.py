@@ -1,0 +1,84 @@
+"""How the scripts run their work as one Hydra job.
+
+- Lightning's log records are printed once: Lightning gives its ``lightning`` logger a console handler of its own
+  at import, and the records also reach the root logger, where Hydra's handlers print them (and file them in the
+  run's log); the job keeps Hydra's.
+- A user error (any :class:`~responsibility.errors.ResponsibilityError`, also when Hydra's ``instantiate`` wraps it)
+  ends the job with its message in a few lines on stderr and exit status 2, instead of a long traceback
+  (``HYDRA_FULL_ERROR=1`` shows the traceback).
+- A job that fails before writing anything of its own leaves no run directory behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from hydra.core.hydra_config import HydraConfig
+
+from responsibility.errors import ResponsibilityError
+
+__all__ = ["command_line", "log_once", "run_job", "user_error"]
+
+T = TypeVar("T")
+
+
+def log_once(quiet_lightning: bool = False) -> None:
+    """Drop the console handler Lightning adds to its ``lightning`` logger, where the root logger already prints
+    (under Hydra: to the console and the run's log file). ``quiet_lightning``: Lightning's info messages are left
+    out (the pipelines that retrain many models would repeat them for each)."""
+    import lightning  # noqa: F401  (its import adds the handler)
+
+    logger = logging.getLogger("lightning")
+    if logging.getLogger().handlers:
+        for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
+            logger.removeHandler(handler)
+    if quiet_lightning:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+
+
+def user_error(error: BaseException) -> ResponsibilityError | None:
+    """The :class:`ResponsibilityError` behind ``error`` (itself, or what it was raised from), if any."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ResponsibilityError):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def command_line(script: str) -> str:
+    """``python scripts/<script> <the job's overrides>``: how the running job was started."""
+    return f"python scripts/{script} {' '.join(HydraConfig.get().overrides.task)}".strip()
+
+
+def _remove_if_unused(run_dir: Path) -> bool:
+    """Remove ``run_dir`` when it holds no file but Hydra's own (``.hydra/``, the job's ``*.log``)."""
+    if not run_dir.is_dir():
+        return False
+    for path in run_dir.rglob("*"):
+        inside = path.relative_to(run_dir)
+        if path.is_file() and inside.parts[0] != ".hydra" and not (len(inside.parts) == 1 and path.suffix == ".log"):
+            return False
+    shutil.rmtree(run_dir)
+    return True
+
+
+def run_job(work: Callable[[], T], *, quiet_lightning: bool = False) -> T:
+    """Run ``work()`` as the body of a Hydra job (see the module docstring)."""
+    log_once(quiet_lightning)
+    try:
+        return work()
+    except Exception as error:
+        cause = user_error(error)
+        if cause is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        kept = "" if _remove_if_unused(run_dir) else f"\n(run directory kept: {run_dir})"
+        print(f"Error: {cause}{kept}", file=sys.stderr)
+        raise SystemExit(2) from None
