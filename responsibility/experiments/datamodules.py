@@ -17,6 +17,7 @@ from responsibility.experiments.datasets import (
     DIGITS_CLASSES,
     FASHION_MNIST_CLASSES,
     ImageClassificationDataset,
+    Split,
     build_dataset,
     load_digits,
     load_fashion_mnist,
@@ -91,11 +92,11 @@ class ImageDataModule(pl.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.class_names)
 
-    def load_split(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Return ``(images, labels, source_indices)`` of ``split``; ``None`` indices mean file positions."""
         raise NotImplementedError
 
-    def _build(self, split: str, num_samples: int | None, label_noise: float) -> ImageClassificationDataset:
+    def _build(self, split: Split, num_samples: int | None, label_noise: float) -> ImageClassificationDataset:
         images, labels, source_indices = self.load_split(split)
         return build_dataset(
             images,
@@ -149,7 +150,7 @@ class FashionMNISTDataModule(ImageDataModule):
         super().__init__(**kwargs)
         self.data_dir = data_dir
 
-    def load_split(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         return (*load_fashion_mnist(self.data_dir, split), None)
 
 
@@ -165,5 +166,5 @@ class DigitsDataModule(ImageDataModule):
         self.test_fraction = test_fraction
         self.split_seed = split_seed
 
-    def load_split(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         return load_digits(split, test_fraction=self.test_fraction, split_seed=self.split_seed)

@@ -118,11 +118,10 @@ def fashion_mnist_search_paths() -> list[Path]:
     return list(dict.fromkeys(candidates))
 
 
-def _idx_file(directory: Path, stem: str) -> Path | None:
-    for name in (f"{stem}.gz", stem):
-        if (directory / name).is_file():
-            return directory / name
-    return None
+def _idx_file(directory: Path, stem: str) -> Path:
+    """``<stem>.gz`` if it is in ``directory``, else the raw ``<stem>`` (which may be missing too)."""
+    gzipped = directory / f"{stem}.gz"
+    return gzipped if gzipped.is_file() else directory / stem
 
 
 def find_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -134,7 +133,7 @@ def find_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path:
     candidates = [Path(data_dir)] if data_dir is not None else fashion_mnist_search_paths()
     stems = [stem for pair in FASHION_MNIST_FILES.values() for stem in pair]
     for directory in candidates:
-        if all(_idx_file(directory, stem) for stem in stems):
+        if all(_idx_file(directory, stem).is_file() for stem in stems):
             return directory
     tried = "\n".join(f"  - {c}" for c in candidates)
     raise FileNotFoundError(

@@ -38,6 +38,8 @@ def log_once(quiet_lightning: bool = False) -> None:
     if logging.getLogger().handlers:
         for handler in [h for h in logger.handlers if type(h) is logging.StreamHandler]:
             logger.removeHandler(handler)
+    # Lightning's advertisement for its cloud logger, at every fit.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
     if quiet_lightning:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 

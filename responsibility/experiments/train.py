@@ -86,7 +86,7 @@ def resolve_top(model: torch.nn.Module, top_cfg: DictConfig | None) -> TopReques
 
 
 def _responsibility_store(callbacks_cfg: DictConfig | None) -> str | None:
-    entry = (callbacks_cfg or {}).get("responsibility")
+    entry = callbacks_cfg.get("responsibility") if callbacks_cfg else None
     return str(entry.store) if entry and "_target_" in entry else None
 
 
@@ -130,7 +130,7 @@ def print_most_responsible(
         title = f"unit {u}" + (f" ({dataset.class_names[u]})" if label_units else "")
         print(f"\n{title}: largest weight {request.parameter}{list(index)} = {float(w[index]):+.4f}")
         print(header)
-        column = (slice(None), *cell)
+        column: tuple[slice | int, ...] = (slice(None), *cell)
         for rank, (i, v) in enumerate(zip(ids[column], values[column], strict=True), start=1):
             if i < 0:  # fewer than k examples reached this cell
                 continue

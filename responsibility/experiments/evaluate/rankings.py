@@ -37,7 +37,8 @@ def responsibility_scores(store: ResponsibilityStore, scores_cfg: DictConfig) ->
     """Suspicion scores (higher = inspect first) from the store, one per entry of ``cfg.scores``."""
     out = {}
     tracked = set(store.parameters)
-    for name, entry in scores_cfg.items():
+    for key, entry in scores_cfg.items():
+        name = str(key)
         check_choice(f"scores.{name}.kind", entry.kind, sorted(SCORE_KINDS))
         params = None if entry.parameters is None else [str(p) for p in entry.parameters]
         missing = sorted(set(params or ()) - tracked)
@@ -48,7 +49,7 @@ def responsibility_scores(store: ResponsibilityStore, scores_cfg: DictConfig) ->
         if isinstance(epochs, ListConfig):
             epochs = [int(e) for e in epochs]
         steps = None if epochs is None else store.epoch_steps(epochs)
-        out[str(name)] = SCORE_KINDS[entry.kind](store, params, steps=steps)
+        out[name] = SCORE_KINDS[entry.kind](store, params, steps=steps)
     return out
 
 

@@ -126,4 +126,5 @@ def write_outputs(out_dir: Path, results: dict[str, Any], rankings: dict[str, tu
     _plot_detection(out_dir / "detection.png", rankings, np.asarray(results["flipped_ids"]), title)
     if results.get("fix_labels"):
         _plot_fix_labels(out_dir / "fix_labels.png", results["fix_labels"], title)
-    np.savez_compressed(out_dir / "scores.npz", **{name: s for name, (_, s) in rankings.items()})
+    scores: dict[str, Any] = {name: s for name, (_, s) in rankings.items()}
+    np.savez_compressed(out_dir / "scores.npz", **scores)

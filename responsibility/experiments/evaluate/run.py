@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -74,11 +74,11 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
         random_model = instantiate(cfg.model)  # re-initialised: same architecture, untrained weights
         random_ckpt = [({k: v.detach().clone() for k, v in random_model.state_dict().items()}, 1.0)]
         _, randomized = explain_test_inputs(cfg, random_model, store, random_ckpt, x, y, x_test)
-        results["sanity_setup"] = OmegaConf.to_container(cfg.sanity, resolve=True) | {"n_test": len(x_test)}
+        results["sanity_setup"] = {**_container(cfg.sanity), "n_test": len(x_test)}
         results["sanity"] = sanity_metrics(attributions, randomized, predicted, y, cfg.sanity.k)
         clock.lap("sanity")
         if cfg.lds.subsets:
-            results["lds_setup"] = OmegaConf.to_container(cfg.lds, resolve=True)
+            results["lds_setup"] = _container(cfg.lds)
             results["lds"] = lds_scores(cfg, x, y, x_test, predicted, attributions)
             clock.lap("lds")
     if cfg.fix_labels.steps:
@@ -86,9 +86,14 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
         results["fix_labels"] = fix_labels_curve(cfg, x, y, y_clean, test.images, test.targets, orders)
         clock.lap("fix_labels")
     results["wall_s"] = clock.totals()
-    results["config"] = OmegaConf.to_container(cfg, resolve=True)
+    results["config"] = _container(cfg)
 
     write_outputs(out_dir, results, rankings)
     if cfg.publish:
         publish(out_dir, cfg.docs_dir, PUBLISHED)
     return results
+
+
+def _container(cfg: DictConfig) -> dict[str, Any]:
+    """A config section as plain Python values, interpolations resolved."""
+    return cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))

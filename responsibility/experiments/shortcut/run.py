@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +28,7 @@ from responsibility.store import ResponsibilityStore
 __all__ = ["patch_value", "run_shortcut"]
 
 ExplainTarget = Literal["predicted", "shortcut"]
+PatchFn = Callable[[torch.Tensor], torch.Tensor]
 
 
 def patch_value(normalize: list[float] | None) -> float:
@@ -46,14 +48,14 @@ def _check(cfg: DictConfig, num_classes: int) -> None:
 
 
 def _test_predictions(
-    model: L.LightningModule, test: Any, ids: np.ndarray, x_test: torch.Tensor, patch: dict[str, Any], t: int
+    model: L.LightningModule, test: Any, ids: np.ndarray, x_test: torch.Tensor, patch: PatchFn, t: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """``(predictions of the patched test inputs, which of them the patch flipped to class t, statistics)``."""
     test_y = test.targets.numpy()
     pred_clean = predict(model, test.images[ids]).argmax(1).numpy()
     pred = predict(model, x_test).argmax(1).numpy()
     own = np.flatnonzero(test_y == t)
-    own_patched = torch.from_numpy(plant_patch(test.images[own], np.ones(len(own), bool), **patch)[0])
+    own_patched = patch(test.images[own])
     not_t = pred_clean != t
     flipped = not_t & (pred == t)
     return (
@@ -106,12 +108,12 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     s = cfg.shortcut
     t = int(s.target_class)
     value = patch_value(dm.normalize) if s.value is None else float(s.value)
-    patch = {"size": int(s.size), "value": value, "corner": str(s.corner)}
+    size, corner = int(s.size), str(s.corner)
     labels = train.targets.numpy()
     mask = choose_patched(labels, t, float(s.fraction), float(s.other_fraction), cfg.seed)
     if not mask.any():
         raise ValueError("no training example gets the patch: raise shortcut.fraction or shortcut.other_fraction")
-    images, patched = plant_patch(train.images, mask, **patch)
+    images, patched = plant_patch(train.images, mask, size=size, value=value, corner=corner)
     train.images = torch.from_numpy(images)  # the loader serves the patched images
     x = train.images
     out_dir = Path(cfg.results_dir)
@@ -125,7 +127,13 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
 
     # Test inputs: the first n_test test images of the other classes, with the patch.
     ids = np.flatnonzero(test.targets.numpy() != t)[: int(cfg.test.n_test)]
-    x_test = torch.from_numpy(plant_patch(test.images[ids], np.ones(len(ids), bool), **patch)[0])
+
+    def patch(images: torch.Tensor) -> torch.Tensor:  # every image of a batch, patched
+        return torch.from_numpy(
+            plant_patch(images, np.ones(len(images), bool), size=size, value=value, corner=corner)[0]
+        )
+
+    x_test = patch(test.images[ids])
     pred, flipped, test_stats = _test_predictions(model, test, ids, x_test, patch, t)
     clock.lap("test_predictions")
 
@@ -169,9 +177,9 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
             "in_class": int((labels == t).sum()),
             "patched_in_class": int(patched[labels == t].sum()),
             "patched_other": int(patched[labels != t].sum()),
-            "patch_size": patch["size"],
+            "patch_size": size,
             "patch_value": value,
-            "corner": patch["corner"],
+            "corner": corner,
             **run_setup(cfg, store),
         },
         "test": test_stats,
@@ -208,9 +216,8 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     results["config"] = OmegaConf.to_container(cfg, resolve=True)
     results["wall_s"] = clock.totals()
     write_outputs(out_dir, results, figure)
-    np.savez_compressed(
-        out_dir / "scores.npz", patched=patched, **{m: sc.astype(np.float32) for m, sc in methods.items()}
-    )
+    arrays: dict[str, Any] = {"patched": patched} | {m: sc.astype(np.float32) for m, sc in methods.items()}
+    np.savez_compressed(out_dir / "scores.npz", **arrays)
     if cfg.publish:
         publish(out_dir, cfg.docs_dir, PUBLISHED)
     return results
