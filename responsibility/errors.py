@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-# One fix: the recording settings (arguments of ResponsibilityCallback and RecordingSession) to change, with their
-# new values; ``...`` stands for a value only the user knows (a new store path, the key of the ids in the batch).
+# One fix: the recording settings (arguments of ResponsibilityCallback and RecordingSession; for DatasetNotFoundError
+# those of the experiments' data module) to change, with their new values; ``...`` stands for a value only the user
+# knows (a new store path, the key of the ids in the batch, a data directory).
 Fix = Mapping[str, Any]
 
 
@@ -92,3 +93,7 @@ class UnsupportedStrategyError(ResponsibilityError, RuntimeError):
 
 class NotFoldedError(ResponsibilityError, LookupError):
     """A parameter's R is not folded (or the fold is older than the journal), so there is no R array to read."""
+
+
+class DatasetNotFoundError(ResponsibilityError, FileNotFoundError):
+    """An experiment dataset's files are not where the settings and the default locations point."""

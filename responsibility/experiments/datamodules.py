@@ -19,6 +19,7 @@ from responsibility.experiments.datasets import (
     ImageClassificationDataset,
     Split,
     build_dataset,
+    find_fashion_mnist,
     load_digits,
     load_fashion_mnist,
 )
@@ -149,6 +150,10 @@ class FashionMNISTDataModule(ImageDataModule):
     def __init__(self, data_dir: str | os.PathLike[str] | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.data_dir = data_dir
+
+    def prepare_data(self) -> None:
+        """Check that the data are there (nothing is downloaded), before any training starts."""
+        find_fashion_mnist(self.data_dir)
 
     def load_split(self, split: Split) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         return (*load_fashion_mnist(self.data_dir, split), None)

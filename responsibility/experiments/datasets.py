@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from responsibility.choices import check_choice
+from responsibility.errors import DatasetNotFoundError
 
 __all__ = [
     "DIGITS_CLASSES",
@@ -128,7 +129,7 @@ def find_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """Return the directory holding all four Fashion-MNIST IDX files.
 
     With ``data_dir`` only that directory is checked; otherwise :func:`fashion_mnist_search_paths`.
-    Raises ``FileNotFoundError`` naming the directories tried and how to get the data.
+    Raises :class:`~responsibility.errors.DatasetNotFoundError` naming the directories tried and how to get the data.
     """
     candidates = [Path(data_dir)] if data_dir is not None else fashion_mnist_search_paths()
     stems = [stem for pair in FASHION_MNIST_FILES.values() for stem in pair]
@@ -136,13 +137,14 @@ def find_fashion_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path:
         if all(_idx_file(directory, stem).is_file() for stem in stems):
             return directory
     tried = "\n".join(f"  - {c}" for c in candidates)
-    raise FileNotFoundError(
+    raise DatasetNotFoundError(
         "Fashion-MNIST not found. Looked for the IDX files "
         f"({', '.join(s + '[.gz]' for s in stems)}) in:\n{tried}\n"
         "To get it (nothing is downloaded automatically): `apt-get install dataset-fashion-mnist` "
         "(installs to /usr/share/datasets/fashion-mnist), or download the four .gz IDX files from the "
-        "zalandoresearch/fashion-mnist GitHub repository (data/fashion/), "
-        "then pass data_dir=<that directory> or set FASHION_MNIST_DIR."
+        "zalandoresearch/fashion-mnist GitHub repository (data/fashion/) into a directory of your choice and "
+        "set FASHION_MNIST_DIR to it, or point the data module at it.",
+        fixes=[{"data_dir": ...}],
     )
 
 

@@ -155,6 +155,7 @@ def train(cfg: DictConfig) -> TrainRun:
     """Seed, instantiate data, model, callbacks and trainer from ``cfg``, fit, then save and report."""
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()  # missing data fail here, before anything is built or written
     model = instantiate(cfg.model)
     top = resolve_top(model, cfg.get("print_top"))
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
