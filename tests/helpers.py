@@ -8,6 +8,8 @@ step (weights only change at steps), reads the example ids that the test data ca
 
 from __future__ import annotations
 
+import gzip
+import struct
 from pathlib import Path
 
 import lightning as L
@@ -301,3 +303,24 @@ def fit_resumable(tmp_path, store, epochs, ckpt_path=None, every_n_train_steps=N
     t = make_trainer(tmp_path, [cb, ckpt], max_epochs=epochs, enable_checkpointing=True)
     t.fit(TinyNet(), loader_48(), ckpt_path=ckpt_path)
     return t
+
+
+# ------------------------------------------------------------------- IDX files (Fashion-MNIST's format)
+def write_idx_u8(path: Path, array: np.ndarray, compress: bool = False) -> None:
+    """Write an unsigned-byte IDX file by hand: magic 0x00 0x00 0x08 ndim, big-endian uint32 dims, data."""
+    payload = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    payload += array.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(payload) if compress else payload)
+
+
+def write_fake_fashion(directory: Path, n_train: int = 12, n_test: int = 5) -> dict[str, np.ndarray]:
+    """The four Fashion-MNIST IDX files (gzipped) with random images and labels 0..9 cycling; returns the arrays."""
+    rng = np.random.default_rng(123)
+    arrays = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
+        labels = np.arange(n, dtype=np.uint8) % 10
+        write_idx_u8(directory / f"{prefix}-images-idx3-ubyte.gz", images, compress=True)
+        write_idx_u8(directory / f"{prefix}-labels-idx1-ubyte.gz", labels, compress=True)
+        arrays[prefix] = (images, labels)
+    return arrays

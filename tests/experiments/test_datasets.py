@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, write_fake_fashion, write_idx_u8
 
 from responsibility.experiments.datasets import (
     DIGITS_CLASSES,
@@ -31,25 +31,6 @@ def _fashion_dir_or_skip() -> Path:
         return find_fashion_mnist()
     except FileNotFoundError as e:
         pytest.skip(f"real Fashion-MNIST not available: {str(e).splitlines()[0]}")
-
-
-def _write_idx_u8(path: Path, array: np.ndarray, compress: bool = False) -> None:
-    """Write an unsigned-byte IDX file by hand: magic 0x00 0x00 0x08 ndim, big-endian uint32 dims, data."""
-    payload = bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload += array.astype(np.uint8).tobytes()
-    path.write_bytes(gzip.compress(payload) if compress else payload)
-
-
-def _write_fake_fashion(directory: Path, n_train: int = 12, n_test: int = 5) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(123)
-    arrays = {}
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        images = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8)
-        labels = np.arange(n, dtype=np.uint8) % 10
-        _write_idx_u8(directory / f"{prefix}-images-idx3-ubyte.gz", images, compress=True)
-        _write_idx_u8(directory / f"{prefix}-labels-idx1-ubyte.gz", labels, compress=True)
-        arrays[prefix] = (images, labels)
-    return arrays
 
 
 # ---------------------------------------------------------------------------------------------------- IDX
@@ -140,7 +121,7 @@ def test_default_search_failure_names_every_path_tried(tmp_path: Path, monkeypat
 
     tried = [tmp_path / "a", tmp_path / "b"]
     (tmp_path / "b").mkdir()
-    _write_idx_u8(tmp_path / "b" / "train-images-idx3-ubyte", np.zeros((1, 28, 28), np.uint8))  # 1 of 4
+    write_idx_u8(tmp_path / "b" / "train-images-idx3-ubyte", np.zeros((1, 28, 28), np.uint8))  # 1 of 4
     monkeypatch.setattr(ds, "fashion_mnist_search_paths", lambda: tried)
     with pytest.raises(FileNotFoundError) as info:
         ds.find_fashion_mnist()
@@ -148,7 +129,7 @@ def test_default_search_failure_names_every_path_tried(tmp_path: Path, monkeypat
 
 
 def test_load_fashion_from_explicit_and_env_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    arrays = _write_fake_fashion(tmp_path)
+    arrays = write_fake_fashion(tmp_path)
     images, labels = load_fashion_mnist(tmp_path, "test")
     assert images.dtype == np.uint8 and labels.dtype == np.int64
     np.testing.assert_array_equal(images, arrays["t10k"][0])
@@ -160,8 +141,8 @@ def test_load_fashion_from_explicit_and_env_dir(tmp_path: Path, monkeypatch: pyt
 
 
 def test_load_fashion_rejects_inconsistent_files(tmp_path: Path) -> None:
-    _write_fake_fashion(tmp_path)
-    _write_idx_u8(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(4, np.uint8), compress=True)
+    write_fake_fashion(tmp_path)
+    write_idx_u8(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(4, np.uint8), compress=True)
     with pytest.raises(ValueError, match="inconsistent"):
         load_fashion_mnist(tmp_path, "test")
     with pytest.raises(ValueError, match="split"):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, write_fake_fashion
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -79,3 +79,34 @@ def test_main_job_output_then_store_exists_advice_that_works(tmp_path):
 
     fixed = _train(*QUICK, f"hydra.run.dir={run}", "callbacks.responsibility.overwrite=true", cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stderr[-2000:]
+
+
+# What the test extras install beside the train extra; lightning, torch and torchmetrics import some of them when they
+# are there, so they are made unimportable rather than checked for in sys.modules.
+NOT_IN_TRAIN_EXTRA = ("sklearn", "matplotlib", "scipy", "cleanlab", "dask", "s3fs", "moto", "hypothesis", "pytest")
+BLOCKED_RUN = """
+import runpy, sys
+class Absent:  # every import goes through here; the blocked packages are not found, as if not installed
+    def __init__(self, finders):
+        self.finders = finders
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            return None
+        return next((s for f in self.finders if (s := f.find_spec(name, path, target))), None)
+sys.meta_path[:] = [Absent(list(sys.meta_path))]
+sys.argv = ["train.py", *{overrides!r}]
+runpy.run_path({script!r}, run_name="__main__")
+"""
+
+
+def test_main_job_needs_only_the_train_extra(tmp_path):
+    """The README's main job (Fashion-MNIST, the paper CNN, the callback) with the packages of the other extras
+    unimportable, as after `pip install ".[train]"`."""
+    (tmp_path / "fashion").mkdir()
+    write_fake_fashion(tmp_path / "fashion", n_train=64, n_test=16)
+    overrides = [f"data.data_dir={tmp_path / 'fashion'}", "data.num_samples=64", "data.test_samples=16"]
+    overrides += ["trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    code = BLOCKED_RUN.format(blocked=set(NOT_IN_TRAIN_EXTRA), overrides=overrides, script=TRAIN)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Most responsible training examples for net.fc2.weight" in out.stdout
