@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import torch
@@ -24,7 +25,16 @@ from responsibility.evaluation.peers import LastLayerState, last_layer_state
 from responsibility.query import final_layer
 from responsibility.store import ResponsibilityStore
 
-__all__ = ["Checkpoints", "RecordedRun", "accuracy", "checkpoint_states", "fit_fresh", "predict", "record_run"]
+__all__ = [
+    "Checkpoints",
+    "RecordedRun",
+    "accuracy",
+    "checkpoint_states",
+    "fit_fresh",
+    "predict",
+    "prepared_data",
+    "record_run",
+]
 
 Checkpoints = list[tuple[dict[str, torch.Tensor], float]]
 
@@ -39,6 +49,14 @@ class RecordedRun:
     model: L.LightningModule
     store: ResponsibilityStore
     wall_s: float
+
+
+def prepared_data(cfg: DictConfig) -> Any:
+    """``cfg.data`` instantiated and set up (both splits built), after seeding everything with ``cfg.seed``."""
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("fit")
+    return datamodule
 
 
 def record_run(

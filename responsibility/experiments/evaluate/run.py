@@ -16,7 +16,7 @@ from responsibility.experiments.evaluate.fix_labels import fix_labels_curve, fix
 from responsibility.experiments.evaluate.rankings import cleanlab_scores, peer_scores, responsibility_scores
 from responsibility.experiments.evaluate.report import PUBLISHED, mislabel_rows, write_outputs
 from responsibility.experiments.reporting import Clock, publish, run_setup
-from responsibility.experiments.runs import checkpoint_states, record_run
+from responsibility.experiments.runs import checkpoint_states, prepared_data, record_run
 
 __all__ = ["evaluate"]
 
@@ -25,9 +25,7 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     """Run the whole evaluation of ``cfg`` (see :mod:`responsibility.experiments.evaluate`); returns what
     ``results.json`` holds."""
     clock = Clock()
-    L.seed_everything(cfg.seed, verbose=False)
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
+    dm = prepared_data(cfg)
     train, test = dm.train_set, dm.test_set
     flipped = train.flipped_ids
     if len(flipped) == 0:

@@ -8,7 +8,6 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from responsibility.choices import check_choice
@@ -18,7 +17,7 @@ from responsibility.experiments.paper.interclass import interclass_experiment, i
 from responsibility.experiments.paper.misclassified import misclassified_experiment, misclassified_markdown
 from responsibility.experiments.paper.seeds import check_seeds, seeds_experiment, seeds_markdown
 from responsibility.experiments.reporting import Clock, publish, write_results
-from responsibility.experiments.runs import RecordedRun, accuracy, record_run
+from responsibility.experiments.runs import RecordedRun, accuracy, prepared_data, record_run
 
 __all__ = ["EXPERIMENTS", "run_paper", "train_recorded"]
 
@@ -55,8 +54,7 @@ def _run_paper(cfg: DictConfig, command: str) -> dict[str, Any]:
     if "seeds" in experiments:
         check_seeds(cfg)
     clock = Clock()
-    datamodule = instantiate(cfg.data)
-    datamodule.setup("fit")
+    datamodule = prepared_data(cfg)
     train, test = datamodule.train_set, datamodule.test_set
     out_dir = Path(cfg.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,6 @@ from typing import Any, Literal
 import lightning as L
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from responsibility.callbacks.margins import MarginCallback
@@ -19,7 +18,7 @@ from responsibility.evaluation import explanation_scores
 from responsibility.evaluation.peers import tracin_influence
 from responsibility.evaluation.shortcut import choose_patched, plant_patch
 from responsibility.experiments.reporting import Clock, publish, run_setup
-from responsibility.experiments.runs import checkpoint_states, predict, record_run
+from responsibility.experiments.runs import checkpoint_states, predict, prepared_data, record_run
 from responsibility.experiments.shortcut.metrics import base_rates, shortcut_metrics, summaries
 from responsibility.experiments.shortcut.report import PUBLISHED, write_outputs
 from responsibility.query import explain
@@ -100,9 +99,7 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     """Run the whole shortcut test of ``cfg`` (see :mod:`responsibility.experiments.shortcut`); returns what
     ``results.json`` holds."""
     clock = Clock()
-    L.seed_everything(cfg.seed, verbose=False)
-    dm = instantiate(cfg.data)
-    dm.setup("fit")
+    dm = prepared_data(cfg)
     _check(cfg, dm.num_classes)
     train, test = dm.train_set, dm.test_set
     s = cfg.shortcut
