@@ -5,6 +5,15 @@ touching its callers.
 """
 
 from responsibility.kernels.scatter import FoldKernel, dense_threshold, index_add_fold, split_signed, step_groups
-from responsibility.kernels.topk import topk_desc, topk_rows
+from responsibility.kernels.topk import topk_columns, topk_desc, topk_rows
 
-__all__ = ["FoldKernel", "dense_threshold", "index_add_fold", "split_signed", "step_groups", "topk_desc", "topk_rows"]
+__all__ = [
+    "FoldKernel",
+    "dense_threshold",
+    "index_add_fold",
+    "split_signed",
+    "step_groups",
+    "topk_columns",
+    "topk_desc",
+    "topk_rows",
+]

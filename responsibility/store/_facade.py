@@ -29,7 +29,7 @@ from responsibility.kernels import FoldKernel, index_add_fold
 from responsibility.store import _fold, _read
 from responsibility.store._accumulate import signed
 from responsibility.store._arrays import Arrays
-from responsibility.store._fold import DEFAULT_FOLD_BUDGET, FoldReport
+from responsibility.store._fold import DEFAULT_FOLD_BUDGET, FoldPlan, FoldReport
 from responsibility.store._format import MANIFEST_KEY, empty_manifest, labels_digest, new_metadata
 from responsibility.store._journal import Journal, create_journal
 from responsibility.store._read import DEFAULT_READ_BUDGET, check_sign
@@ -114,7 +114,8 @@ class ResponsibilityStore:
         group = zarr.open_group(store=store, mode="w", attributes=attributes)
         create_journal(group, spec, layout)
         if labels is not None:
-            create_array(group, "labels", labels.shape, "int64", (min(len(labels), 1 << 20),), layout)[:] = labels
+            chunks = (min(len(labels), 1 << 20),)
+            create_array(group, "labels", labels.shape, "int64", chunks, layout, ("examples",))[:] = labels
         return cls(group, path, read_only=False)
 
     def refresh(self) -> None:
@@ -201,6 +202,7 @@ class ResponsibilityStore:
                 **p.to_json(),
                 "columns": p.units,
                 "folded_steps": self.folded_steps(p.name),
+                "fold_group": self._state.fold_path(p.name),
                 "r_bytes": 2 * 4 * p.units * self.num_examples,
             }
             for p in self.spec.params
@@ -217,6 +219,7 @@ class ResponsibilityStore:
             "generation": self.generation,
             "info": self.info,
             "parameters": params,
+            "orphans": self.orphans(),
         }
 
     def check_compatible(self, spec: RecordingSpec, labels: np.ndarray | None = None) -> None:
@@ -294,11 +297,30 @@ class ResponsibilityStore:
         """Fold the committed journal into R and rebuild the top-k index, within ``budget_bytes`` of memory.
 
         Incremental: only steps past each parameter's last fold are added. Each parameter's new R is written
-        to a fresh generation and made visible by one manifest write, so a crash mid-fold leaves the old R.
+        to a fresh generation and made visible by its own manifest write, so a crash or Ctrl-C mid-fold keeps
+        the parameters already folded and the old R of the others. (Under Ctrl-C the fold stops at the end of
+        the current block, removes the unfinished generation and raises KeyboardInterrupt; a second Ctrl-C
+        interrupts at once.) Generations no manifest references, left by a killed fold, are removed first.
         ``device="cuda"`` runs the scatter-adds on the GPU (the budget then bounds GPU memory); CUDA's atomic
         adds make the order of additions, and so the last bits of R, vary between runs.
         """
         return _fold.fold(self._journal, parameters, budget_bytes, kernel, torch.device(device))
+
+    def fold_plan(self, parameters: Sequence[str] | None = None) -> FoldPlan:
+        """What :meth:`fold` would do (parameters, cells to add, bytes to write), without doing it."""
+        return _fold.plan(self._journal, parameters)
+
+    def orphans(self) -> list[str]:
+        """Fold generations left by an interrupted or killed fold (not referenced; the next fold removes them)."""
+        return _fold.orphans(self._journal)
+
+    def fold_group(self, name: str) -> str | None:
+        """The Zarr group of the current fold of ``name`` (``fold/<name>/g<G>``), or None if not folded.
+
+        Readers without this library find the same name in the ``current`` attribute of ``fold/<name>``.
+        """
+        self.spec.param(name)
+        return self._state.fold_path(name)
 
     def fold_array(self, name: str, which: str) -> zarr.Array:
         """An array of the current fold of ``name``: ``pos``/``neg`` R or ``top_<sign>_ids``/``_values``.

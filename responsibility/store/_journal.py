@@ -46,18 +46,18 @@ def create_journal(group: zarr.Group, spec: RecordingSpec, layout: Layout) -> No
     """The empty journal arrays of a new store."""
     journal = group.require_group("journal")
     width = spec.journal_width
-    create_array(
-        journal, "rows", (0, width), "float32", (layout.chunk_steps, min(width, layout.journal_chunk_cols)), layout
-    )
-    create_array(journal, "ids", (0,), "int64", (1 << 16,), layout)
-    create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
+    chunks = (layout.chunk_steps, min(width, layout.journal_chunk_cols))
+    create_array(journal, "rows", (0, width), "float32", chunks, layout, ("steps", "columns"))
+    create_array(journal, "ids", (0,), "int64", (1 << 16,), layout, ("visits",))
+    create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout, ("steps", "fields"))
     if spec.example_width:
         # Narrow column chunks: a fold reads one parameter's columns over all examples, and a row holds
         # every parameter's values, so wide chunks would make each small parameter's fold read them all.
         cols = min(spec.example_width, EXAMPLE_CHUNK_COLS)
         # ~4 MiB chunks, like the journal rows: written by id ranges, read by id ranges and parameter columns.
         rows = int(max(256, (4 << 20) // (4 * cols)))
-        create_array(journal, "examples", (0, spec.example_width), "float32", (rows, cols), layout)
+        dims = ("visits", "example_columns")
+        create_array(journal, "examples", (0, spec.example_width), "float32", (rows, cols), layout, dims)
 
 
 class Journal:
@@ -147,7 +147,11 @@ class Journal:
             return
         ids = int(self.arrays.get(self.zarr_arrays["steps"], np.s_[steps - 1 : steps])[0, 0]) if steps > 0 else 0
         folded = {k: v for k, v in state.manifest["folded"].items() if int(v["steps"]) <= steps}
+        dropped = sorted(state.manifest["folded"].keys() - folded.keys())
         state.write_manifest(steps=int(steps), ids=ids, folded=folded)
+        for name in dropped:
+            # The dropped generation is left for the next fold to remove; nothing points at it any more.
+            state.group[f"fold/{name}"].attrs.update({"current": None, "steps": 0})
 
     # ------------------------------------------------------------------ reading
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -60,8 +60,12 @@ def create_array(
     dtype: str,
     chunks: tuple[int, ...],
     layout: Layout,
+    dims: tuple[str, ...],
     overwrite: bool = False,
 ) -> zarr.Array:
+    """A chunked, checksummed array; ``dims`` names its dimensions (xarray and other readers use them)."""
+    if len(dims) != len(shape):
+        raise ValueError(f"{name}: {len(dims)} dimension names for {len(shape)} dimensions")
     # Fill values are impossible data (R, Δw never NaN; ids, offsets never negative): a lost chunk reads as them.
     fill = np.nan if dtype.startswith("float") else -1
     return group.create_array(
@@ -71,5 +75,6 @@ def create_array(
         chunks=chunks,
         fill_value=fill,
         compressors=layout.compressors(),
+        dimension_names=dims,
         overwrite=overwrite,
     )
