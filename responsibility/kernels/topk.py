@@ -110,16 +110,16 @@ def _select(parts: list[torch.Tensor], gmax: torch.Tensor, g: int, k: int) -> tu
     groups = gmax.t().contiguous()  # (C, groups): rows contiguous for top-k
     kth = groups.topk(min(k, groups.shape[1]), dim=1, sorted=False).values.amin(1, keepdim=True)
     cand = groups >= kth
-    counts = cand.sum(1)
+    col, grp = cand.nonzero().unbind(1)  # by column, groups ascending: positions follow example ids
+    counts = torch.bincount(col, minlength=c)
     # Fewer than k groups exceed the k-th maximum; of those equal to it, only the first k can hold the top ids.
     crowded = (counts > 2 * k - 1).nonzero().flatten()
     if len(crowded):
         sub, kt = groups[crowded], kth[crowded]
         eq = sub == kt
-        keep = (sub > kt) | (eq & (eq.cumsum(1, dtype=torch.int32) <= k))
-        cand[crowded] = keep
-        counts[crowded] = keep.sum(1)
-    col, grp = cand.nonzero().unbind(1)  # by column, groups ascending: positions follow example ids
+        cand[crowded] = (sub > kt) | (eq & (eq.cumsum(1, dtype=torch.int32) <= k))
+        col, grp = cand.nonzero().unbind(1)
+        counts = torch.bincount(col, minlength=c)
     slot = torch.arange(len(col), device=device) - (counts.cumsum(0) - counts)[col]
     width = int(counts.max()) * g
     within = torch.arange(g, device=device)
@@ -130,13 +130,14 @@ def _select(parts: list[torch.Tensor], gmax: torch.Tensor, g: int, k: int) -> tu
         valid = rows < n
         rows, cols, where = rows[valid], cols[valid], where[valid]
     flat = rows * c + cols
-    values = _sum([p.view(-1)[flat] for p in parts], None)
+    values = _sum([p.view(-1).index_select(0, flat) for p in parts], None)
     dense = torch.full((c, width), -math.inf, device=device)
     dense_ids = torch.full((c, width), n, dtype=torch.int64, device=device)
-    dense.view(-1)[where] = values
-    dense_ids.view(-1)[where] = rows
-    at, vals = topk_rows(dense, k)
-    return dense_ids.gather(1, at).t(), vals.t()
+    dense.view(-1).scatter_(0, where, values)
+    dense_ids.view(-1).scatter_(0, where, rows)
+    # Rows are short: a stable sort ranks them exactly (equal values keep their order, that of the example ids).
+    vals, at = dense.sort(dim=1, descending=True, stable=True)
+    return dense_ids.gather(1, at[:, :k]).t(), vals[:, :k].t()
 
 
 def topk_desc(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
