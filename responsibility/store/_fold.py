@@ -2,8 +2,8 @@
 
 Arrays of a fold generation (``g<G>``: the manifest generation that made it current)::
 
-    fold/<p>/g<G>/pos, neg                            (examples, units) folded R_pos, R_neg (layout.r_dtype)
-    fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values   (rank, units) per-column top-k, sign in abs/pos/neg
+    fold/<p>/g<G>/pos, neg                            (example, unit) folded R_pos, R_neg (layout.r_dtype)
+    fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values   (rank, unit) per-column top-k, sign in abs/pos/neg
 
 ``fold/<p>`` carries the attribute ``current`` (the name of the current generation) for readers that do not parse
 the manifest (``xarray.open_zarr(path, group=f"fold/{p}/{current}")``); the manifest stays the commit point.
@@ -214,7 +214,7 @@ def _create_fold_arrays(journal: Journal, p: ParamSpec, path: str, topk_chunk: i
     # overwrite: a fold killed before its commit may have left this (unreferenced) generation behind.
     group = state.group.require_group(path)
     group.attrs.put({"steps": state.steps})
-    dims = ("examples", "units")
+    dims = ("example", "unit")
     out = {
         s: create_array(group, s, (n, p.units), lay.r_dtype, chunks, lay, dims, overwrite=True) for s in ("pos", "neg")
     }
@@ -225,7 +225,7 @@ def _create_fold_arrays(journal: Journal, p: ParamSpec, path: str, topk_chunk: i
         for s in SIGNS:
             for kind, dtype in (("ids", "int64"), ("values", "float32")):
                 name = f"top_{s}_{kind}"
-                out[name] = create_array(group, name, (k, p.units), dtype, tchunks, lay, ("rank", "units"), True)
+                out[name] = create_array(group, name, (k, p.units), dtype, tchunks, lay, ("rank", "unit"), True)
     return out
 
 

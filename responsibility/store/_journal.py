@@ -1,11 +1,14 @@
 """The journal: writing blocks of steps, commit and rollback, and reading rows, membership and per-example values.
 
-Arrays (all grown geometrically, never past the manifest when read)::
+Arrays, with their dimension names (all grown geometrically: rows past the manifest's counts are capacity, never
+read by the library; another reader should cut them at the manifest's ``steps`` and ``ids``)::
 
-    journal/rows      (T, D)  one row per optimizer step: RecordingSpec.journal_columns side by side (float32)
-    journal/ids       (M,)    example ids of every step, concatenated (int64)
-    journal/steps     (T, 4)  ids_end, global_step, epoch, flags (int64; flag 1 = non-finite Δw, row zeroed)
-    journal/examples  (M, E)  per-example attribution only: each id's journaled values (float32)
+    journal/rows      (step, column)          one row per optimizer step: RecordingSpec.journal_columns side by
+                                              side (float32)
+    journal/ids       (visit,)                example ids of every step, concatenated (int64)
+    journal/steps     (step, field)           ids_end, global_step, epoch, flags (int64; flag 1 = non-finite Δw,
+                                              row zeroed)
+    journal/examples  (visit, example_column) per-example attribution only: each id's journaled values (float32)
 """
 
 from __future__ import annotations
@@ -47,16 +50,16 @@ def create_journal(group: zarr.Group, spec: RecordingSpec, layout: Layout) -> No
     journal = group.require_group("journal")
     width = spec.journal_width
     chunks = (layout.chunk_steps, min(width, layout.journal_chunk_cols))
-    create_array(journal, "rows", (0, width), "float32", chunks, layout, ("steps", "columns"))
-    create_array(journal, "ids", (0,), "int64", (1 << 16,), layout, ("visits",))
-    create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout, ("steps", "fields"))
+    create_array(journal, "rows", (0, width), "float32", chunks, layout, ("step", "column"))
+    create_array(journal, "ids", (0,), "int64", (1 << 16,), layout, ("visit",))
+    create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout, ("step", "field"))
     if spec.example_width:
         # Narrow column chunks: a fold reads one parameter's columns over all examples, and a row holds
         # every parameter's values, so wide chunks would make each small parameter's fold read them all.
         cols = min(spec.example_width, EXAMPLE_CHUNK_COLS)
         # ~4 MiB chunks, like the journal rows: written by id ranges, read by id ranges and parameter columns.
         rows = int(max(256, (4 << 20) // (4 * cols)))
-        dims = ("visits", "example_columns")
+        dims = ("visit", "example_column")
         create_array(journal, "examples", (0, spec.example_width), "float32", (rows, cols), layout, dims)
 
 
