@@ -23,7 +23,8 @@ from responsibility.store.layout import Layout
 from responsibility.store.location import ATTR_KEY
 from responsibility.store.spec import RecordingSpec
 
-FORMAT_VERSION = 1
+# 2: layout.journal_dtype and dimension names (format 1 stores are read as float32 journals).
+FORMAT_VERSION = 2
 MANIFEST_KEY = "manifest"
 
 
