@@ -98,7 +98,7 @@ def cmd_fold(args: argparse.Namespace) -> int:
     print(
         f"folding {len(plan.parameters)} parameter(s) over {store.steps} steps: {plan.cells:.3g} cell updates; "
         f"writes {format_bytes(plan.r_bytes)} of R and {format_bytes(plan.topk_bytes)} of top-k index "
-        "(before compression; the bar shows the rate and time left)",
+        f"(before compression), about {plan.estimated_seconds:.0f} s on a 2-core machine",
         flush=True,
     )
     report = store.fold(args.param or None, budget_bytes=int(args.budget_mb * 2**20))

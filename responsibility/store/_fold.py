@@ -37,6 +37,10 @@ from responsibility.store.layout import FLOAT16_MAX, create_array
 from responsibility.store.spec import ParamSpec
 
 DEFAULT_FOLD_BUDGET = 1 << 30
+# Conservative end-to-end rates of store.fold() on a 2-core machine (scripts/bench_fold.py, docs/benchmarks.md):
+# bytes of R written (with its top-k index ranked) and cells summed per second. Faster machines fold faster.
+R_BYTES_PER_SECOND = 150e6
+CELLS_PER_SECOND = 0.5e9
 # Widest top-k chunk: a query reading a few columns of the index reads (k, this) cells per chunk at most.
 TOPK_CHUNK_UNITS = 1 << 16
 
@@ -65,6 +69,11 @@ class FoldPlan:
     cells: int
     r_bytes: int
     topk_bytes: int
+
+    @property
+    def estimated_seconds(self) -> float:
+        """A conservative estimate of the fold's time (rates measured on a 2-core machine)."""
+        return self.r_bytes / R_BYTES_PER_SECOND + self.cells / CELLS_PER_SECOND
 
 
 def plan(journal: Journal, parameters: Sequence[str] | None) -> FoldPlan:

@@ -36,7 +36,7 @@ class Layout:
     # size; the fold still accumulates in float32 from the journal and never resumes from rounded sums.
     r_dtype: RDtype = "float32"
     # bfloat16 journals each step's Δw (or unit sums) rounded to nearest even with 8 significant bits: half the
-    # bytes; every journaled value, and so every R_pos/R_neg/R_abs, is off by at most 2^-9 of itself (values below
+    # bytes; every journaled value, and so every R_pos/R_neg/R_abs, is off by at most 2^-8 of itself (values below
     # float32's normal range, 1.2e-38, excepted). Folds and reads still sum in float32.
     journal_dtype: JournalDtype = "float32"
 
