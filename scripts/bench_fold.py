@@ -82,7 +82,14 @@ class TimedKernel:
     def __call__(self, acc, rows, ids, row_of_id, scale=None) -> None:
         t0 = time.perf_counter()
         self.kernel(acc, rows, ids, row_of_id, scale)
+        sync(acc.device)
         self.seconds += time.perf_counter() - t0
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that wall time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def membership(n: int, batch: int, epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -105,15 +112,17 @@ def journal_rows(steps: int, cols: int, zero_fraction: float, seed: int) -> np.n
     return rows
 
 
-def copy_bandwidth(gib: float, repeats: int) -> list[float]:
-    """GB/s of ``dst.copy_(src)`` (read + write bytes), warm, one figure per repeat."""
-    src = torch.ones(int(gib * 2**30) // 4)
+def copy_bandwidth(gib: float, repeats: int, device: torch.device) -> list[float]:
+    """GB/s of ``dst.copy_(src)`` on ``device`` (read + write bytes), warm, one figure per repeat."""
+    src = torch.ones(int(gib * 2**30) // 4, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)
     out = []
     for _ in range(repeats):
+        sync(device)
         t0 = time.perf_counter()
         dst.copy_(src)
+        sync(device)
         out.append(2 * src.numel() * 4 / (time.perf_counter() - t0) / 1e9)
     return out
 
@@ -123,9 +132,11 @@ def run_kernel(
 ) -> float:
     """Fold every step group into ``acc`` (zeroed first, so its pages are in); returns the seconds."""
     acc.zero_()
+    sync(acc.device)
     t0 = time.perf_counter()
     for ids, row_of_id in groups:
         kernel(acc, rows, ids, row_of_id, None)
+    sync(acc.device)
     return time.perf_counter() - t0
 
 
@@ -159,14 +170,16 @@ def build_store(path: Path, n: int, cols: int, rows: np.ndarray, ids: np.ndarray
     rec.close()
 
 
-def time_store_fold(base: Path, work: Path, kernel: FoldKernel) -> tuple[FoldReport, float, ResponsibilityStore]:
+def time_store_fold(
+    base: Path, work: Path, kernel: FoldKernel, device: torch.device
+) -> tuple[FoldReport, float, ResponsibilityStore]:
     """``store.fold()`` of a fresh copy of ``base``: its report, the seconds in the kernel, the store."""
     if work.exists():
         shutil.rmtree(work)
     shutil.copytree(base, work)
     store = ResponsibilityStore.open(work, "r+")
     timed = TimedKernel(kernel)
-    report = store.fold(kernel=timed)
+    report = store.fold(kernel=timed, device=device)
     return report, timed.seconds, store
 
 
@@ -235,6 +248,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--device",
+        default="cpu",
+        help="where the kernels and store.fold() sum (cuda: against the GPU's copy bandwidth; CUDA's atomic adds "
+        "make R equal to the reference up to rounding, not bit for bit)",
+    )
+    ap.add_argument(
         "--group-ids",
         type=int,
         default=None,
@@ -260,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     n, p = args.examples, args.columns
+    device = torch.device(args.device)
     # store.fold()'s grouping for this width: at most this many ids gathered at once.
     max_ids = args.group_ids or max(1, (DEFAULT_FOLD_BUDGET // 4) // (4 * p))
     kernels = {
@@ -272,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "load_average_at_start": os.getloadavg(),
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         },
         "setup": {
             "examples": n,
@@ -290,11 +312,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for epochs in args.epochs:
         ids, counts = membership(n, args.batch, epochs, args.seed)
         signed = journal_rows(len(counts), p, args.zero_fraction, args.seed)
-        rows = torch.from_numpy(np.abs(signed))
+        rows = torch.from_numpy(np.abs(signed)).to(device)
         cells = int(counts.sum()) * p
-        groups = kernel_groups(ids, counts, max_ids)
+        groups = [(i.to(device), r.to(device)) for i, r in kernel_groups(ids, counts, max_ids)]
         # The copy bandwidth is measured next to each workload: load from other processes moves both alike.
-        bw = copy_bandwidth(args.copy_gib, max(3, args.repeats))
+        bw = copy_bandwidth(args.copy_gib, max(3, args.repeats), device)
         result["copy_gbps"].append({"epochs": epochs, "gbps": bw})
         print(
             f"\nepochs {epochs}: {len(groups)} step groups; memory copy bandwidth (read+write) GB/s: "
@@ -302,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print(HEADER)
         print("-" * len(HEADER))
-        acc = torch.zeros(n, p)
+        acc = torch.zeros(n, p, device=device)
         times: dict[str, list[float]] = {name: [] for name in kernels}
         exact: dict[str, bool] = {}
         reference = None
@@ -330,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             for _ in range(args.store_repeats):
                 for name, kernel in store_kernels.items():
                     writes.append(sequential_write(args.workdir, r_bytes))
-                    report, kernel_seconds, store = time_store_fold(base, args.workdir / "work.zarr", kernel)
+                    report, kernel_seconds, store = time_store_fold(base, args.workdir / "work.zarr", kernel, device)
                     reports[name].append(report)
                     inside[name].append(kernel_seconds)
                     folded.setdefault(name, (store.read("w", "pos"), store.read("w", "neg")))

@@ -43,6 +43,50 @@ from responsibility.experiments.models import MLP, LeNet5, PaperCNN
 from responsibility.experiments.trainers import quiet_trainer
 from responsibility.recording.session import RecordingSession
 
+
+class ResNet18(torch.nn.Module):
+    """ResNet-18 (He et al.: four stages of two basic blocks, 64 to 512 channels, 11.2M parameters) for 28x28
+    single-channel images: a 3x3 stem without max pooling, as CIFAR-style ResNets do. For the GPU check only."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        nn = torch.nn
+
+        def block(cin: int, cout: int, stride: int) -> nn.Module:
+            return _BasicBlock(cin, cout, stride)
+
+        self.stem = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        widths = [64, 128, 256, 512]
+        stages, cin = [], 64
+        for i, w in enumerate(widths):
+            stages += [block(cin, w, 1 if i == 0 else 2), block(w, w, 1)]
+            cin = w
+        self.stages = nn.Sequential(*stages)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1))
+
+
+class _BasicBlock(torch.nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.down(x))
+
+
 # model -> (network factory, recorder settings). Setting a tracks every weight, b neurons plus the last layer.
 MODELS = {
     "paper_cnn": (
@@ -68,6 +112,11 @@ MODELS = {
         lambda: MLP(784, [2048, 2048, 2048], 10),
         {"b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc4": "weight"})},
     ),
+    # The GPU check's model: neurons everywhere, weights on the classifier (uniform attribution).
+    "resnet18": (
+        lambda: ResNet18(),
+        {"b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc": "weight"})},
+    ),
 }
 
 
@@ -81,7 +130,9 @@ def fit_once(
     L.seed_everything(seed, verbose=False)
     lr = 0.05 if args.optimizer == "sgd" else 1e-3
     model = ImageClassifier(net(), optimizer=args.optimizer, lr=lr)
-    trainer = quiet_trainer(epochs, [callback] if callback else [], accelerator=args.accelerator)
+    trainer = quiet_trainer(
+        epochs, [callback] if callback else [], accelerator=args.accelerator, precision=args.precision
+    )
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True)
     start, cpu = time.perf_counter(), _cpu_seconds()
     trainer.fit(model, loader)
@@ -134,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--settings", nargs="*", default=None, help="run only these settings (default: all)")
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory (default: search)")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="random 28x28 images instead of Fashion-MNIST (same shapes)"
+    )
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     parser.add_argument("--workdir", default=None, help="where stores are written (default: a temp dir)")
     parser.add_argument(
         "--lazy-fold-columns",
@@ -144,7 +199,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="write results as JSON here")
     args = parser.parse_args(argv)
 
-    images, labels = load_fashion_mnist(args.data_dir, "train")
+    if args.synthetic:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (args.samples, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, args.samples)
+    else:
+        images, labels = load_fashion_mnist(args.data_dir, "train")
     data = build_dataset(images, labels, FASHION_MNIST_CLASSES, num_samples=args.samples, seed=0)
     # Stores go under ./outputs by default: /tmp can sit on a much slower filesystem than the work tree.
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_overhead_", dir=Path("outputs").resolve()))
