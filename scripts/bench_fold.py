@@ -1,4 +1,4 @@
-"""Fold throughput on the CPU: the library kernel, the full ``store.fold()`` path, and the memory-copy bound.
+"""Fold throughput on the CPU: the library kernel, the full ``store.fold()`` path, the memory-copy and disk bounds.
 
 The membership is realistic: every example once per epoch in shuffled batches of ``--batch``; journal rows are
 non-negative |Δw|-like values with ``--zero-fraction`` exact zeros. One run measures, on the same machine:
@@ -11,14 +11,16 @@ non-negative |Δw|-like values with ``--zero-fraction`` exact zeros. One run mea
   next to the kernel it replaced (one ``index_add_`` of the whole gathered group), the exactness reference;
 - ``store.fold()`` on a store written by the Recorder (one (P,) parameter, codec lz4), which also reads the journal,
   folds R_pos and R_neg, writes them and builds the top-k index; with the library kernel (default threads and one
-  thread during the kernel) and with the replaced one, and the seconds spent inside the kernel.
+  thread during the kernel) and with the replaced one, the seconds spent inside the kernel and ranking the top-k
+  index, and the GB/s of R written against a plain sequential write of the same bytes to the same directory
+  (one file, no fsync, as the store writes), timed between the folds.
 
 Fold traffic is counted as 8 bytes per R cell updated (read + write of one float32 accumulator cell); the ratio of
 that to the best copy bandwidth of the workload says how close a kernel gets to the memory bound. Repeats are
 interleaved across variants, so load from other processes hits all of them alike; best and median are both
 reported.
 
-    python scripts/bench_fold.py --epochs 1 3 --out docs/bench/fold.json
+    python scripts/bench_fold.py --epochs 1 --columns 1562 --out docs/bench/fold.json   # issue 12's store
     python scripts/bench_fold.py --calibrate --repeats 9      # the kernel's dense-pass threshold
 """
 
@@ -39,26 +41,12 @@ import numpy as np
 import torch
 
 from responsibility import Layout, ParamSpec, RecordingSpec, ResponsibilityStore
-from responsibility.kernels import FoldKernel, dense_threshold, index_add_fold, step_groups
+from responsibility.kernels import FoldKernel, dense_threshold, index_add_fold, plain_index_add, step_groups
 from responsibility.recording.recorder import Recorder
-from responsibility.store import DEFAULT_FOLD_BUDGET
+from responsibility.store import DEFAULT_FOLD_BUDGET, FoldReport
 
 REFERENCE = "before: one index_add_ per step group"
 LIBRARY = "library index_add_fold"
-
-
-def one_index_add(
-    acc: torch.Tensor,
-    rows: torch.Tensor,
-    ids: torch.Tensor,
-    row_of_id: torch.Tensor,
-    scale: torch.Tensor | None = None,
-) -> None:
-    """The kernel the library used before: gather the whole group's source, then one chronological index_add_."""
-    src = rows.index_select(0, row_of_id)
-    if scale is not None:
-        src.mul_(scale.unsqueeze(1))
-    acc.index_add_(0, ids, src)
 
 
 def single_threaded(kernel: FoldKernel) -> FoldKernel:
@@ -77,7 +65,7 @@ def single_threaded(kernel: FoldKernel) -> FoldKernel:
 
 LIBRARY_1T = "library index_add_fold, 1 torch thread"
 KERNELS: dict[str, FoldKernel] = {
-    REFERENCE: one_index_add,
+    REFERENCE: plain_index_add,
     LIBRARY: index_add_fold,
     LIBRARY_1T: single_threaded(index_add_fold),
     "library, scatter only": functools.partial(index_add_fold, dense_fraction=2.0),
@@ -94,7 +82,14 @@ class TimedKernel:
     def __call__(self, acc, rows, ids, row_of_id, scale=None) -> None:
         t0 = time.perf_counter()
         self.kernel(acc, rows, ids, row_of_id, scale)
+        sync(acc.device)
         self.seconds += time.perf_counter() - t0
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so that wall time covers it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def membership(n: int, batch: int, epochs: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -117,15 +112,17 @@ def journal_rows(steps: int, cols: int, zero_fraction: float, seed: int) -> np.n
     return rows
 
 
-def copy_bandwidth(gib: float, repeats: int) -> list[float]:
-    """GB/s of ``dst.copy_(src)`` (read + write bytes), warm, one figure per repeat."""
-    src = torch.ones(int(gib * 2**30) // 4)
+def copy_bandwidth(gib: float, repeats: int, device: torch.device) -> list[float]:
+    """GB/s of ``dst.copy_(src)`` on ``device`` (read + write bytes), warm, one figure per repeat."""
+    src = torch.ones(int(gib * 2**30) // 4, device=device)
     dst = torch.empty_like(src)
     dst.copy_(src)
     out = []
     for _ in range(repeats):
+        sync(device)
         t0 = time.perf_counter()
         dst.copy_(src)
+        sync(device)
         out.append(2 * src.numel() * 4 / (time.perf_counter() - t0) / 1e9)
     return out
 
@@ -135,9 +132,11 @@ def run_kernel(
 ) -> float:
     """Fold every step group into ``acc`` (zeroed first, so its pages are in); returns the seconds."""
     acc.zero_()
+    sync(acc.device)
     t0 = time.perf_counter()
     for ids, row_of_id in groups:
         kernel(acc, rows, ids, row_of_id, None)
+    sync(acc.device)
     return time.perf_counter() - t0
 
 
@@ -171,15 +170,30 @@ def build_store(path: Path, n: int, cols: int, rows: np.ndarray, ids: np.ndarray
     rec.close()
 
 
-def time_store_fold(base: Path, work: Path, kernel: FoldKernel) -> tuple[float, float, int, ResponsibilityStore]:
-    """``store.fold()`` of a fresh copy of ``base``: seconds in all, seconds in the kernel, cells, the store."""
+def time_store_fold(
+    base: Path, work: Path, kernel: FoldKernel, device: torch.device
+) -> tuple[FoldReport, float, ResponsibilityStore]:
+    """``store.fold()`` of a fresh copy of ``base``: its report, the seconds in the kernel, the store."""
     if work.exists():
         shutil.rmtree(work)
     shutil.copytree(base, work)
     store = ResponsibilityStore.open(work, "r+")
     timed = TimedKernel(kernel)
-    report = store.fold(kernel=timed)
-    return report.seconds, timed.seconds, report.cells, store
+    report = store.fold(kernel=timed, device=device)
+    return report, timed.seconds, store
+
+
+def sequential_write(directory: Path, nbytes: int) -> float:
+    """Seconds to write ``nbytes`` of random float32 to one new file in ``directory`` (closed, not fsynced)."""
+    block = np.random.default_rng(0).standard_normal(1 << 22, dtype=np.float32).tobytes()
+    path = directory / "sequential.bin"
+    start = time.perf_counter()
+    with open(path, "wb") as f:
+        for offset in range(0, nbytes, len(block)):
+            f.write(block[: min(len(block), nbytes - offset)])
+    seconds = time.perf_counter() - start
+    path.unlink()
+    return seconds
 
 
 MAX_CALIBRATION_EXAMPLES = 4_000_000
@@ -234,6 +248,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--device",
+        default="cpu",
+        help="where the kernels and store.fold() sum (cuda: against the GPU's copy bandwidth; CUDA's atomic adds "
+        "make R equal to the reference up to rounding, not bit for bit)",
+    )
+    ap.add_argument(
         "--group-ids",
         type=int,
         default=None,
@@ -259,6 +279,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     n, p = args.examples, args.columns
+    device = torch.device(args.device)
     # store.fold()'s grouping for this width: at most this many ids gathered at once.
     max_ids = args.group_ids or max(1, (DEFAULT_FOLD_BUDGET // 4) // (4 * p))
     kernels = {
@@ -271,6 +292,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__,
             "load_average_at_start": os.getloadavg(),
+            "device": str(device),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
         },
         "setup": {
             "examples": n,
@@ -289,11 +312,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     for epochs in args.epochs:
         ids, counts = membership(n, args.batch, epochs, args.seed)
         signed = journal_rows(len(counts), p, args.zero_fraction, args.seed)
-        rows = torch.from_numpy(np.abs(signed))
+        rows = torch.from_numpy(np.abs(signed)).to(device)
         cells = int(counts.sum()) * p
-        groups = kernel_groups(ids, counts, max_ids)
+        groups = [(i.to(device), r.to(device)) for i, r in kernel_groups(ids, counts, max_ids)]
         # The copy bandwidth is measured next to each workload: load from other processes moves both alike.
-        bw = copy_bandwidth(args.copy_gib, max(3, args.repeats))
+        bw = copy_bandwidth(args.copy_gib, max(3, args.repeats), device)
         result["copy_gbps"].append({"epochs": epochs, "gbps": bw})
         print(
             f"\nepochs {epochs}: {len(groups)} step groups; memory copy bandwidth (read+write) GB/s: "
@@ -301,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         )
         print(HEADER)
         print("-" * len(HEADER))
-        acc = torch.zeros(n, p)
+        acc = torch.zeros(n, p, device=device)
         times: dict[str, list[float]] = {name: [] for name in kernels}
         exact: dict[str, bool] = {}
         reference = None
@@ -321,28 +344,44 @@ def main(argv: Sequence[str] | None = None) -> None:
             base = args.workdir / f"journal_e{epochs}.zarr"
             build_store(base, n, p, signed, ids, counts)
             store_kernels = {name: kernels[name] for name in (REFERENCE, LIBRARY, LIBRARY_1T) if name in kernels}
-            totals: dict[str, list[float]] = {name: [] for name in store_kernels}
+            reports: dict[str, list[FoldReport]] = {name: [] for name in store_kernels}
             inside: dict[str, list[float]] = {name: [] for name in store_kernels}
             folded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            r_bytes = 2 * 4 * n * p
+            writes: list[float] = []
             for _ in range(args.store_repeats):
                 for name, kernel in store_kernels.items():
-                    seconds, kernel_seconds, store_cells, store = time_store_fold(
-                        base, args.workdir / "work.zarr", kernel
-                    )
-                    totals[name].append(seconds)
+                    writes.append(sequential_write(args.workdir, r_bytes))
+                    report, kernel_seconds, store = time_store_fold(base, args.workdir / "work.zarr", kernel, device)
+                    reports[name].append(report)
                     inside[name].append(kernel_seconds)
                     folded.setdefault(name, (store.read("w", "pos"), store.read("w", "neg")))
+            write_gbps = r_bytes / median(writes) / 1e9
+            result["sequential_write"] = {"epochs": epochs, "bytes": r_bytes, "seconds": writes}
+            print(f"{'':>6} plain sequential write of R's {r_bytes / 1e6:.0f} MB: median {write_gbps:.2f} GB/s")
             for name in store_kernels:
                 pos, neg = folded[name]
                 ref_pos, ref_neg = folded[REFERENCE]
                 same = bool(np.array_equal(pos.view(np.int32), ref_pos.view(np.int32)))
                 same &= bool(np.array_equal(neg.view(np.int32), ref_neg.view(np.int32)))
+                totals = [r.seconds for r in reports[name]]
+                store_cells = reports[name][0].cells
                 # store.fold() folds R_pos and R_neg: two accumulator updates per journaled (example, weight).
-                rec = _row(epochs, f"store.fold(), {name}", totals[name], 2 * store_cells, bw, same)
+                rec = _row(epochs, f"store.fold(), {name}", totals, 2 * store_cells, bw, same)
                 rec["kernel_seconds"] = inside[name]
-                rec["store_cells_per_second"] = store_cells / median(totals[name])
+                rec["topk_seconds"] = [r.topk_seconds for r in reports[name]]
+                rec["store_cells_per_second"] = store_cells / median(totals)
+                rec["r_gbps_median"] = r_bytes / median(totals) / 1e9
+                rec["fraction_of_sequential_write"] = rec["r_gbps_median"] / write_gbps
+                rec["topk_fraction_of_fold"] = median(rec["topk_seconds"]) / median(totals)
                 print(
-                    f"{'':>6} {'  of which in the kernel':<52} {min(inside[name]):>8.3f} {median(inside[name]):>8.3f}"
+                    f"{'':>6} {'  of which in the kernel':<52} {min(inside[name]):>8.3f} {median(inside[name]):>8.3f}\n"
+                    f"{'':>6} {'  of which ranking the top-k index':<52} {min(rec['topk_seconds']):>8.3f} "
+                    f"{median(rec['topk_seconds']):>8.3f}\n"
+                    f"{'':>6}   {store_cells / median(totals) / 1e9:.3f} Gcells/s, "
+                    f"{rec['r_gbps_median']:.2f} GB/s of R written = "
+                    f"{100 * rec['fraction_of_sequential_write']:.0f}% of the sequential write; "
+                    f"top-k {100 * rec['topk_fraction_of_fold']:.0f}% of the fold"
                 )
                 result["runs"].append(rec)
             shutil.rmtree(args.workdir / "work.zarr", ignore_errors=True)

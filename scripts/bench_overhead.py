@@ -7,7 +7,9 @@ median over repeats of (fit time with callback) / (fit time of the baseline of t
 
 Settings: (a) every weight tracked at weight granularity (the worst case: ~2.8 MB of Δw per step);
 (b) neuron granularity everywhere plus weight granularity on the last layer; (c) every weight, per-example
-attribution (journal: Δw per step plus each example's gradient factors).
+attribution (journal: Δw per step plus each example's gradient factors). These time the journal path alone
+(``fold="never"``); ``b_defaults`` is (b) with every other callback setting at its default, so its fit time
+includes whatever the default does at fit end.
 
     python scripts/bench_overhead.py --repeats 5 --out docs/bench/overhead.json
 """
@@ -15,14 +17,17 @@ attribution (journal: Δw per step plus each example's gradient factors).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import lightning as L
@@ -36,6 +41,51 @@ from responsibility.experiments.classifier import ImageClassifier
 from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
 from responsibility.experiments.models import MLP, LeNet5, PaperCNN
 from responsibility.experiments.trainers import quiet_trainer
+from responsibility.recording.session import RecordingSession
+
+
+class ResNet18(torch.nn.Module):
+    """ResNet-18 (He et al.: four stages of two basic blocks, 64 to 512 channels, 11.2M parameters) for 28x28
+    single-channel images: a 3x3 stem without max pooling, as CIFAR-style ResNets do. For the GPU check only."""
+
+    def __init__(self, num_classes: int = 10) -> None:
+        super().__init__()
+        nn = torch.nn
+
+        def block(cin: int, cout: int, stride: int) -> nn.Module:
+            return _BasicBlock(cin, cout, stride)
+
+        self.stem = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        widths = [64, 128, 256, 512]
+        stages, cin = [], 64
+        for i, w in enumerate(widths):
+            stages += [block(cin, w, 1 if i == 0 else 2), block(w, w, 1)]
+            cin = w
+        self.stages = nn.Sequential(*stages)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1))
+
+
+class _BasicBlock(torch.nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.down = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(out)) + self.down(x))
+
 
 # model -> (network factory, recorder settings). Setting a tracks every weight, b neurons plus the last layer.
 MODELS = {
@@ -43,7 +93,9 @@ MODELS = {
         lambda: PaperCNN(),
         {
             "a_all_weights": dict(granularity="weight"),
+            "a_all_weights_bf16": dict(granularity="weight", journal_dtype="bfloat16"),
             "b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc2": "weight"}),
+            "b_defaults": dict(granularity={"*": "neuron", "net.fc2": "weight"}, fold=None),
             "c_all_weights_per_example": dict(granularity="weight", attribution="per_example"),
         },
     ),
@@ -60,20 +112,51 @@ MODELS = {
         lambda: MLP(784, [2048, 2048, 2048], 10),
         {"b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc4": "weight"})},
     ),
+    # The GPU check's model: neurons everywhere, weights on the classifier (uniform attribution).
+    "resnet18": (
+        lambda: ResNet18(),
+        {"b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc": "weight"})},
+    ),
 }
 
 
 def fit_once(
     data, net, args: argparse.Namespace, epochs: int, callback: ResponsibilityCallback | None, seed: int
-) -> float:
+) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (all threads of this process) of one ``trainer.fit``.
+
+    CPU time is much less disturbed than wall time by other processes on a shared machine; both are reported.
+    """
     L.seed_everything(seed, verbose=False)
     lr = 0.05 if args.optimizer == "sgd" else 1e-3
     model = ImageClassifier(net(), optimizer=args.optimizer, lr=lr)
-    trainer = quiet_trainer(epochs, [callback] if callback else [], accelerator=args.accelerator)
+    trainer = quiet_trainer(
+        epochs, [callback] if callback else [], accelerator=args.accelerator, precision=args.precision
+    )
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     trainer.fit(model, loader)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu_seconds() - cpu
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@contextlib.contextmanager
+def journal_dtype(dtype: str | None) -> Iterator[None]:
+    """Runs within record a ``dtype`` journal. The callback has no journal_dtype argument yet (helper B adds it to
+    RecordingSession); until then the session's layout is amended here."""
+    if dtype is None:
+        yield
+        return
+    original = RecordingSession._layout
+    RecordingSession._layout = lambda self, *a: dataclasses.replace(original(self, *a), journal_dtype=dtype)
+    try:
+        yield
+    finally:
+        RecordingSession._layout = original
 
 
 def disk_write_bandwidth(directory: Path, nbytes: int) -> float:
@@ -102,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
     parser.add_argument("--settings", nargs="*", default=None, help="run only these settings (default: all)")
     parser.add_argument("--data-dir", default=None, help="Fashion-MNIST IDX directory (default: search)")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="random 28x28 images instead of Fashion-MNIST (same shapes)"
+    )
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed")
     parser.add_argument("--workdir", default=None, help="where stores are written (default: a temp dir)")
     parser.add_argument(
         "--lazy-fold-columns",
@@ -112,7 +199,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="write results as JSON here")
     args = parser.parse_args(argv)
 
-    images, labels = load_fashion_mnist(args.data_dir, "train")
+    if args.synthetic:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (args.samples, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, args.samples)
+    else:
+        images, labels = load_fashion_mnist(args.data_dir, "train")
     data = build_dataset(images, labels, FASHION_MNIST_CLASSES, num_samples=args.samples, seed=0)
     # Stores go under ./outputs by default: /tmp can sit on a much slower filesystem than the work tree.
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_overhead_", dir=Path("outputs").resolve()))
@@ -125,15 +217,27 @@ def main(argv: Sequence[str] | None = None) -> None:
             parser.error(f"unknown settings {sorted(unknown)} for {args.model}; known: {sorted(settings)}")
         settings = {k: v for k, v in settings.items() if k in args.settings}
     times: dict[str, list[float]] = {"baseline": [], **{k: [] for k in settings}}
+    cpu: dict[str, list[float]] = {k: [] for k in times}
     fit_once(data, net, args, 1, None, 0)  # warm-up: imports, allocator, thread pools
     for r in range(args.repeats):
-        times["baseline"].append(fit_once(data, net, args, args.epochs, None, r))
+        wall, used = fit_once(data, net, args, args.epochs, None, r)
+        times["baseline"].append(wall)
+        cpu["baseline"].append(used)
         for name, kw in settings.items():
             path = workdir / f"{name}.zarr"
             shutil.rmtree(path, ignore_errors=True)
-            cb = ResponsibilityCallback(path, fold="never", **kw)
-            times[name].append(fit_once(data, net, args, args.epochs, cb, r))
-        print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times.items()), flush=True)
+            # fold="never" times the journal path alone; fold=None keeps the callback's default (fit end included).
+            options = {"fold": "never", **kw}
+            dtype = options.pop("journal_dtype", None)
+            cb = ResponsibilityCallback(path, **{k: v for k, v in options.items() if v is not None})
+            with journal_dtype(dtype):
+                wall, used = fit_once(data, net, args, args.epochs, cb, r)
+            times[name].append(wall)
+            cpu[name].append(used)
+        print(
+            f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.2f}s ({cpu[k][-1]:.2f} CPU s)" for k, v in times.items()),
+            flush=True,
+        )
 
     results: dict = {
         "machine": {
@@ -150,17 +254,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         "epochs": args.epochs,
         "repeats": args.repeats,
         "baseline_seconds": times["baseline"],
+        "baseline_cpu_seconds": cpu["baseline"],
         "settings": {},
     }
     for name in settings:
         ratios = [t / b for t, b in zip(times[name], times["baseline"], strict=True)]
         store = ResponsibilityStore.open(workdir / f"{name}.zarr", mode="r+")
         ids_per_step = int(store.membership()[1].mean())
-        row_bytes = 4 * (store.spec.journal_width + store.spec.example_width * ids_per_step)
+        value_bytes = 2 if store.layout.journal_dtype == "bfloat16" else 4
+        row_bytes = value_bytes * store.spec.journal_width + 4 * store.spec.example_width * ids_per_step
+        cpu_ratios = [t / b for t, b in zip(cpu[name], cpu["baseline"], strict=True)]
         entry = {
             "seconds": times[name],
             "ratio_median": statistics.median(ratios),
             "ratios": ratios,
+            "cpu_seconds": cpu[name],
+            "cpu_ratio_median": statistics.median(cpu_ratios),
+            "cpu_ratios": cpu_ratios,
             "steps": store.steps,
             "journal_bytes_per_step": row_bytes,
             "r_cells": store.num_examples * sum(p.units for p in store.spec.params),
@@ -204,11 +314,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"\nfit wall time, median of {args.repeats} alternating repeats "
         f"(baseline {results['settings'][next(iter(settings))]['baseline_median_seconds']:.2f} s)"
     )
-    print(f"{'setting':<28} {'ratio':>7} {'journal/step':>13} {'disk-bound journal s':>21}")
+    print(f"{'setting':<28} {'ratio':>7} {'CPU ratio':>9} {'journal/step':>13} {'disk-bound journal s':>21}")
     for name, e in results["settings"].items():
         print(
-            f"{name:<28} {e['ratio_median']:>7.3f} {e['journal_bytes_per_step'] / 2**20:>10.2f} MiB "
-            f"{e['journal_write_seconds_at_disk_bandwidth']:>21.2f}"
+            f"{name:<28} {e['ratio_median']:>7.3f} {e['cpu_ratio_median']:>9.3f} "
+            f"{e['journal_bytes_per_step'] / 2**20:>10.2f} MiB {e['journal_write_seconds_at_disk_bandwidth']:>21.2f}"
         )
     for name, e in results["settings"].items():
         for key in ("fold", "fold_other_params", "lazy_fold_fc1"):

@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import torch
 
@@ -50,12 +48,10 @@ def group_responsibility(
     *,
     num_groups: int | None = None,
     budget_bytes: int = DEFAULT_FOLD_BUDGET,
-    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Sum of R over the examples of each group: ``(G, *r_shape)`` float64; default groups = store labels.
 
-    Memory stays within ``budget_bytes`` (R is read in column blocks); ``progress(done, total)`` is called
-    after each block with column counts.
+    Memory stays within ``budget_bytes`` (R is read in column blocks, with a progress bar when it lasts).
     """
     ids, g = resolve_groups(store, groups, num_groups)
     p = store.param(name)
@@ -65,8 +61,6 @@ def group_responsibility(
         acc = torch.zeros((g, block.shape[1]), dtype=torch.float64)
         acc.index_add_(0, index, torch.from_numpy(block).double())
         out[:, cols] = acc.numpy()
-        if progress is not None:
-            progress(cols.stop, p.units)
     return out.reshape(g, *p.r_shape)
 
 

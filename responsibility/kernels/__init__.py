@@ -4,7 +4,24 @@ Plain functions over tensors (no store, no Lightning), so a fused CUDA/Triton ke
 touching its callers.
 """
 
-from responsibility.kernels.scatter import FoldKernel, dense_threshold, index_add_fold, split_signed, step_groups
-from responsibility.kernels.topk import topk_desc, topk_rows
+from responsibility.kernels.scatter import (
+    FoldKernel,
+    dense_threshold,
+    index_add_fold,
+    plain_index_add,
+    split_signed,
+    step_groups,
+)
+from responsibility.kernels.topk import topk_columns, topk_desc, topk_rows
 
-__all__ = ["FoldKernel", "dense_threshold", "index_add_fold", "split_signed", "step_groups", "topk_desc", "topk_rows"]
+__all__ = [
+    "FoldKernel",
+    "dense_threshold",
+    "index_add_fold",
+    "plain_index_add",
+    "split_signed",
+    "step_groups",
+    "topk_columns",
+    "topk_desc",
+    "topk_rows",
+]

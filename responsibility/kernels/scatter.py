@@ -92,6 +92,21 @@ def index_add_fold(
         _scatter(acc, rows, ids[todo], row_of_id[todo], None if scale is None else scale[todo], block_bytes)
 
 
+def plain_index_add(
+    acc: torch.Tensor,
+    rows: torch.Tensor,
+    ids: torch.Tensor,
+    row_of_id: torch.Tensor,
+    scale: torch.Tensor | None = None,
+) -> None:
+    """The exactness reference of :func:`index_add_fold`: gather the whole source, then one chronological
+    ``index_add_``. Bit-identical to it, and slower (the gathered source of a large group leaves the cache)."""
+    src = rows.index_select(0, row_of_id)
+    if scale is not None:
+        src.mul_(scale.unsqueeze(1))
+    acc.index_add_(0, ids, src)
+
+
 def _pad(rows: torch.Tensor) -> torch.Tensor:
     """``rows`` and one more row of -0.0, the row of examples absent from a dense round."""
     return torch.cat([rows, rows.new_full((1, rows.shape[1]), -0.0)])

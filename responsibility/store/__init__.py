@@ -8,7 +8,7 @@ path), ``_fold`` (fold and top-k index) and ``_read`` (reads, top-k answers, col
 """
 
 from responsibility.store._facade import ResponsibilityStore
-from responsibility.store._fold import DEFAULT_FOLD_BUDGET, FoldReport
+from responsibility.store._fold import DEFAULT_FOLD_BUDGET, FoldPlan, FoldReport
 from responsibility.store._read import DEFAULT_READ_BUDGET
 from responsibility.store.layout import Layout
 from responsibility.store.spec import ParamSpec, RecordingSpec
@@ -16,6 +16,7 @@ from responsibility.store.spec import ParamSpec, RecordingSpec
 __all__ = [
     "DEFAULT_FOLD_BUDGET",
     "DEFAULT_READ_BUDGET",
+    "FoldPlan",
     "FoldReport",
     "Layout",
     "ParamSpec",

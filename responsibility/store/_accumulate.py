@@ -34,8 +34,7 @@ def accumulate(
     device = acc_pos.device
     if stop <= start:
         return
-    spec, layout, read = journal.state.spec, journal.state.layout, journal.arrays.read
-    rows_arr = journal.zarr_arrays["rows"]
+    spec, layout, read = journal.state.spec, journal.state.layout, journal.row_block
     kinds = spec.journal_columns()[p.name]
     ncols = acc_pos.shape[1]
     members = members or journal.members(start, stop)
@@ -55,15 +54,15 @@ def accumulate(
         s1 = min(stop, s0 + step_block)
         steps = slice(s0, s1)
         if per_example:
-            delta = tensor(read(rows_arr, steps, shift(cols, kinds["delta"].start)), device)
+            delta = tensor(read(steps, shift(cols, kinds["delta"].start)), device)
             lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
             values = _example_values(journal, p, cols, first + lo, first + hi, device)
         elif p.granularity == "weight":
-            block = read(rows_arr, steps, shift(cols, kinds["delta"].start))
+            block = read(steps, shift(cols, kinds["delta"].start))
             pos_rows, neg_rows = split_signed(tensor(block, device))
         else:
-            pos_rows = tensor(read(rows_arr, steps, shift(cols, kinds["pos"].start)), device)
-            neg_rows = tensor(read(rows_arr, steps, shift(cols, kinds["neg"].start)), device)
+            pos_rows = tensor(read(steps, shift(cols, kinds["pos"].start)), device)
+            neg_rows = tensor(read(steps, shift(cols, kinds["neg"].start)), device)
         counts = torch.from_numpy(counts_all[s0 - start : s1 - start])
         for g0, g1 in step_groups(counts, max_ids):
             lo, hi = int(offsets[s0 - start + g0]), int(offsets[s0 - start + g1])

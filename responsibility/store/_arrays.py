@@ -10,6 +10,7 @@ import zarr
 
 from responsibility.errors import StoreCorruptError
 from responsibility.store._state import StoreState
+from responsibility.store.layout import BF16_NAN_BITS, BF16_STORAGE
 
 
 class Arrays:
@@ -45,6 +46,8 @@ class Arrays:
             raise StoreCorruptError(f"{self.state.path}/{arr.path}: unreadable chunk ({exc!r})") from exc
         if data.dtype.kind == "f":
             lost = bool(np.isnan(data).any())
+        elif str(data.dtype) == BF16_STORAGE:  # bfloat16 bits: the fill is a NaN pattern no journal value has
+            lost = bool((data == BF16_NAN_BITS).any())
         else:  # journal/steps: only its ids_end column is never negative
             lost = bool(((data[:, 0] if arr.path.endswith("journal/steps") else data) < 0).any())
         if lost:

@@ -29,14 +29,28 @@ from responsibility.kernels import FoldKernel, index_add_fold
 from responsibility.store import _fold, _read
 from responsibility.store._accumulate import signed
 from responsibility.store._arrays import Arrays
-from responsibility.store._fold import DEFAULT_FOLD_BUDGET, FoldReport
-from responsibility.store._format import MANIFEST_KEY, empty_manifest, labels_digest, new_metadata
+from responsibility.store._fold import DEFAULT_FOLD_BUDGET, FoldPlan, FoldReport
+from responsibility.store._format import (
+    MANIFEST_KEY,
+    check_class_names,
+    empty_manifest,
+    labels_digest,
+    new_metadata,
+)
 from responsibility.store._journal import Journal, create_journal
 from responsibility.store._read import DEFAULT_READ_BUDGET, check_sign
 from responsibility.store._state import StoreState
 from responsibility.store.layout import Layout, create_array
 from responsibility.store.location import ATTR_KEY, check_replaceable, check_replaceable_url, is_url, open_zarr_store
 from responsibility.store.spec import ParamSpec, RecordingSpec
+
+
+def _stores_inside(directory: Path) -> str:
+    """A hint naming the stores directly inside ``directory`` (a Hydra run directory holds responsibility.zarr)."""
+    if not directory.is_dir():
+        return ""
+    found = sorted(str(p.parent) for p in directory.glob("*/zarr.json"))
+    return f"; did you mean {' or '.join(found[:3])}?" if found else ""
 
 
 class ResponsibilityStore:
@@ -57,7 +71,7 @@ class ResponsibilityStore:
         check_choice("mode", mode, OpenMode)
         path = str(path)
         if not is_url(path) and not (Path(path) / "zarr.json").exists():
-            raise FileNotFoundError(f"no responsibility store at {path} (no zarr.json)")
+            raise FileNotFoundError(f"no responsibility store at {path} (no zarr.json){_stores_inside(Path(path))}")
         store = open_zarr_store(path, read_only=(mode == "r"), storage_options=storage_options)
         try:
             group = zarr.open_group(store=store, mode=mode)
@@ -87,10 +101,15 @@ class ResponsibilityStore:
         layout: Layout | None = None,
         labels: np.ndarray | None = None,
         info: dict[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
         overwrite: bool = False,
         storage_options: dict | None = None,
     ) -> ResponsibilityStore:
-        """Create an empty store for ``spec``. An existing store is an error unless ``overwrite``."""
+        """Create an empty store for ``spec``. An existing store is an error unless ``overwrite``.
+
+        ``labels``: each training example's class; ``class_names``: the name of every class (label ``c`` is
+        ``class_names[c]``), shown by the CLI and reports.
+        """
         path = str(path)
         layout = layout or Layout()
         if cls.exists(path, storage_options=storage_options) and not overwrite:
@@ -100,21 +119,21 @@ class ResponsibilityStore:
             if labels.shape != (spec.num_examples,):
                 raise ValueError(f"labels must have shape ({spec.num_examples},), got {labels.shape}")
             labels = labels.astype(np.int64)
+        names = check_class_names(class_names, labels)
         if overwrite and not is_url(path) and Path(path).exists():
             check_replaceable(Path(path))
             shutil.rmtree(path)
         store = open_zarr_store(path, read_only=False, storage_options=storage_options)
         if overwrite and is_url(path):
             check_replaceable_url(store, path)  # mode="w" below clears everything under the prefix
-        attributes: dict[str, Any] = {
-            ATTR_KEY: new_metadata(spec, layout, labels, info),
-            MANIFEST_KEY: empty_manifest(),
-        }
+        meta = new_metadata(spec, layout, labels, info, names)
+        attributes: dict[str, Any] = {ATTR_KEY: meta, MANIFEST_KEY: empty_manifest()}
         # Metadata first: a reader that opens the store while it is being made sees an empty, valid store.
         group = zarr.open_group(store=store, mode="w", attributes=attributes)
         create_journal(group, spec, layout)
         if labels is not None:
-            create_array(group, "labels", labels.shape, "int64", (min(len(labels), 1 << 20),), layout)[:] = labels
+            chunks = (min(len(labels), 1 << 20),)
+            create_array(group, "labels", labels.shape, "int64", chunks, layout, ("example",))[:] = labels
         return cls(group, path, read_only=False)
 
     def refresh(self) -> None:
@@ -148,6 +167,16 @@ class ResponsibilityStore:
     def info(self) -> dict[str, Any]:
         """Free-form information recorded with the run."""
         return self._state.info
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The name of every class (label ``c`` is ``class_names[c]``), when the run gave them."""
+        return self._state.class_names
+
+    def class_name(self, label: int) -> str:
+        """The name of class ``label``, or the number itself when the store has no names for it."""
+        names = self._state.class_names
+        return names[label] if names is not None and 0 <= label < len(names) else str(label)
 
     @property
     def num_examples(self) -> int:
@@ -201,6 +230,7 @@ class ResponsibilityStore:
                 **p.to_json(),
                 "columns": p.units,
                 "folded_steps": self.folded_steps(p.name),
+                "fold_group": self._state.fold_path(p.name),
                 "r_bytes": 2 * 4 * p.units * self.num_examples,
             }
             for p in self.spec.params
@@ -213,10 +243,12 @@ class ResponsibilityStore:
             "batch_share": self.spec.batch_share,
             "attribution": self.spec.attribution,
             "labels": self.labels_digest is not None,
+            "class_names": self.class_names,
             "layout": self.layout.to_json(),
             "generation": self.generation,
             "info": self.info,
             "parameters": params,
+            "orphans": self.orphans(),
         }
 
     def check_compatible(self, spec: RecordingSpec, labels: np.ndarray | None = None) -> None:
@@ -294,11 +326,30 @@ class ResponsibilityStore:
         """Fold the committed journal into R and rebuild the top-k index, within ``budget_bytes`` of memory.
 
         Incremental: only steps past each parameter's last fold are added. Each parameter's new R is written
-        to a fresh generation and made visible by one manifest write, so a crash mid-fold leaves the old R.
+        to a fresh generation and made visible by its own manifest write, so a crash or Ctrl-C mid-fold keeps
+        the parameters already folded and the old R of the others. (Under Ctrl-C the fold stops at the end of
+        the current block, removes the unfinished generation and raises KeyboardInterrupt; a second Ctrl-C
+        interrupts at once.) Generations no manifest references, left by a killed fold, are removed first.
         ``device="cuda"`` runs the scatter-adds on the GPU (the budget then bounds GPU memory); CUDA's atomic
         adds make the order of additions, and so the last bits of R, vary between runs.
         """
         return _fold.fold(self._journal, parameters, budget_bytes, kernel, torch.device(device))
+
+    def fold_plan(self, parameters: Sequence[str] | None = None) -> FoldPlan:
+        """What :meth:`fold` would do (parameters, cells to add, bytes to write), without doing it."""
+        return _fold.plan(self._journal, parameters)
+
+    def orphans(self) -> list[str]:
+        """Fold generations left by an interrupted or killed fold (not referenced; the next fold removes them)."""
+        return _fold.orphans(self._journal)
+
+    def fold_group(self, name: str) -> str | None:
+        """The Zarr group of the current fold of ``name`` (``fold/<name>/g<G>``), or None if not folded.
+
+        Readers without this library find the same name in the ``current`` attribute of ``fold/<name>``.
+        """
+        self.spec.param(name)
+        return self._state.fold_path(name)
 
     def fold_array(self, name: str, which: str) -> zarr.Array:
         """An array of the current fold of ``name``: ``pos``/``neg`` R or ``top_<sign>_ids``/``_values``.

@@ -1,29 +1,48 @@
 """The fold: the journal summed into stored R (one generation per parameter) and its top-k index.
 
-Arrays of a fold generation::
+Arrays of a fold generation (``g<G>``: the manifest generation that made it current)::
 
-    fold/<p>/g<G>/pos, neg                            (N, units) folded R_pos, R_neg (layout.r_dtype)
-    fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values   (k, units) per-column top-k, sign in abs/pos/neg
+    fold/<p>/g<G>/pos, neg                            (example, unit) folded R_pos, R_neg (layout.r_dtype)
+    fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values   (rank, unit) per-column top-k, sign in abs/pos/neg
+
+``fold/<p>`` carries the attribute ``current`` (the name of the current generation) for readers that do not parse
+the manifest (``xarray.open_zarr(path, group=f"fold/{p}/{current}")``); the manifest stays the commit point.
+
+A fold works one column block at a time: the block's R is summed (the one accumulation path), handed to a writer
+thread that writes it in whole chunks while the next block is summed, and ranked for the top-k index on the way.
+Each parameter is committed by its own manifest write, so an interrupted fold keeps the parameters it finished.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import zarr
 
 from responsibility.choices import SIGNS
-from responsibility.kernels import FoldKernel, index_add_fold, topk_rows
-from responsibility.store._accumulate import accumulate, block_width, signed, tensor
-from responsibility.store._journal import Journal
+from responsibility.kernels import FoldKernel, index_add_fold, topk_columns
+from responsibility.progress import bar
+from responsibility.store._accumulate import accumulate, block_width, tensor
+from responsibility.store._journal import Journal, Membership
 from responsibility.store.layout import FLOAT16_MAX, create_array
 from responsibility.store.spec import ParamSpec
 
 DEFAULT_FOLD_BUDGET = 1 << 30
+# Conservative end-to-end rates of store.fold() on a 2-core machine (scripts/bench_fold.py, docs/benchmarks.md):
+# bytes of R written (with its top-k index ranked) and cells summed per second. Faster machines fold faster.
+R_BYTES_PER_SECOND = 150e6
+CELLS_PER_SECOND = 0.5e9
+# Widest top-k chunk: a query reading a few columns of the index reads (k, this) cells per chunk at most.
+TOPK_CHUNK_UNITS = 1 << 16
 
 
 @dataclass
@@ -34,10 +53,43 @@ class FoldReport:
     steps: int
     cells: int
     seconds: float
+    r_bytes: int = 0  # bytes of R (both parts, as stored) written
+    topk_seconds: float = 0.0  # of ``seconds``, spent ranking the top-k index
 
     @property
     def cells_per_second(self) -> float:
         return self.cells / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class FoldPlan:
+    """What a fold of the given parameters would do: cells to add and bytes of R and top-k index to write."""
+
+    parameters: list[str]
+    cells: int
+    r_bytes: int
+    topk_bytes: int
+
+    @property
+    def estimated_seconds(self) -> float:
+        """A conservative estimate of the fold's time (rates measured on a 2-core machine)."""
+        return self.r_bytes / R_BYTES_PER_SECOND + self.cells / CELLS_PER_SECOND
+
+
+def plan(journal: Journal, parameters: Sequence[str] | None) -> FoldPlan:
+    state = journal.state
+    names = list(parameters) if parameters is not None else state.spec.names
+    todo = [state.spec.param(name) for name in names if state.folded_steps(name) < state.steps]
+    counts = journal.members(0, state.steps).counts if todo else np.zeros(0, np.int64)
+    n, k = state.num_examples, min(state.layout.topk, state.num_examples)
+    itemsize = np.dtype(state.layout.r_dtype).itemsize
+    cells = sum(int(counts[_base_steps(journal, p) :].sum()) * p.units for p in todo)
+    return FoldPlan(
+        parameters=[p.name for p in todo],
+        cells=cells,
+        r_bytes=sum(2 * n * p.units * itemsize for p in todo),
+        topk_bytes=sum(len(SIGNS) * k * p.units * 12 for p in todo),
+    )
 
 
 def fold(
@@ -48,29 +100,66 @@ def fold(
     device: torch.device | None = None,
 ) -> FoldReport:
     """Fold the committed journal into R and rebuild the top-k index (see :meth:`ResponsibilityStore.fold`)."""
-    state, arrays = journal.state, journal.arrays
+    state = journal.state
     state.require_writable()
     device = device or torch.device("cpu")
     names = list(parameters) if parameters is not None else state.spec.names
     t_start = time.perf_counter()
     todo = [state.spec.param(name) for name in names if state.folded_steps(name) < state.steps]
-    if not todo:
-        return FoldReport(parameters=names, steps=state.steps, cells=0, seconds=time.perf_counter() - t_start)
-    members = journal.members(0, state.steps)
-    n, gen, cells = state.num_examples, state.generation + 1, 0
-    folded = dict(state.manifest["folded"])
-    replaced = []
-    for p in todo:
-        # Lossy stored R is never a base for more sums: such a fold starts again from the journal.
-        done = state.folded_steps(p.name) if state.exact_r else 0
-        cells += int(members.counts[done:].sum()) * p.units
-        old = state.fold_path(p.name)
-        path = f"fold/{p.name}/g{gen}"
-        out = _create_fold_arrays(journal, p, path)
-        # Per column: two accumulators, the top-k key scratch and journal rows.
-        per_col = n * (4 * 2 + 8) + 4 * 2 * state.layout.chunk_steps
-        width = block_width(p.units, per_col, budget_bytes, state.layout.r_chunk_units)
+    remove_orphans(journal)
+    report = FoldReport(parameters=names, steps=state.steps, cells=0, seconds=0.0)
+    if todo:
+        members = journal.members(0, state.steps)
+        total = plan(journal, [p.name for p in todo]).r_bytes
+        with _deferred_interrupt() as interrupted, _Writer() as writer:
+            progress = bar(total=total, desc="fold", unit="B", unit_scale=True)
+            try:
+                for p in todo:
+                    _fold_parameter(
+                        journal, p, members, budget_bytes, kernel, device, writer, report, interrupted, progress
+                    )
+            finally:
+                progress.close()
+    report.seconds = time.perf_counter() - t_start
+    return report
+
+
+def _base_steps(journal: Journal, p: ParamSpec) -> int:
+    """Steps of the current fold a new fold of ``p`` adds to: lossy stored R is never a base for more sums."""
+    return journal.state.folded_steps(p.name) if journal.state.exact_r else 0
+
+
+def _fold_parameter(
+    journal: Journal,
+    p: ParamSpec,
+    members: Membership,
+    budget_bytes: int,
+    kernel: FoldKernel,
+    device: torch.device,
+    writer: _Writer,
+    report: FoldReport,
+    interrupted: Callable[[], bool],
+    progress: Any,
+) -> None:
+    """Fold one parameter into a new generation and commit it (or leave no trace of it)."""
+    state, arrays = journal.state, journal.arrays
+    n, steps = state.num_examples, state.steps
+    done = _base_steps(journal, p)
+    old = state.fold_path(p.name)
+    path = f"fold/{p.name}/g{state.generation + 1}"
+    # Per column: the block being summed and the one being written (two parts each); journal reading and the
+    # kernels' scratch take the other half of the budget (see accumulate).
+    align = state.layout.r_chunk_units
+    width = block_width(p.units, n * 4 * 2 * 2, budget_bytes // 2, align)
+    topk_chunk = align * max(1, TOPK_CHUNK_UNITS // align)  # whole R chunks per top-k chunk
+    if width > topk_chunk:
+        width -= width % topk_chunk  # whole top-k chunks per block
+    out = _create_fold_arrays(journal, p, path, min(width, topk_chunk))
+    k = min(state.layout.topk, n)
+    try:
         for c0 in range(0, p.units, width):
+            if interrupted():
+                raise KeyboardInterrupt(f"fold of {p.name!r} interrupted; parameters folded before it are committed")
             cols = slice(c0, min(p.units, c0 + width))
             if old is not None and done:
                 acc_pos = tensor(arrays.read(arrays.fold(p.name, "pos"), slice(None), cols), device)
@@ -78,19 +167,41 @@ def fold(
             else:
                 acc_pos = torch.zeros(n, cols.stop - c0, device=device)
                 acc_neg = torch.zeros(n, cols.stop - c0, device=device)
-            accumulate(journal, p, cols, done, state.steps, acc_pos, acc_neg, budget_bytes, kernel, members)
+            accumulate(journal, p, cols, done, steps, acc_pos, acc_neg, budget_bytes // 2, kernel, members)
             acc_pos, acc_neg = acc_pos.cpu(), acc_neg.cpu()
-            out["pos"][:, cols] = _to_stored(journal, p.name, acc_pos)
-            out["neg"][:, cols] = _to_stored(journal, p.name, acc_neg)
-            _write_topk(out, cols, acc_pos, acc_neg, min(state.layout.topk, n))  # float32 sums: exact rankings
-        folded[p.name] = {"steps": state.steps, "path": path}
-        if old is not None:
-            replaced.append(old)
-    # One manifest write makes the whole fold visible at once; older generations go only after it.
-    state.write_manifest(folded=folded)
-    for old in replaced:
+            stored = [_to_stored(journal, p.name, a) for a in (acc_pos, acc_neg)]
+            writer.submit(_write_block, out, cols, stored)
+            t0 = time.perf_counter()
+            top = {s: topk_columns(_parts(acc_pos, acc_neg, s), k) for s in SIGNS} if k else {}
+            report.topk_seconds += time.perf_counter() - t0
+            writer.submit(_write_topk, out, cols, top)
+            report.cells += int(members.counts[done:].sum()) * (cols.stop - c0)
+            report.r_bytes += sum(a.nbytes for a in stored)
+            progress.update(sum(a.nbytes for a in stored))
+        writer.wait()
+    except BaseException:
+        writer.wait(quietly=True)  # nothing may still write into the generation that is removed now
+        arrays.delete(path)
+        raise
+    folded = {**state.manifest["folded"], p.name: {"steps": steps, "path": path}}
+    state.write_manifest(folded=folded)  # the commit point of this parameter
+    state.group[f"fold/{p.name}"].attrs.update({"current": path.rsplit("/", 1)[1], "steps": steps})
+    if old is not None:
         arrays.delete(old)
-    return FoldReport(parameters=names, steps=state.steps, cells=cells, seconds=time.perf_counter() - t_start)
+
+
+def _parts(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> list[torch.Tensor]:
+    return {"pos": [pos], "neg": [neg], "abs": [pos, neg]}[sign]
+
+
+def _write_block(out: dict[str, zarr.Array], cols: slice, stored: list[np.ndarray]) -> None:
+    out["pos"][:, cols], out["neg"][:, cols] = stored
+
+
+def _write_topk(out: dict[str, zarr.Array], cols: slice, top: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    for s, (ids, vals) in top.items():
+        out[f"top_{s}_ids"][:, cols] = ids.numpy()
+        out[f"top_{s}_values"][:, cols] = vals.numpy()
 
 
 def _to_stored(journal: Journal, name: str, acc: torch.Tensor) -> np.ndarray:
@@ -105,33 +216,99 @@ def _to_stored(journal: Journal, name: str, acc: torch.Tensor) -> np.ndarray:
     return acc.numpy().astype(np.float16)
 
 
-def _create_fold_arrays(journal: Journal, p: ParamSpec, path: str) -> dict[str, zarr.Array]:
+def _create_fold_arrays(journal: Journal, p: ParamSpec, path: str, topk_chunk: int) -> dict[str, zarr.Array]:
     state = journal.state
     n, lay = state.num_examples, state.layout
     chunks = (min(n, lay.r_chunk_examples), min(p.units, lay.r_chunk_units))
     # overwrite: a fold killed before its commit may have left this (unreferenced) generation behind.
     group = state.group.require_group(path)
     group.attrs.put({"steps": state.steps})
-    out = {s: create_array(group, s, (n, p.units), lay.r_dtype, chunks, lay, overwrite=True) for s in ("pos", "neg")}
+    dims = ("example", "unit")
+    out = {
+        s: create_array(group, s, (n, p.units), lay.r_dtype, chunks, lay, dims, overwrite=True) for s in ("pos", "neg")
+    }
     k = min(lay.topk, n)
     if k:
-        tchunks = (k, min(p.units, 1 << 16))
+        # A fold block writes whole top-k chunks: one, or a whole number of them.
+        tchunks = (k, min(p.units, topk_chunk))
         for s in SIGNS:
-            out[f"top_{s}_ids"] = create_array(
-                group, f"top_{s}_ids", (k, p.units), "int64", tchunks, lay, overwrite=True
-            )
-            out[f"top_{s}_values"] = create_array(
-                group, f"top_{s}_values", (k, p.units), "float32", tchunks, lay, overwrite=True
-            )
+            for kind, dtype in (("ids", "int64"), ("values", "float32")):
+                name = f"top_{s}_{kind}"
+                out[name] = create_array(group, name, (k, p.units), dtype, tchunks, lay, ("rank", "unit"), True)
     return out
 
 
-def _write_topk(out: dict[str, zarr.Array], cols: slice, pos: torch.Tensor, neg: torch.Tensor, k: int) -> None:
-    if not k:
+def remove_orphans(journal: Journal) -> list[str]:
+    """Delete fold generations the manifest does not reference (left by an interrupted or crashed fold)."""
+    found = orphans(journal)
+    for path in found:
+        journal.arrays.delete(path)
+    return found
+
+
+def orphans(journal: Journal) -> list[str]:
+    """Fold generations in the store that the manifest does not reference."""
+    state = journal.state
+    current = {entry["path"] for entry in state.manifest["folded"].values()}
+    try:
+        folds = state.group["fold"]
+    except KeyError:
+        return []
+    found = []
+    for name, node in folds.groups():
+        found += [f"fold/{name}/{gen}" for gen, _ in node.groups() if f"fold/{name}/{gen}" not in current]
+    return sorted(found)
+
+
+class _Writer:
+    """One background thread that writes blocks in submission order; at most one block waits behind the running
+    one, which bounds memory to two blocks."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="responsibility-fold-writer")
+        self._pending: list[Future] = []
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        while len(self._pending) > 1:
+            self._pending.pop(0).result()
+        self._pending.append(self._executor.submit(fn, *args))
+
+    def wait(self, quietly: bool = False) -> None:
+        """Wait for every submitted write; raise the first failure unless ``quietly``."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            try:
+                future.result()
+            except Exception:
+                if not quietly:
+                    for rest in pending:
+                        rest.cancel()
+                    raise
+
+    def __enter__(self) -> _Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wait(quietly=True)
+        self._executor.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def _deferred_interrupt() -> Iterator[Callable[[], bool]]:
+    """Within the block a first Ctrl-C only sets a flag the fold checks between blocks, so it stops at a clean
+    point (in-flight writes finished, the unfinished generation removed); a second Ctrl-C interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: False
         return
-    # One transpose of each part serves all three signs: top-k runs along contiguous rows.
-    pos_t, neg_t = pos.t().contiguous(), neg.t().contiguous()
-    for s in SIGNS:
-        ids, vals = topk_rows(signed(pos_t, neg_t, s), k)
-        out[f"top_{s}_ids"][:, cols] = ids.t().numpy()
-        out[f"top_{s}_values"][:, cols] = vals.t().numpy()
+    hits: list[int] = []
+
+    def handler(signum: int, frame: object) -> None:
+        hits.append(signum)
+        if len(hits) > 1:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: bool(hits)
+    finally:
+        signal.signal(signal.SIGINT, previous)

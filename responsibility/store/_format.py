@@ -11,6 +11,7 @@ import datetime as _dt
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,8 @@ from responsibility.store.layout import Layout
 from responsibility.store.location import ATTR_KEY
 from responsibility.store.spec import RecordingSpec
 
-FORMAT_VERSION = 1
+# 2: layout.journal_dtype and dimension names (format 1 stores are read as float32 journals).
+FORMAT_VERSION = 2
 MANIFEST_KEY = "manifest"
 
 
@@ -34,6 +36,7 @@ class Metadata:
     layout: Layout
     labels_digest: str | None
     info: dict[str, Any]
+    class_names: list[str] | None
 
 
 def metadata_digest(meta: dict[str, Any]) -> str:
@@ -56,8 +59,26 @@ def check_int(value: Any, what: str) -> int:
     return value
 
 
+def check_class_names(class_names: Sequence[str] | None, labels: np.ndarray | None) -> list[str] | None:
+    """Class names as stored: strings, one per class, covering every label."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, bytes)) or not all(isinstance(c, str) for c in class_names):
+        raise ValueError(f"class_names must be a sequence of strings, got {class_names!r}")
+    names = list(class_names)
+    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
+        raise ValueError(
+            f"{len(names)} class names do not cover the labels (from {int(labels.min())} to {int(labels.max())})"
+        )
+    return names
+
+
 def new_metadata(
-    spec: RecordingSpec, layout: Layout, labels: np.ndarray | None, info: dict[str, Any] | None
+    spec: RecordingSpec,
+    layout: Layout,
+    labels: np.ndarray | None,
+    info: dict[str, Any] | None,
+    class_names: list[str] | None,
 ) -> dict[str, Any]:
     """The static metadata of a new store, digested."""
     meta = {
@@ -68,6 +89,7 @@ def new_metadata(
         "layout": layout.to_json(),
         "labels_digest": labels_digest(labels),
         "info": info or {},
+        "class_names": class_names,
     }
     meta["digest"] = metadata_digest(meta)
     return meta
@@ -97,9 +119,18 @@ def parse_metadata(attrs: dict[str, Any], path: str) -> Metadata:
             layout=Layout(**meta["layout"]),
             labels_digest=meta.get("labels_digest"),
             info=dict(meta.get("info", {})),
+            class_names=_class_names(meta.get("class_names")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StoreCorruptError(f"{path}/zarr.json: malformed responsibility metadata ({exc!r})") from exc
+
+
+def _class_names(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
+        raise ValueError(f"class_names must be a list of strings, got {value!r}")
+    return value
 
 
 def check_manifest(m: dict[str, Any], spec: RecordingSpec, path: str) -> dict[str, Any]:

@@ -1,11 +1,14 @@
 """The journal: writing blocks of steps, commit and rollback, and reading rows, membership and per-example values.
 
-Arrays (all grown geometrically, never past the manifest when read)::
+Arrays, with their dimension names (all grown geometrically: rows past the manifest's counts are capacity, never
+read by the library; another reader should cut them at the manifest's ``steps`` and ``ids``)::
 
-    journal/rows      (T, D)  one row per optimizer step: RecordingSpec.journal_columns side by side (float32)
-    journal/ids       (M,)    example ids of every step, concatenated (int64)
-    journal/steps     (T, 4)  ids_end, global_step, epoch, flags (int64; flag 1 = non-finite Δw, row zeroed)
-    journal/examples  (M, E)  per-example attribution only: each id's journaled values (float32)
+    journal/rows      (step, column)          one row per optimizer step: RecordingSpec.journal_columns side by
+                                              side (float32)
+    journal/ids       (visit,)                example ids of every step, concatenated (int64)
+    journal/steps     (step, field)           ids_end, global_step, epoch, flags (int64; flag 1 = non-finite Δw,
+                                              row zeroed)
+    journal/examples  (visit, example_column) per-example attribution only: each id's journaled values (float32)
 """
 
 from __future__ import annotations
@@ -13,12 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 import zarr
 
 from responsibility.errors import StoreCorruptError
 from responsibility.store._arrays import Arrays
 from responsibility.store._state import StoreState
-from responsibility.store.layout import Layout, create_array
+from responsibility.store.layout import BF16_STORAGE, Layout, create_array
 from responsibility.store.spec import RecordingSpec
 
 EXAMPLE_CHUNK_COLS = 1024
@@ -46,18 +50,38 @@ def create_journal(group: zarr.Group, spec: RecordingSpec, layout: Layout) -> No
     """The empty journal arrays of a new store."""
     journal = group.require_group("journal")
     width = spec.journal_width
-    create_array(
-        journal, "rows", (0, width), "float32", (layout.chunk_steps, min(width, layout.journal_chunk_cols)), layout
-    )
-    create_array(journal, "ids", (0,), "int64", (1 << 16,), layout)
-    create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout)
+    chunks = (layout.chunk_steps, min(width, layout.journal_chunk_cols))
+    rows = create_array(journal, "rows", (0, width), rows_dtype(layout), chunks, layout, ("step", "column"))
+    rows.attrs.put({"encoding": layout.journal_dtype})
+    create_array(journal, "ids", (0,), "int64", (1 << 16,), layout, ("visit",))
+    create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout, ("step", "field"))
     if spec.example_width:
         # Narrow column chunks: a fold reads one parameter's columns over all examples, and a row holds
         # every parameter's values, so wide chunks would make each small parameter's fold read them all.
         cols = min(spec.example_width, EXAMPLE_CHUNK_COLS)
         # ~4 MiB chunks, like the journal rows: written by id ranges, read by id ranges and parameter columns.
-        rows = int(max(256, (4 << 20) // (4 * cols)))
-        create_array(journal, "examples", (0, spec.example_width), "float32", (rows, cols), layout)
+        visits = int(max(256, (4 << 20) // (4 * cols)))
+        dims = ("visit", "example_column")
+        create_array(journal, "examples", (0, spec.example_width), "float32", (visits, cols), layout, dims)
+
+
+def rows_dtype(layout: Layout) -> str:
+    """The stored dtype of journal rows: float32, or the bits of bfloat16."""
+    return BF16_STORAGE if layout.journal_dtype == "bfloat16" else "float32"
+
+
+def encode_rows(rows: np.ndarray, layout: Layout) -> np.ndarray:
+    """float32 rows as stored: unchanged, or rounded to bfloat16 (to nearest even) and kept as its bits."""
+    if layout.journal_dtype == "float32":
+        return rows
+    return torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)).to(torch.bfloat16).view(torch.uint16).numpy()
+
+
+def decode_rows(stored: np.ndarray) -> np.ndarray:
+    """Stored rows as float32 (bfloat16 bits widen exactly: they are a float32's upper half)."""
+    if stored.dtype == np.float32:
+        return stored
+    return (stored.astype(np.uint32) << 16).view(np.float32)
 
 
 class Journal:
@@ -73,9 +97,9 @@ class Journal:
         cached = self.state.cache.get("journal")
         if cached is None:
             spec, steps, ids = self.state.spec, self.state.steps, self.state.num_ids
-            width, open_ = spec.journal_width, self.arrays.open
+            width, open_, stored = spec.journal_width, self.arrays.open, rows_dtype(self.state.layout)
             cached = {
-                "rows": open_("journal/rows", "float32", lambda s: len(s) == 2 and s[1] == width and s[0] >= steps),
+                "rows": open_("journal/rows", stored, lambda s: len(s) == 2 and s[1] == width and s[0] >= steps),
                 "ids": open_("journal/ids", "int64", lambda s: len(s) == 1 and s[0] >= ids),
                 "steps": open_("journal/steps", "int64", lambda s: len(s) == 2 and s[1] == 4 and s[0] >= steps),
             }
@@ -114,7 +138,8 @@ class Journal:
         n = len(steps)
         if rows.shape != (n, spec.journal_width) or steps.shape != (n, 4):
             raise ValueError(f"journal block shapes {rows.shape}, {steps.shape} do not match the store")
-        blocks = [("rows", rows, start_step), ("ids", ids, ids_start), ("steps", steps, start_step)]
+        stored = encode_rows(rows, self.state.layout)
+        blocks = [("rows", stored, start_step), ("ids", ids, ids_start), ("steps", steps, start_step)]
         if spec.example_width:
             if examples is None or examples.shape != (len(ids), spec.example_width):
                 got = None if examples is None else examples.shape
@@ -147,20 +172,27 @@ class Journal:
             return
         ids = int(self.arrays.get(self.zarr_arrays["steps"], np.s_[steps - 1 : steps])[0, 0]) if steps > 0 else 0
         folded = {k: v for k, v in state.manifest["folded"].items() if int(v["steps"]) <= steps}
+        dropped = sorted(state.manifest["folded"].keys() - folded.keys())
         state.write_manifest(steps=int(steps), ids=ids, folded=folded)
+        for name in dropped:
+            # The dropped generation is left for the next fold to remove; nothing points at it any more.
+            state.group[f"fold/{name}"].attrs.update({"current": None, "steps": 0})
 
     # ------------------------------------------------------------------ reading
     def rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not 0 <= start <= stop <= self.state.steps:
             raise IndexError(f"journal rows [{start}, {stop}) outside committed [0, {self.state.steps})")
         ids, _, _ = self.membership(start, stop)
-        get, journal = self.arrays.get, self.zarr_arrays
-        return get(journal["rows"], np.s_[start:stop]), ids, get(journal["steps"], np.s_[start:stop])
+        steps = self.arrays.get(self.zarr_arrays["steps"], np.s_[start:stop])
+        return self.row_block(slice(start, stop), slice(None)), ids, steps
 
     def param_rows(self, name: str, start: int, stop: int) -> dict[str, np.ndarray]:
-        rows = self.zarr_arrays["rows"]
         columns = self.state.spec.journal_columns()[name]
-        return {kind: self.arrays.get(rows, np.s_[start:stop, cols]) for kind, cols in columns.items()}
+        return {kind: self.row_block(slice(start, stop), cols) for kind, cols in columns.items()}
+
+    def row_block(self, steps: slice, cols: slice | np.ndarray) -> np.ndarray:
+        """Journal rows ``steps`` (a slice), columns ``cols`` (of the whole row), as float32."""
+        return decode_rows(self.arrays.read(self.zarr_arrays["rows"], steps, cols))
 
     def examples(self, start: int, stop: int) -> np.ndarray:
         if not self.state.spec.example_width:

@@ -15,6 +15,7 @@ import torch
 from responsibility.choices import Sign, check_choice
 from responsibility.errors import BudgetError
 from responsibility.kernels import topk_desc
+from responsibility.progress import bar
 from responsibility.store._accumulate import accumulate, block_width, signed
 from responsibility.store._journal import Journal
 from responsibility.store.spec import ParamSpec
@@ -124,10 +125,13 @@ def parts(
     width = block_width(
         total, journal.state.num_examples * (4 * 3 + 8), budget_bytes, journal.state.layout.r_chunk_units
     )
-    for c0 in range(0, total, width):
-        at = slice(c0, min(total, c0 + width))
-        cols = at if columns is None else _as_columns(columns[at])
-        yield at, *pos_neg(journal, p, cols, at.stop - at.start, budget_bytes, window)
+    # A bar appears only for reads that last (delay), e.g. group sums over a large parameter.
+    with bar(total=total, desc=f"R of {p.name}", unit="col", unit_scale=True, delay=2.0) as shown:
+        for c0 in range(0, total, width):
+            at = slice(c0, min(total, c0 + width))
+            cols = at if columns is None else _as_columns(columns[at])
+            yield at, *pos_neg(journal, p, cols, at.stop - at.start, budget_bytes, window)
+            shown.update(at.stop - at.start)
 
 
 def topk_index(

@@ -29,6 +29,7 @@ class StoreState:
         self.layout = meta.layout
         self.labels_digest = meta.labels_digest
         self.info = meta.info
+        self.class_names = meta.class_names
         self.cache: dict[str, Any] = {}
         self.manifest = check_manifest(attrs[MANIFEST_KEY], self.spec, path)
 

@@ -9,9 +9,12 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from responsibility.choices import Codec, RDtype, check_choice
+from responsibility.choices import Codec, JournalDtype, RDtype, check_choice
 
 FLOAT16_MAX = 65504.0
+# bfloat16 has no numpy dtype: its bits are stored as uint16 (attribute "encoding": "bfloat16"); 0xFFFF is a NaN.
+BF16_STORAGE = "uint16"
+BF16_NAN_BITS = 0xFFFF
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class Layout:
     # float16 stores the folded R lossily (relative error <= 2^-11, absolute <= 2^-25 below 2^-14) at half the
     # size; the fold still accumulates in float32 from the journal and never resumes from rounded sums.
     r_dtype: RDtype = "float32"
+    # bfloat16 journals each step's Δw (or unit sums) rounded to nearest even with 8 significant bits: half the
+    # bytes; every journaled value, and so every R_pos/R_neg/R_abs, is off by at most 2^-8 of itself (values below
+    # float32's normal range, 1.2e-38, excepted). Folds and reads still sum in float32.
+    journal_dtype: JournalDtype = "float32"
 
     def __post_init__(self) -> None:
         for field in ("chunk_steps", "journal_chunk_cols", "r_chunk_examples", "r_chunk_units"):
@@ -41,6 +48,7 @@ class Layout:
             raise ValueError("topk must be >= 0")
         check_choice("codec", self.codec, Codec)
         check_choice("r_dtype", self.r_dtype, RDtype)
+        check_choice("journal_dtype", self.journal_dtype, JournalDtype)
 
     def compressors(self) -> list[Any]:
         # A CRC32C per chunk turns bit rot or a torn chunk into a read error instead of wrong numbers.
@@ -60,10 +68,14 @@ def create_array(
     dtype: str,
     chunks: tuple[int, ...],
     layout: Layout,
+    dims: tuple[str, ...],
     overwrite: bool = False,
 ) -> zarr.Array:
+    """A chunked, checksummed array; ``dims`` names its dimensions (xarray and other readers use them)."""
+    if len(dims) != len(shape):
+        raise ValueError(f"{name}: {len(dims)} dimension names for {len(shape)} dimensions")
     # Fill values are impossible data (R, Δw never NaN; ids, offsets never negative): a lost chunk reads as them.
-    fill = np.nan if dtype.startswith("float") else -1
+    fill = np.nan if dtype.startswith("float") else BF16_NAN_BITS if dtype == BF16_STORAGE else -1
     return group.create_array(
         name,
         shape=shape,
@@ -71,5 +83,6 @@ def create_array(
         chunks=chunks,
         fill_value=fill,
         compressors=layout.compressors(),
+        dimension_names=dims,
         overwrite=overwrite,
     )

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from responsibility.kernels import index_add_fold, split_signed, step_groups
+from responsibility.kernels import index_add_fold, plain_index_add, split_signed, step_groups
 from responsibility.kernels import scatter as fold
 
 # Keyword arguments that force each way of adding (the result must not depend on them).
@@ -30,16 +30,6 @@ def bits(t: torch.Tensor) -> torch.Tensor:
 def assert_bits_equal(got: torch.Tensor, want: torch.Tensor) -> None:
     differ = (bits(got) != bits(want)).nonzero()
     assert len(differ) == 0, f"{len(differ)} cells differ, first at {differ[0].tolist()}"
-
-
-def plain_index_add(
-    acc: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, row_of_id: torch.Tensor, scale: torch.Tensor | None
-) -> None:
-    """The chronological reference: one ``index_add_`` of the whole gathered source."""
-    src = rows.index_select(0, row_of_id)
-    if scale is not None:
-        src.mul_(scale.unsqueeze(1))
-    acc.index_add_(0, ids, src)
 
 
 def naive_loop(

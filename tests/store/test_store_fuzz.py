@@ -97,7 +97,8 @@ def exercise(path: Path) -> dict[str, Any]:
     summary = s.summary()
     out["summary"] = {key: summary[key] for key in ("num_examples", "steps", "ids", "batch_share")}
     # Fold state is not an answer: a store whose fold entry is gone is a valid unfolded store with equal answers.
-    out["summary"]["parameters"] = [{k: v for k, v in p.items() if k != "folded_steps"} for p in summary["parameters"]]
+    fold_state = ("folded_steps", "fold_group")
+    out["summary"]["parameters"] = [{k: v for k, v in p.items() if k not in fold_state} for p in summary["parameters"]]
     return out
 
 
@@ -218,8 +219,10 @@ def remove(rel: str) -> Mutation:
 
 R, M = ["responsibility"], ["manifest"]
 SPEC, LAY, P0 = [*R, "spec"], [*R, "layout"], [*R, "spec", "params", 0]
+# Every commit (journal block or one folded parameter) is a generation: 3 journal commits, then w (g4) and u (g5)
+# folded, 1 more journal commit (6), u folded again (g7).
 FOLD_W = "fold/w/g4"  # the partial fold of "w"
-FOLD_U = "fold/u/g6"  # the current fold of "u" (generation 3): its top-k index serves most_responsible
+FOLD_U = "fold/u/g7"  # the current fold of "u": its top-k index serves most_responsible
 
 
 # (id, mutation, expectation): "same" = identical answers or a clear error; "works" = another valid state.
