@@ -148,11 +148,6 @@ class ResponsibilityCallback(Callback):
         if stage != "fit":
             return
         _check_strategy(trainer)
-        if self.session.attribution == "per_example" and trainer.world_size > 1:
-            raise UnsupportedStrategyError(
-                "attribution='per_example' records in a single process for now",
-                fixes=[{"attribution": "uniform"}],
-            )
         self.session.track(pl_module)
         if self.ids_key is None:
             self._tracker = SamplerIdTracker()
@@ -238,9 +233,10 @@ class ResponsibilityCallback(Callback):
         self._last_global_step = trainer.global_step
         ids = np.concatenate(self._pending_ids) if self._pending_ids else np.zeros(0, np.int64)
         self._pending_ids = []
+        examples = self.session.take_examples()
         if trainer.world_size > 1:
-            ids = _gather_ids(trainer, ids)
-        self.session.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch)
+            ids, examples = _gather_step(trainer, ids, examples)
+        self.session.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch, examples=examples)
 
     # ------------------------------------------------------------------ flushing, folding, resume
     @override
@@ -312,13 +308,22 @@ def _track_train_dataloaders(trainer: pl.Trainer, tracker: SamplerIdTracker) -> 
     return restore
 
 
-def _gather_ids(trainer: pl.Trainer, ids: np.ndarray) -> np.ndarray:
-    """All ranks' ids of this step, rank by rank (a DistributedSampler's global batch)."""
+def _gather_step(
+    trainer: pl.Trainer, ids: np.ndarray, examples: torch.Tensor | None
+) -> tuple[np.ndarray, torch.Tensor | None]:
+    """All ranks' ids of this step and, per example, their captured values, rank by rank (a DistributedSampler's
+    global batch). Shapes differ between ranks, so rows are padded to the longest for the fixed-shape all-gather."""
     strategy = trainer.strategy
     device = strategy.root_device
-    counts = strategy.all_gather(torch.tensor([len(ids)], device=device)).reshape(-1)
-    width = int(counts.max())
+    counts = strategy.all_gather(torch.tensor([len(ids)], device=device)).reshape(-1).tolist()
+    width = max(counts)
     padded = torch.full((width,), -1, dtype=torch.int64, device=device)
     padded[: len(ids)] = torch.from_numpy(ids).to(device)
-    gathered = strategy.all_gather(padded).reshape(-1).cpu().numpy()
-    return gathered[gathered >= 0]
+    all_ids = strategy.all_gather(padded).reshape(len(counts), width).cpu().numpy()
+    ids = np.concatenate([row[:n] for row, n in zip(all_ids, counts, strict=True)])
+    if examples is not None:
+        rows = examples.new_zeros(width, examples.shape[1])
+        rows[: len(examples)] = examples
+        all_rows = strategy.all_gather(rows).reshape(len(counts), width, -1)
+        examples = torch.cat([part[:n] for part, n in zip(all_rows, counts, strict=True)])
+    return ids, examples
