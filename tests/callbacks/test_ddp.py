@@ -27,7 +27,7 @@ class FixedBatches(torch.utils.data.Sampler[list[int]]):
 @pytest.mark.parametrize("n", [48, 47])  # 47: the DistributedSampler pads by repeating an id
 def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
     data = IndexedData(n)
-    cb = ResponsibilityCallback(tmp_path / "ddp.zarr")
+    cb = ResponsibilityCallback(tmp_path / "ddp.zarr", attribution="uniform")
     torch.manual_seed(0)
     make_trainer(tmp_path, [cb], max_epochs=2, strategy="ddp_spawn", devices=2).fit(
         TinyNet(), DataLoader(data, batch_size=4, shuffle=True)
@@ -41,7 +41,7 @@ def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
         assert len(epoch) == 48
     batches = np.split(ids, np.cumsum(counts)[:-1])
 
-    single = ResponsibilityCallback(tmp_path / "one.zarr")
+    single = ResponsibilityCallback(tmp_path / "one.zarr", attribution="uniform")
     torch.manual_seed(0)
     make_trainer(tmp_path, [single], max_epochs=1).fit(
         TinyNet(), DataLoader(data, batch_sampler=FixedBatches([b.tolist() for b in batches]))
