@@ -79,13 +79,14 @@ class PerExample:
                 capture.use_dense(name)  # sequence inputs: Σ over positions of the outer products
             if name in skipped:
                 continue
-            dense_weights = capture.form(name) == "dense" and spec.numel > spec.units
+            out_units = spec.shape[0] if spec.shape else 1
+            dense_weights = capture.form(name) == "dense" and spec.numel > out_units  # a weight, not a bias
             if spec.granularity == "neuron":
                 forms[name] = "units"
             elif dense_weights and self.setting == "auto":
                 skipped[name] = (
                     f"at weight granularity its per-example gradients would be journaled densely, {spec.numel:,} "
-                    f"values per example per step; granularity='neuron' records it per example at {2 * spec.units} "
+                    f"values per example per step; granularity='neuron' records it per example at {2 * out_units} "
                     "values per example"
                 )
             else:

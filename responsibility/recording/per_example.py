@@ -186,18 +186,21 @@ class ExampleGradients:
         per_module: dict[int, list[dict[str, tuple[torch.Tensor, ...]]]] = {}
         batch: int | None = None
         device: torch.device | None = None
+        first: list[str] = []
         for key, calls in self._captured.items():
             done = [c for c in calls if c is not None]
             if not done:
                 continue
             n = sum(_rows(c) for c in done)
+            names = [spec.name for spec, _ in self._modules[key][1]]
             if batch is not None and n != batch:
-                module = self._modules[key][0]
                 raise ResponsibilityError(
-                    f"per-example attribution: a tracked {type(module).__name__} saw {n} examples in this step, "
-                    f"another tracked layer {batch}. Each tracked layer must run exactly once per example"
+                    f"per-example attribution: the layer of {', '.join(names)} saw {n} examples in this step, the "
+                    f"layer of {', '.join(first)} {batch}. Each tracked layer must run exactly once per example, "
+                    "with the batch in its input's first dimension (batch_first=True for sequence models)",
+                    fixes=[{"layers": ...}, {"attribution": "uniform"}],
                 )
-            batch, device = n, next(iter(done[0].values()))[0].device
+            batch, device, first = n, next(iter(done[0].values()))[0].device, names
             per_module[key] = done
         self.clear()
         widths = [self.width(spec.name) for spec, _ in self._order]

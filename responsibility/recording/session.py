@@ -370,8 +370,8 @@ class RecordingSession:
         if examples is not None and len(examples) != len(ids):
             raise ExampleIdError(
                 f"per-example attribution: the tracked layers saw {len(examples)} examples in this step, which has "
-                f"{len(ids)} example ids. Each tracked layer's input must hold the batch in its first dimension "
-                "(batch_first=True for sequence models)",
+                f"{len(ids)} example ids. Each tracked layer must run once per example, with the batch in its "
+                "input's first dimension (batch_first=True for sequence models)",
                 fixes=[{"attribution": "uniform"}],
             )
         recorder, spec = self._recorder, self._spec

@@ -12,8 +12,9 @@ For a Linear weight with (batch, features) inputs ``w_j[o, i] = δ_jo a_ji`` and
 ``S = Δw / Σ_k w_k`` split by sign (``S⁺``, ``S⁻``) and the inputs too (``a⁺``, ``a⁻``),
 ``Σ_i max(S[o, i] δ_jo a_ji, 0) = δ⁺_jo P_jo + δ⁻_jo Q_jo`` where ``P = a⁺ S⁺ᵀ + a⁻ S⁻ᵀ`` and
 ``Q = a⁻ S⁺ᵀ + a⁺ S⁻ᵀ`` (a product is positive exactly when its factors' signs agree). That is two matrix products
-of the step's inputs with the (units, inputs) ratios, and one more for ``Σ_k w_k``: no (examples, units, inputs)
-tensor is formed. Other parameters have dense per-example gradients, and the shares are formed directly.
+of the step's inputs with the (units, inputs) ratios (one pair when the inputs are non-negative: after a ReLU, and
+always for "magnitude"), and one more for ``Σ_k w_k``: no (examples, units, inputs) tensor is formed. Other
+parameters have dense per-example gradients, and the shares are formed directly.
 """
 
 from __future__ import annotations
@@ -42,9 +43,12 @@ def unit_shares(
             out, inp = out.abs(), inp.abs()
         scale, even = _ratios(d, out.T @ inp, n)
         s_pos, s_neg = scale.clamp(min=0), scale.clamp(max=0).neg_()
-        a_pos, a_neg = inp.clamp(min=0), inp.clamp(max=0).neg_()
-        # [P | Q] = [a⁺ | a⁻] @ [[S⁺ᵀ, S⁻ᵀ], [S⁻ᵀ, S⁺ᵀ]] in one product.
-        pq = torch.cat([a_pos, a_neg], 1) @ torch.cat([torch.cat([s_pos, s_neg], 0), torch.cat([s_neg, s_pos], 0)], 1).T
+        if bool((inp >= 0).all()):  # inputs after a ReLU, or |a| (magnitude rule): a⁻ = 0, half the work
+            pq = inp @ torch.cat([s_pos, s_neg], 0).T
+        else:  # [P | Q] = [a⁺ | a⁻] @ [[S⁺ᵀ, S⁻ᵀ], [S⁻ᵀ, S⁺ᵀ]] in one product
+            a_pos, a_neg = inp.clamp(min=0), inp.clamp(max=0).neg_()
+            blocks = torch.cat([torch.cat([s_pos, s_neg], 0), torch.cat([s_neg, s_pos], 0)], 1)
+            pq = torch.cat([a_pos, a_neg], 1) @ blocks.T
         p, q = pq[:, :units], pq[:, units:]
         o_pos, o_neg = out.clamp(min=0), out.clamp(max=0).neg_()
         pos, neg = o_pos * p + o_neg * q, o_pos * q + o_neg * p

@@ -13,7 +13,7 @@ from helpers import IndexedData, NaiveReference, PerExampleReference, TinyNet, m
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from responsibility import ExampleIdError, LayerSelectionError, ResponsibilityCallback, ResponsibilityStore
+from responsibility import LayerSelectionError, ResponsibilityCallback, ResponsibilityError, ResponsibilityStore
 
 N = 24
 
@@ -152,7 +152,7 @@ def test_batch_not_first_is_a_clear_error(tmp_path):
         def forward(self, x):  # (positions, batch, features) inside, as with batch_first=False
             return self.out(torch.relu(self.inp(x.transpose(0, 1))).mean(0))
 
-    with pytest.raises(ExampleIdError, match="batch in its first dimension"):
+    with pytest.raises(ResponsibilityError, match="batch in its input's first dimension"):
         fit(tmp_path, Classifier(SeqFirst()), Shaped(4, 5), [], attribution="per_example")
 
 

@@ -22,14 +22,17 @@ def per_weight_then_summed(grads: torch.Tensor, delta: torch.Tensor, rule: str) 
 
 @pytest.mark.parametrize("rule", ["gradient", "magnitude"])
 @pytest.mark.parametrize("seed", range(4))
-def test_outer_factors_per_unit_equal_summed_weight_shares(rule, seed):
+@pytest.mark.parametrize("relu", [False, True])  # non-negative inputs take the shorter product
+def test_outer_factors_per_unit_equal_summed_weight_shares(rule, seed, relu):
     g = torch.Generator().manual_seed(seed)
     n, units, inputs = 5, 4, 7
     out = torch.randn(n, units, generator=g, dtype=torch.float64)
     inp = torch.randn(n, inputs, generator=g, dtype=torch.float64)
     inp[:, 2] = 0  # no example has a gradient on input 2: its weights' Δw is split evenly
     out[:, 1] = 0  # nor on unit 1
-    inp[inp > 1.2] = 0  # sparse inputs, as after a ReLU
+    inp[inp > 1.2] = 0  # sparse inputs
+    if relu:
+        inp = inp.clamp(min=0)
     delta = torch.randn(units, inputs, generator=g, dtype=torch.float64)
     grads = out[:, :, None] * inp[:, None, :]
     got = unit_shares(torch.cat([out, inp], 1), delta, "outer", (units, inputs), rule)
