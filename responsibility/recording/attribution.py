@@ -6,9 +6,10 @@ example of a step gets the step's Δw), saying which and why in one warning:
 
 - parameters of layers other than nn.Linear and nn.Conv2d, and MultiheadAttention's ``out_proj`` (applied without
   calling the Linear) have no captured per-example gradients;
-- at weight granularity, a Conv2d weight or a Linear weight with sequence inputs would journal its dense
-  per-example gradients, batch × weights values per step (``granularity="neuron"`` records it per example at
-  2 × units values per example; ``attribution="per_example"`` journals the dense gradients anyway).
+- at weight granularity, a Conv2d weight or a Linear weight with sequence inputs of more than
+  :data:`DENSE_LIMIT` weights would journal its dense per-example gradients, batch × weights values per step
+  (``granularity="neuron"`` records it per example at 2 × units values per example; ``attribution="per_example"``
+  journals the dense gradients anyway).
 
 Decisions that depend on the model's inputs (a Linear's input dimensions, a layer whose weight is used without
 calling it) are made at the first optimizer step, after a backward pass has shown them, before the store is made.
@@ -29,7 +30,11 @@ from responsibility.recording.per_example import ExampleGradients, uncalled_line
 from responsibility.recording.unit_shares import unit_shares
 from responsibility.store.spec import ParamSpec
 
-__all__ = ["PerExample"]
+__all__ = ["DENSE_LIMIT", "PerExample"]
+
+# "auto" journals dense per-example gradients of weights up to this size (16 KiB per example): small convolutions
+# cost little, a large one would multiply the journal by the batch size.
+DENSE_LIMIT = 4096
 
 Owner = tuple[str, nn.Module, str, nn.Parameter]  # name, module, attribute name on it, parameter
 _FIXES: list[Fix] = [{"attribution": "auto"}, {"layers": ...}, {"attribution": "uniform"}]
@@ -83,11 +88,11 @@ class PerExample:
             dense_weights = capture.form(name) == "dense" and spec.numel > out_units  # a weight, not a bias
             if spec.granularity == "neuron":
                 forms[name] = "units"
-            elif dense_weights and self.setting == "auto":
+            elif dense_weights and spec.numel > DENSE_LIMIT and self.setting == "auto":
                 skipped[name] = (
                     f"at weight granularity its per-example gradients would be journaled densely, {spec.numel:,} "
-                    f"values per example per step; granularity='neuron' records it per example at {2 * out_units} "
-                    "values per example"
+                    f"values per example per step (auto does so up to {DENSE_LIMIT:,}); granularity='neuron' "
+                    f"records it per example at {2 * out_units} values per example"
                 )
             else:
                 forms[name] = capture.form(name)

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from responsibility import ResponsibilityCallback, ResponsibilityStore
+from responsibility.recording.attribution import DENSE_LIMIT
 
 N, BATCH, VOCAB, BLOCK = 16, 4, 30, 8
 
@@ -43,7 +44,8 @@ class SmallTransformer(LightningTransformer):
     def __init__(self) -> None:
         super().__init__(vocab_size=VOCAB)
         torch.manual_seed(0)
-        self.model = Transformer(vocab_size=VOCAB, ninp=16, nhead=2, nhid=32, nlayers=1, dropout=0.0)
+        # linear1/linear2 (8,192 weights) above auto's dense limit at weight granularity, the decoder below it.
+        self.model = Transformer(vocab_size=VOCAB, ninp=64, nhead=2, nhid=128, nlayers=1, dropout=0.0)
 
     def prepare_data(self) -> None:
         """The demo downloads WikiText2 here; these tests generate their tokens."""
@@ -75,8 +77,8 @@ class ResNet(L.LightningModule):
         torch.manual_seed(0)
         self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
         self.layer1 = BasicBlock(8, 8)
-        self.layer2 = BasicBlock(8, 16, stride=2)
-        self.fc = nn.Linear(16, 3)
+        self.layer2 = BasicBlock(8, 32, stride=2)  # conv2: 9,216 weights, above auto's dense limit
+        self.fc = nn.Linear(32, 3)
 
     def forward(self, x):
         return self.fc(self.layer2(self.layer1(self.stem(x))).mean((2, 3)))
@@ -133,8 +135,9 @@ def transformer_reasons(granularity: str) -> dict[str, str]:
             out[name] = mha
         elif isinstance(owner, (nn.Embedding, nn.LayerNorm, nn.MultiheadAttention)):
             out[name] = f"it belongs to a {type(owner).__name__}"
-        elif granularity == "weight" and isinstance(owner, nn.Linear) and name.endswith("weight"):
-            out[name] = "at weight granularity its per-example gradients would be journaled densely"
+        elif granularity == "weight" and isinstance(owner, nn.Linear) and owner.weight.numel() > DENSE_LIMIT:
+            if name.endswith("weight"):
+                out[name] = "at weight granularity its per-example gradients would be journaled densely"
     return out
 
 
@@ -149,8 +152,8 @@ def test_lightning_demo_transformer_records_and_names_what_it_records_uniformly(
     per_example = {n for n in store.parameters if store.param(n).example_form is not None}
     assert per_example == set(store.parameters) - want.keys()
     assert "model.decoder.bias" in per_example and "model.transformer.encoder.layers.0.linear1.bias" in per_example
-    if granularity == "neuron":  # Linear weights over token positions are recorded per example, per unit
-        assert store.param("model.decoder.weight").example_form == "units"
+    # Linear weights over token positions: per example, densely (small) or per unit (neuron granularity).
+    assert store.param("model.decoder.weight").example_form == ("dense" if granularity == "weight" else "units")
     assert_adds_up(store, change)
 
 
@@ -160,8 +163,9 @@ def test_small_resnet_with_batch_norm_records_and_warns_about_batch_norm(tmp_pat
     store, messages, change = record(tmp_path, module, images(), granularity=granularity)
     skipped = skipped_in(messages)
     norms = {n for n, _ in module.named_parameters() if ".1." in n or "bn" in n}
-    convs = {n for n in store.parameters if n not in norms and not n.startswith("fc.")}
-    assert skipped.keys() == (norms if granularity == "neuron" else norms | convs)
+    big = {n for n, p in module.named_parameters() if n not in norms and p.numel() > DENSE_LIMIT}
+    assert big == {"layer2.conv2.weight"}
+    assert skipped.keys() == (norms if granularity == "neuron" else norms | big)
     assert all(skipped[n].startswith("it belongs to a BatchNorm2d") for n in norms)
     (batch_norm,) = [m for m in messages if "batch norm layers in training mode" in m]
     assert "stem.1" in batch_norm and "layer2.downsample.1" in batch_norm
