@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
-from responsibility.choices import Attribution, BatchShare, Codec, FoldMode, OnError, RDtype, ShareRuleSetting
+from responsibility.choices import AttributionSetting, BatchShare, Codec, FoldMode, OnError, RDtype, ShareRuleSetting
 from responsibility.errors import ExampleIdError, UnsupportedStrategyError
 from responsibility.recording.ids import (
     IdsKey,
@@ -74,7 +74,7 @@ class ResponsibilityCallback(Callback):
         layers: str | Sequence[str] | None = None,
         granularity: str | Mapping[str, str] = "weight",
         batch_share: BatchShare = "full",
-        attribution: Attribution = "uniform",
+        attribution: AttributionSetting = "auto",
         share_rule: ShareRuleSetting = "auto",
         ids_key: IdsKey | None = None,
         num_examples: int | None = None,
@@ -148,11 +148,6 @@ class ResponsibilityCallback(Callback):
         if stage != "fit":
             return
         _check_strategy(trainer)
-        if self.session.attribution == "per_example" and trainer.world_size > 1:
-            raise UnsupportedStrategyError(
-                "attribution='per_example' records in a single process for now",
-                fixes=[{"attribution": "uniform"}],
-            )
         self.session.track(pl_module)
         if self.ids_key is None:
             self._tracker = SamplerIdTracker()
@@ -162,22 +157,16 @@ class ResponsibilityCallback(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         num_examples, labels = self._dataset_facts(trainer)
         batch = getattr(trainer.train_dataloader, "batch_size", None) or 1
-        error: BaseException | None = None
-        try:
-            self.session.start(
+        _on_every_rank(
+            trainer,
+            lambda: self.session.start(
                 num_examples,
                 labels=labels,
                 optimizers=trainer.optimizers,
                 examples_per_step=int(batch) * trainer.accumulate_grad_batches,
                 writer=trainer.is_global_zero,
-            )
-        except Exception as exc:  # raised on every rank below, so DDP peers do not hang
-            if trainer.world_size == 1:
-                raise
-            error = exc
-        error = trainer.strategy.broadcast(error, src=0)
-        if error is not None:
-            raise error
+            ),
+        )
         self._last_global_step = trainer.global_step
         self._pending_ids = []
 
@@ -227,6 +216,8 @@ class ResponsibilityCallback(Callback):
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
+        if not self.session.opened:  # the first step: the backward pass has shown the layers' inputs
+            _on_every_rank(trainer, self.session.open)
         self.session.snapshot(p for group in optimizer.param_groups for p in group["params"])
 
     @override
@@ -238,9 +229,10 @@ class ResponsibilityCallback(Callback):
         self._last_global_step = trainer.global_step
         ids = np.concatenate(self._pending_ids) if self._pending_ids else np.zeros(0, np.int64)
         self._pending_ids = []
+        examples = self.session.take_examples()
         if trainer.world_size > 1:
-            ids = _gather_ids(trainer, ids)
-        self.session.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch)
+            ids, examples = _gather_step(trainer, ids, examples)
+        self.session.record_step(ids, global_step=trainer.global_step, epoch=trainer.current_epoch, examples=examples)
 
     # ------------------------------------------------------------------ flushing, folding, resume
     @override
@@ -249,6 +241,8 @@ class ResponsibilityCallback(Callback):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.session.opened:  # not a single step: the store is still made (or rolled back)
+            _on_every_rank(trainer, self.session.open)
         # On a GPU run the fold's scatter-adds run on the training device too.
         self.session.finish(device=pl_module.device if pl_module.device.type == "cuda" else "cpu")
 
@@ -272,6 +266,23 @@ class ResponsibilityCallback(Callback):
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.session.load_state_dict(state_dict)
+
+
+def _on_every_rank(trainer: pl.Trainer, action: Callable[[], None]) -> None:
+    """Run ``action`` (which touches the store on rank 0); its error is raised on every rank, so that DDP peers
+    do not wait for a rank that failed."""
+    error: BaseException | None = None
+    try:
+        action()
+    except Exception as exc:
+        if trainer.world_size == 1:
+            raise
+        error = exc
+    first = trainer.strategy.broadcast(error, src=0)
+    if first is not None:
+        raise first
+    if error is not None:
+        raise error
 
 
 def _check_strategy(trainer: pl.Trainer) -> None:
@@ -312,13 +323,22 @@ def _track_train_dataloaders(trainer: pl.Trainer, tracker: SamplerIdTracker) -> 
     return restore
 
 
-def _gather_ids(trainer: pl.Trainer, ids: np.ndarray) -> np.ndarray:
-    """All ranks' ids of this step, rank by rank (a DistributedSampler's global batch)."""
+def _gather_step(
+    trainer: pl.Trainer, ids: np.ndarray, examples: torch.Tensor | None
+) -> tuple[np.ndarray, torch.Tensor | None]:
+    """All ranks' ids of this step and, per example, their captured values, rank by rank (a DistributedSampler's
+    global batch). Shapes differ between ranks, so rows are padded to the longest for the fixed-shape all-gather."""
     strategy = trainer.strategy
     device = strategy.root_device
-    counts = strategy.all_gather(torch.tensor([len(ids)], device=device)).reshape(-1)
-    width = int(counts.max())
+    counts = strategy.all_gather(torch.tensor([len(ids)], device=device)).reshape(-1).tolist()
+    width = max(counts)
     padded = torch.full((width,), -1, dtype=torch.int64, device=device)
     padded[: len(ids)] = torch.from_numpy(ids).to(device)
-    gathered = strategy.all_gather(padded).reshape(-1).cpu().numpy()
-    return gathered[gathered >= 0]
+    all_ids = strategy.all_gather(padded).reshape(len(counts), width).cpu().numpy()
+    ids = np.concatenate([row[:n] for row, n in zip(all_ids, counts, strict=True)])
+    if examples is not None:
+        rows = examples.new_zeros(width, examples.shape[1])
+        rows[: len(examples)] = examples
+        all_rows = strategy.all_gather(rows).reshape(len(counts), width, -1)
+        examples = torch.cat([part[:n] for part, n in zip(all_rows, counts, strict=True)])
+    return ids, examples

@@ -9,11 +9,14 @@ Granularity = Literal["weight", "neuron"]
 BatchShare = Literal["full", "mean"]
 Sign = Literal["abs", "pos", "neg"]
 Attribution = Literal["uniform", "per_example"]
+# The setting: "auto" records per example where that applies (and is cheap) and uniformly elsewhere.
+AttributionSetting = Literal["auto", "uniform", "per_example"]
 ShareRule = Literal["gradient", "magnitude"]
 ShareRuleSetting = Literal["auto", "gradient", "magnitude"]
-# How a parameter's per-example gradients are journaled: "outer" = the two factors of a Linear weight's rank-1
-# gradient (output gradient, input), "dense" = the gradient itself.
-ExampleForm = Literal["outer", "dense"]
+# How a parameter's per-example values are journaled: "outer" = the two factors of a Linear weight's rank-1
+# gradient (output gradient, input), "dense" = the gradient itself, "units" = the example's share of Δw summed per
+# unit by sign (neuron granularity).
+ExampleForm = Literal["outer", "dense", "units"]
 FoldMode = Literal["auto", "always", "never"]
 OnError = Literal["raise", "warn"]
 Codec = Literal["lz4", "zstd", "none"]

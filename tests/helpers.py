@@ -189,11 +189,20 @@ class PerExampleReference(_Reference):
     At each optimizer step every example's own gradient is recomputed by a separate backward pass of a float64
     copy of ``pl_module.net`` on that example alone (cross-entropy, the loss TinyNet trains with); Δw is split
     by the rule of ``responsibility.per_example`` written out per weight, and added to each example in a loop.
-    ``sgd_exact`` skips the rule and adds |-lr · g_j / B| instead: what plain SGD's shares must equal.
+    ``sgd_exact`` skips the rule and adds |-lr · g_j / B| instead: what plain SGD's shares must equal. Parameters
+    that ``granularity`` maps to "neuron" get the positive and negative parts of each example's shares summed per
+    output unit.
     """
 
-    def __init__(self, num_examples: int, rule: str, sgd_exact_lr: float | None = None) -> None:
+    def __init__(
+        self,
+        num_examples: int,
+        rule: str,
+        sgd_exact_lr: float | None = None,
+        granularity: dict[str, str] | None = None,
+    ) -> None:
         self.n, self.rule, self.sgd_lr = num_examples, rule, sgd_exact_lr
+        self.granularity = granularity or {}
         self.pos: dict[str, np.ndarray] = {}
         self.neg: dict[str, np.ndarray] = {}
         self.before: dict[str, np.ndarray] | None = None
@@ -243,12 +252,16 @@ class PerExampleReference(_Reference):
                 safe = denom != 0
                 scale = np.where(safe, d / np.where(safe, denom, 1), 0.0)
                 share = scale * w + np.where(safe, 0.0, d / len(ids))
+            pos, neg = np.maximum(share, 0), np.maximum(-share, 0)
+            if self.granularity.get(name) == "neuron":
+                pos = pos.reshape(len(ids), d.shape[0], -1).sum(2)
+                neg = neg.reshape(len(ids), d.shape[0], -1).sum(2)
             if name not in self.pos:
-                self.pos[name] = np.zeros((self.n, *d.shape))
-                self.neg[name] = np.zeros((self.n, *d.shape))
+                self.pos[name] = np.zeros((self.n, *pos.shape[1:]))
+                self.neg[name] = np.zeros((self.n, *neg.shape[1:]))
             for j, m in enumerate(ids):
-                self.pos[name][m] += np.maximum(share[j], 0)
-                self.neg[name][m] += np.maximum(-share[j], 0)
+                self.pos[name][m] += pos[j]
+                self.neg[name][m] += neg[j]
         self.before, self.batch, self.grads = None, [], None
 
 

@@ -15,15 +15,18 @@ loss the optimizer stepped on; rules only use ratios, so loss scaling (means, ac
 
 Recording (:class:`ExampleGradients`): module hooks capture per-example gradients of tracked ``nn.Linear`` and
 ``nn.Conv2d`` parameters, batched, in the backward pass that computes the batch gradient. A Linear weight's
-per-example gradient is the outer product ``δ_j a_jᵀ`` of the output gradient and the layer input: the journal
-keeps the two factors (``out + in`` values per example instead of ``out · in``), and the product is formed only
-when folding (:func:`example_grads`). Conv2d weights and all biases journal the per-example gradient itself.
-Per-example gradients assume examples do not interact in the forward pass (no batch norm in train mode).
+per-example gradient with (batch, features) inputs is the outer product ``δ_j a_jᵀ`` of the output gradient and
+the layer input: the journal keeps the two factors (``out + in`` values per example instead of ``out · in``), and
+the product is formed only when folding (:func:`responsibility.kernels.shares.example_grads`). With sequence inputs
+(batch, ..., features) it is ``Σ_t δ_jt a_jtᵀ``, captured densely like Conv2d weights and all biases. At neuron
+granularity each example's share is summed per unit in the step (:mod:`responsibility.recording.unit_shares`), and
+the journal keeps those sums. Per-example gradients assume examples do not interact in the forward pass (no batch
+norm in training mode).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import partial
 from typing import Any
 
@@ -35,40 +38,62 @@ from responsibility.choices import ExampleForm, ShareRule
 from responsibility.errors import LayerSelectionError, ResponsibilityError
 from responsibility.store.spec import ParamSpec
 
-__all__ = ["ExampleGradients", "default_rule", "example_form"]
+__all__ = ["ExampleGradients", "default_rule", "example_form", "unsupported_reason", "uncalled_linears"]
+
+
+def uncalled_linears(model: nn.Module) -> set[int]:
+    """Ids of the Linear modules whose weights their parent applies itself, without calling the Linear: the
+    ``out_proj`` of every ``nn.MultiheadAttention`` (its forward hooks never fire)."""
+    return {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
+
+
+def unsupported_reason(module: nn.Module, leaf: str, uncalled: Collection[int] = ()) -> str | None:
+    """Why parameter ``leaf`` of ``module`` cannot be recorded per example, or None if it can."""
+    if id(module) in uncalled:
+        return "nn.MultiheadAttention applies its out_proj weights itself, so the Linear's hooks never run"
+    if isinstance(module, (nn.Linear, nn.Conv2d)) and leaf in ("weight", "bias"):
+        return None
+    return (
+        f"it belongs to a {type(module).__name__}; per-example gradients are captured for the weights and biases "
+        "of nn.Linear and nn.Conv2d layers only"
+    )
 
 
 def example_form(module: nn.Module, leaf: str, name: str) -> ExampleForm:
-    """How the per-example gradients of parameter ``leaf`` of ``module`` are journaled ("outer" or "dense")."""
-    if isinstance(module, nn.Linear) and leaf == "weight":
-        return "outer"
-    if isinstance(module, (nn.Linear, nn.Conv2d)) and leaf in ("weight", "bias"):
-        return "dense"
-    raise LayerSelectionError(
-        f"per-example attribution supports the weight and bias of nn.Linear and nn.Conv2d layers; {name!r} belongs "
-        f"to a {type(module).__name__}. Leave it out of the tracked layers, or record it uniformly.",
-        fixes=[{"layers": ...}, {"attribution": "uniform"}],
-    )
+    """How the per-example gradients of parameter ``leaf`` of ``module`` are captured: "outer" (a Linear weight's
+    two factors) or "dense" (the gradient itself)."""
+    reason = unsupported_reason(module, leaf)
+    if reason is not None:
+        raise LayerSelectionError(
+            f"per-example attribution cannot record {name!r}: {reason}.",
+            fixes=[{"attribution": "auto"}, {"layers": ...}, {"attribution": "uniform"}],
+        )
+    return "outer" if isinstance(module, nn.Linear) and leaf == "weight" else "dense"
 
 
 class ExampleGradients:
     """Captures per-example gradients of tracked Linear/Conv2d parameters with module hooks.
 
     A forward hook keeps each tracked layer's input and puts a hook on its output; that hook receives the output
-    gradient in the backward pass and turns it into per-example values for every tracked parameter of the layer.
-    Forward passes without gradient (validation, ``no_grad``) are ignored. :meth:`take` returns the rows of all
-    backward passes since the last call (several with gradient accumulation), in batch order.
+    gradient in the backward pass. Forward passes without gradient (validation, ``no_grad``) are ignored.
+    :meth:`take` returns the rows of all backward passes since the last call (several with gradient accumulation),
+    in batch order, laid out by each parameter's capture form: ``"outer"`` (δ then a, for a Linear weight with
+    (batch, features) inputs), else ``"dense"`` (the gradient; summed over the positions of a Linear's sequence
+    inputs, (batch, ..., features)). A Linear weight captures "outer" unless its spec journals it "dense"
+    or :meth:`use_dense` switched it.
     """
 
     def __init__(self, tracked: Sequence[tuple[ParamSpec, nn.Module, str]]) -> None:
         self._modules: dict[int, tuple[nn.Module, list[tuple[ParamSpec, str]]]] = {}
         self._order: list[tuple[ParamSpec, int]] = []
+        self._forms: dict[str, ExampleForm] = {}
         for spec, module, leaf in tracked:
-            if spec.example_form is None:
-                raise ValueError(f"{spec.name!r} has no example_form: not recorded per example")
+            form = example_form(module, leaf, spec.name)
+            self._forms[spec.name] = "dense" if spec.example_form == "dense" else form
             self._modules.setdefault(id(module), (module, []))[1].append((spec, leaf))
             self._order.append((spec, id(module)))
         self._captured: dict[int, list[dict[str, tuple[torch.Tensor, ...]] | None]] = {k: [] for k in self._modules}
+        self._input_dims: dict[str, int] = {}
         self._handles: list[Any] = []
 
     def attach(self) -> None:
@@ -87,17 +112,48 @@ class ExampleGradients:
         for calls in self._captured.values():
             calls.clear()
 
+    # ------------------------------------------------------------------ what was seen
+    def input_dims(self, name: str) -> int | None:
+        """The largest number of input dimensions parameter ``name``'s layer has seen with gradient (None: not run)."""
+        return self._input_dims.get(name)
+
+    def form(self, name: str) -> ExampleForm:
+        return self._forms[name]
+
+    def use_dense(self, name: str) -> None:
+        """Capture a Linear weight's gradient densely (summed over positions) instead of as two factors."""
+        self._forms[name] = "dense"
+
+    def keep_only(self, names: set[str]) -> None:
+        """Stop capturing every parameter not in ``names`` (layers left with none lose their hooks); what was
+        captured for the others stays."""
+        attached = bool(self._handles)
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+        self._order = [(spec, key) for spec, key in self._order if spec.name in names]
+        for key in list(self._modules):
+            params = self._modules[key][1]
+            params[:] = [(spec, leaf) for spec, leaf in params if spec.name in names]
+            if not params:
+                del self._modules[key], self._captured[key]
+        if attached:
+            self.attach()
+
+    def width(self, name: str) -> int:
+        """Values per example of parameter ``name`` in the rows of :meth:`take`."""
+        spec = next(spec for spec, _ in self._order if spec.name == name)
+        return spec.shape[0] + spec.shape[1] if self._forms[name] == "outer" else spec.numel
+
+    # ------------------------------------------------------------------ hooks
     def _forward(self, module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
         calls = self._captured.get(id(module))
         # A deep copy of the model (EMA, a teacher) carries a copy of this hook: it is not a tracked layer.
         if calls is None or not (torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad):
             return
         x = args[0]
-        if isinstance(module, nn.Linear) and x.dim() != 2:
-            raise ResponsibilityError(
-                f"per-example attribution needs Linear inputs of shape (batch, features); {type(module).__name__} "
-                f"got {tuple(x.shape)}. Track this layer with attribution='uniform'"
-            )
+        for spec, _ in self._modules[id(module)][1]:
+            self._input_dims[spec.name] = max(x.dim(), self._input_dims.get(spec.name, 0))
         calls.append(None)
         output.register_hook(partial(self._backward, module, x.detach(), calls, len(calls) - 1))
 
@@ -113,51 +169,71 @@ class ExampleGradients:
         x = x.float()
         values: dict[str, tuple[torch.Tensor, ...]] = {}
         for spec, leaf in self._modules[id(module)][1]:
-            if isinstance(module, nn.Linear):
-                # The two factors stay separate until take() places them side by side: one copy, not two.
-                values[spec.name] = (delta, x) if leaf == "weight" else (delta,)
+            if isinstance(module, nn.Linear) and leaf == "weight":
+                # Kept as they are; take() lays them out (factors side by side, or summed over positions).
+                values[spec.name] = (delta, x)
+            elif isinstance(module, nn.Linear):  # the bias: δ, summed over the positions of sequence inputs
+                values[spec.name] = (delta.reshape(len(delta), -1, delta.shape[-1]).sum(1),)
             elif leaf == "bias":
                 values[spec.name] = (delta.sum((2, 3)),)
             elif isinstance(module, nn.Conv2d):
                 values[spec.name] = (_conv2d_weight_grads(module, x, delta),)
         calls[slot] = values
 
+    # ------------------------------------------------------------------ rows
     def take(self) -> torch.Tensor:
-        """``(B, example_width)`` float32 rows of the examples seen since the last call, then forget them."""
+        """``(B, width)`` float32 rows of the examples seen since the last call, then forget them."""
         per_module: dict[int, list[dict[str, tuple[torch.Tensor, ...]]]] = {}
         batch: int | None = None
         device: torch.device | None = None
+        first: list[str] = []
         for key, calls in self._captured.items():
             done = [c for c in calls if c is not None]
             if not done:
                 continue
             n = sum(_rows(c) for c in done)
+            names = [spec.name for spec, _ in self._modules[key][1]]
             if batch is not None and n != batch:
-                module = self._modules[key][0]
                 raise ResponsibilityError(
-                    f"per-example attribution: a tracked {type(module).__name__} saw {n} examples in this step, "
-                    f"another tracked layer {batch}. Each tracked layer must run exactly once per example"
+                    f"per-example attribution: the layer of {', '.join(names)} saw {n} examples in this step, the "
+                    f"layer of {', '.join(first)} {batch}. Each tracked layer must run exactly once per example, "
+                    "with the batch in its input's first dimension (batch_first=True for sequence models)",
+                    fixes=[{"layers": ...}, {"attribution": "uniform"}],
                 )
-            batch, device = n, next(iter(done[0].values()))[0].device
+            batch, device, first = n, next(iter(done[0].values()))[0].device, names
             per_module[key] = done
         self.clear()
-        width = sum(spec.example_width for spec, _ in self._order)
-        out = torch.empty(batch or 0, width, dtype=torch.float32, device=device)
+        widths = [self.width(spec.name) for spec, _ in self._order]
+        out = torch.empty(batch or 0, sum(widths), dtype=torch.float32, device=device)
         col = 0
-        for spec, key in self._order:
+        for (spec, key), width in zip(self._order, widths, strict=True):
             module_calls = per_module.get(key)
             if module_calls is None:  # the layer did not run with gradient: its examples pushed it nowhere
-                out[:, col : col + spec.example_width].zero_()
+                out[:, col : col + width].zero_()
             row = 0
             for call in module_calls or ():
-                c = col
-                for factor in call[spec.name]:  # (δ, a) of a Linear weight side by side, else one tensor
-                    flat = factor.reshape(len(factor), -1)
-                    out[row : row + len(flat), c : c + flat.shape[1]] = flat
-                    c += flat.shape[1]
-                row += _rows(call)
-            col += spec.example_width
+                values = self._layout(spec, call[spec.name])
+                out[row : row + len(values), col : col + width] = values
+                row += len(values)
+            col += width
         return out
+
+    def _layout(self, spec: ParamSpec, factors: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """One call's values of ``spec`` as (examples, width) rows."""
+        if len(factors) == 1:  # a bias or a Conv2d weight: the per-example gradient itself
+            return factors[0].reshape(len(factors[0]), -1)
+        delta, x = factors
+        if self._forms[spec.name] == "outer":
+            if x.dim() != 2:
+                raise ResponsibilityError(
+                    f"per-example attribution of {spec.name!r}: its Linear got inputs of shape {tuple(x.shape)} "
+                    "after the store was set up for (batch, features) inputs; record it uniformly or start a new store"
+                )
+            return torch.cat([delta, x], 1)
+        # Σ over positions of δ_t a_tᵀ, one matmul per example batch: (B, out, T) @ (B, T, in).
+        d = delta.reshape(len(delta), -1, delta.shape[-1])
+        a = x.reshape(len(x), -1, x.shape[-1])
+        return torch.bmm(d.transpose(1, 2), a).reshape(len(delta), -1)
 
 
 def _rows(call: dict[str, tuple[torch.Tensor, ...]]) -> int:

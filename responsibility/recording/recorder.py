@@ -119,6 +119,13 @@ class Recorder:
                 snap.copy_(param.detach())
                 self._snapped.add(key)
 
+    def weight_change(self, param: torch.nn.Parameter) -> torch.Tensor:
+        """Δw of a tracked parameter since its snapshot, in float32 on its device (zero without a snapshot)."""
+        snap = self._snapshots.get(id(param))
+        if id(param) not in self._snapped or snap is None:
+            return torch.zeros(param.shape, dtype=torch.float32, device=param.device)
+        return param.detach().float() - snap.float()
+
     def record_step(
         self,
         ids: np.ndarray | torch.Tensor | Sequence[int],
@@ -129,8 +136,8 @@ class Recorder:
         """Journal one optimizer step: Δw of every snapshotted parameter, and the step's example ids.
 
         A store that records per-example attribution also needs ``examples``: the step's per-example values,
-        ``(len(ids), example_width)`` in id order (:meth:`ExampleGradients.take
-        <responsibility.per_example.ExampleGradients.take>`).
+        ``(len(ids), example_width)`` in id order (:meth:`RecordingSession.record_step
+        <responsibility.recording.session.RecordingSession.record_step>` forms them).
         """
         ids = as_ids(ids)
         check_ids(ids, self.store.num_examples)

@@ -20,20 +20,19 @@ does (``on_error``), flushing, and whether to fold at the end.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from responsibility.choices import (
-    Attribution,
+    AttributionSetting,
     BatchShare,
     Codec,
     FoldMode,
@@ -44,13 +43,14 @@ from responsibility.choices import (
     check_choice,
 )
 from responsibility.errors import (
-    LayerSelectionError,
+    ExampleIdError,
     ParameterChangedError,
     ResponsibilityError,
     StoreExistsError,
     StoreWriteError,
 )
-from responsibility.recording.per_example import ExampleGradients, default_rule, example_form
+from responsibility.recording.attribution import PerExample
+from responsibility.recording.per_example import default_rule
 from responsibility.recording.recorder import Recorder
 from responsibility.recording.selection import select_parameters, validate_granularity
 from responsibility.store import FoldReport, ResponsibilityStore
@@ -63,6 +63,17 @@ __all__ = ["RecordingSession"]
 log = logging.getLogger(__name__)
 
 
+class _Run(NamedTuple):
+    """What :meth:`RecordingSession.start` learnt, for :meth:`RecordingSession.open`."""
+
+    num_examples: int
+    labels: np.ndarray | None
+    rule: ShareRule
+    examples_per_step: int
+    resume: int | None
+    writer: bool
+
+
 class RecordingSession:
     """Records the responsibility of every training example for the tracked weights of one model.
 
@@ -73,9 +84,11 @@ class RecordingSession:
             incoming |Δw|), or a mapping from patterns to either; later entries override earlier ones.
         batch_share: ``"full"`` gives every example of a step the whole |Δw| (the paper); ``"mean"`` divides
             it by the number of examples in the step. Uniform attribution only.
-        attribution: ``"uniform"`` (the paper: every example of a step gets the step's Δw) or ``"per_example"``
-            (Δw is split among the step's examples by their own gradients; nn.Linear and nn.Conv2d parameters at
-            weight granularity; see docs/attribution.md).
+        attribution: ``"auto"`` (default): per example where that applies, uniformly elsewhere, with one warning
+            naming the parameters recorded uniformly and why; ``"per_example"``: Δw is split among the step's
+            examples by their own gradients (weights and biases of nn.Linear and nn.Conv2d layers; other
+            parameters are refused); ``"uniform"``: the paper, every example of a step gets the step's Δw. See
+            docs/attribution.md.
         share_rule: per-example split: ``"gradient"`` (exact for plain SGD), ``"magnitude"`` (for momentum, Adam,
             weight decay) or ``"auto"``: gradient when every optimizer of tracked weights is plain SGD.
         topk: depth of the per-weight top-k index built by a fold.
@@ -102,7 +115,7 @@ class RecordingSession:
         layers: str | Sequence[str] | None = None,
         granularity: str | Mapping[str, str] = "weight",
         batch_share: BatchShare = "full",
-        attribution: Attribution = "uniform",
+        attribution: AttributionSetting = "auto",
         share_rule: ShareRuleSetting = "auto",
         topk: int = 10,
         fold: FoldMode = "auto",
@@ -117,10 +130,13 @@ class RecordingSession:
         info: Callable[[str], object] = log.info,
     ) -> None:
         check_choice("batch_share", batch_share, BatchShare)
-        check_choice("attribution", attribution, Attribution)
+        check_choice("attribution", attribution, AttributionSetting)
         check_choice("share_rule", share_rule, ShareRuleSetting)
-        if attribution == "per_example" and batch_share != "full":
-            raise ValueError("batch_share applies to uniform attribution; per-example shares already sum to Δw")
+        if attribution != "uniform" and batch_share != "full":
+            raise ValueError(
+                f"batch_share={batch_share!r} applies to attribution='uniform' (per-example shares already sum to "
+                f"Δw); got attribution={attribution!r}"
+            )
         check_choice("fold", fold, FoldMode)
         check_choice("on_error", on_error, OnError)
         if fold_budget_mb <= 0 or journal_buffer_mb <= 0:
@@ -159,7 +175,9 @@ class RecordingSession:
     def _reset_run(self) -> None:
         self._tracked: list[tuple[ParamSpec, nn.Parameter]] = []
         self._owners: list[tuple[str, nn.Module, str, nn.Parameter]] = []
-        self._examples: ExampleGradients | None = None
+        self._per_example: PerExample | None = None
+        self._run: _Run | None = None  # start()'s settings until open() uses them
+        self._spec: RecordingSpec | None = None
         self._recorder: Recorder | None = None
         self._store: ResponsibilityStore | None = None
         self.num_examples: int | None = None
@@ -167,7 +185,7 @@ class RecordingSession:
     # ------------------------------------------------------------------ the model
     @property
     def tracked(self) -> list[tuple[ParamSpec, nn.Parameter]]:
-        """The tracked parameters with their specs (after :meth:`track`)."""
+        """The tracked parameters with their specs (after :meth:`track`; per-example forms after :meth:`open`)."""
         return list(self._tracked)
 
     def track(self, model: nn.Module) -> None:
@@ -183,21 +201,8 @@ class RecordingSession:
             (spec.name, model.get_submodule(spec.name.rpartition(".")[0]), spec.name.rpartition(".")[2], param)
             for spec, param in tracked
         ]
-        if self.attribution == "per_example":
-            coarse = [spec.name for spec, _ in tracked if spec.granularity != "weight"]
-            if coarse:
-                raise LayerSelectionError(
-                    f"attribution='per_example' records weight granularity only; {coarse} are set to 'neuron'",
-                    fixes=[{"granularity": "weight"}, {"attribution": "uniform"}],
-                )
-            tracked = [
-                (dataclasses.replace(spec, example_form=example_form(module, leaf, spec.name)), param)
-                for (spec, param), (_, module, leaf, _) in zip(tracked, owners, strict=True)
-            ]
-            self._examples = ExampleGradients(
-                [(spec, module, leaf) for (spec, _), (_, module, leaf, _) in zip(tracked, owners, strict=True)]
-            )
-            self._examples.attach()
+        if self.attribution != "uniform":
+            self._per_example = PerExample(model, owners, self.attribution)
         self._tracked, self._owners = tracked, owners
 
     # ------------------------------------------------------------------ starting a run
@@ -210,11 +215,11 @@ class RecordingSession:
         examples_per_step: int = 1,
         writer: bool = True,
     ) -> None:
-        """Open or create the store and get ready to record (after :meth:`track`).
+        """Get ready to record (after :meth:`track`); the store is opened by :meth:`open`, at the first snapshot.
 
         A run continues the store where the last checkpoint loaded by :meth:`load_state_dict` left off (rolling
         back steps recorded after it), or where this session's previous run stopped; otherwise it is a fresh run,
-        refused if the store already holds recorded steps unless ``overwrite``. ``optimizers`` resolve
+        refused by :meth:`open` if the store already holds recorded steps unless ``overwrite``. ``optimizers`` resolve
         ``share_rule="auto"``; ``examples_per_step`` sizes the journal's chunks. With several processes only one
         ``writer`` opens the store; the others keep count, so every process's :meth:`state_dict` agrees.
         """
@@ -226,9 +231,8 @@ class RecordingSession:
         rule: ShareRule = "gradient"  # only per-example stores use a rule; uniform ones keep the spec's default
         if self.share_rule != "auto":
             rule = self.share_rule
-        elif self.attribution == "per_example":
+        elif self._per_example is not None:
             rule = default_rule(optimizers, [p for _, p in self._tracked])
-        spec = RecordingSpec(tuple(s for s, _ in self._tracked), num_examples, self.batch_share, self.attribution, rule)
         loaded = self._loaded
         resume = loaded["steps"] if loaded is not None else (self.steps or None)
         if loaded is not None:
@@ -240,14 +244,42 @@ class RecordingSession:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        elif writer:
-            with self._storage_guard():
-                self._store = self._open_store(spec, labels, resume, examples_per_step)
-                self._recorder = Recorder(self._store, self._tracked, background=self.background_writer)
+        self._run = _Run(num_examples, labels, rule, examples_per_step, resume, writer)
         self.num_examples = num_examples
         self.steps = resume or 0
         self.num_ids = loaded["ids"] if loaded is not None else self.num_ids
         self._loaded = None
+
+    @property
+    def opened(self) -> bool:
+        """Whether :meth:`open` has run since :meth:`start`."""
+        return self._spec is not None
+
+    def open(self) -> None:
+        """Settle each parameter's per-example form from what the backward passes so far showed (the first
+        :meth:`snapshot` calls this), then open or create the store on the writer, rolling back to a resumed
+        checkpoint's step. Raises :class:`StoreMismatchError` for a store recorded with another model, data or
+        settings, and :class:`StoreExistsError` for a fresh run into a store with recorded steps."""
+        run = self._run
+        if run is None or self._spec is not None:
+            return
+        specs = [s for s, _ in self._tracked]
+        if self._per_example is not None:
+            specs = self._per_example.decide(specs, warn=run.writer and self.stopped_at is None)
+        self._tracked = [(s, p) for s, (_, p) in zip(specs, self._tracked, strict=True)]
+        per_example = any(s.example_form is not None for s in specs)
+        spec = RecordingSpec(
+            tuple(specs),
+            run.num_examples,
+            self.batch_share,
+            "per_example" if per_example else "uniform",
+            run.rule if per_example else "gradient",
+        )
+        if run.writer and self.stopped_at is None:
+            with self._storage_guard():
+                self._store = self._open_store(spec, run.labels, run.resume, run.examples_per_step)
+                self._recorder = Recorder(self._store, self._tracked, background=self.background_writer)
+        self._spec = spec
 
     def _open_store(
         self, spec: RecordingSpec, labels: np.ndarray | None, resume: int | None, examples_per_step: int
@@ -304,13 +336,16 @@ class RecordingSession:
 
     def snapshot(self, params: Iterable[torch.nn.Parameter] | None = None) -> None:
         """Before ``optimizer.step()``: keep the current value of the tracked parameters (all, or those in
-        ``params``). Calling it again before :meth:`record_step` keeps the first snapshot."""
+        ``params``). Calling it again before :meth:`record_step` keeps the first snapshot. The first call opens
+        the store (:meth:`open`)."""
+        self.open()
         if self._recorder is not None:
             self._recorder.snapshot(params)
 
     def take_examples(self) -> torch.Tensor | None:
-        """Per-example attribution: the captured per-example values of the step so far (then forgotten)."""
-        return self._examples.take() if self._examples is not None else None
+        """Per-example attribution: the rows captured for the step's examples so far (then forgotten); with several
+        processes, gather every process's rows, in the order of their ids, for :meth:`record_step`."""
+        return self._per_example.take() if self._per_example is not None else None
 
     def record_step(
         self,
@@ -332,9 +367,19 @@ class RecordingSession:
                     f"tracked parameter {name!r} was replaced by another tensor during training; R would silently "
                     "stop following it. Replace parameters before fit, or not at all."
                 )
-        if self._recorder is not None:
+        if examples is not None and len(examples) != len(ids):
+            raise ExampleIdError(
+                f"per-example attribution: the tracked layers saw {len(examples)} examples in this step, which has "
+                f"{len(ids)} example ids. Each tracked layer must run once per example, with the batch in its "
+                "input's first dimension (batch_first=True for sequence models)",
+                fixes=[{"attribution": "uniform"}],
+            )
+        recorder, spec = self._recorder, self._spec
+        if recorder is not None and spec is not None:
+            if examples is not None and self._per_example is not None:
+                examples = self._per_example.journal_values(examples, recorder.weight_change, spec.share_rule)
             with self._storage_guard():
-                self._recorder.record_step(ids, global_step=global_step, epoch=epoch, examples=examples)
+                recorder.record_step(ids, global_step=global_step, epoch=epoch, examples=examples)
         self.steps += 1
         self.num_ids += len(ids)
 
@@ -348,6 +393,7 @@ class RecordingSession:
     def finish(self, device: torch.device | str = "cpu") -> FoldReport | None:
         """End the run: flush the journal, then fold R (on ``device``) if ``fold`` says so. Returns the fold's
         report, or None when nothing was folded."""
+        self.open()  # a run without a single step still makes (or rolls back) its store
         store, recorder = self._store, self._recorder
         if recorder is None or store is None:
             return None
@@ -387,8 +433,8 @@ class RecordingSession:
     def detach(self) -> None:
         """Close, remove the model hooks and forget the model; the step count stays for the next run."""
         self.close()
-        if self._examples is not None:
-            self._examples.detach()
+        if self._per_example is not None:
+            self._per_example.detach()
         self._reset_run()
 
     def state_dict(self) -> dict[str, Any]:

@@ -1,7 +1,9 @@
 """The one journal -> R accumulation path, shared by the fold, lazy reads and step-window reads.
 
 R_pos[m, c] += the positive part of the journaled Δw of column c at every step whose batch holds example m
-(scaled by 1/batch for ``batch_share="mean"``); per-example attribution adds each example's own share instead.
+(scaled by 1/batch for ``batch_share="mean"``). A parameter recorded per example adds each example's own share
+instead: formed here from the journaled gradients and Δw, or, at neuron granularity ("units" form), journaled
+already summed per unit.
 """
 
 from __future__ import annotations
@@ -39,13 +41,14 @@ def accumulate(
     ncols = acc_pos.shape[1]
     members = members or journal.members(start, stop)
     ids_all, counts_all, offsets, first = members.window(start, stop)
-    per_example = spec.attribution == "per_example"
+    per_example = p.example_form in ("outer", "dense")  # shares formed here
+    units = p.example_form == "units"  # shares journaled per unit
     mean = spec.batch_share == "mean"
     # Journal is read a chunk-row range at a time; the gathered source of a step group is bounded too
     # (per-example folds hold a few (ids, columns) temporaries: gradients, shares and their two parts).
     step_block = max(layout.chunk_steps, (budget // 4) // max(1, 4 * ncols * 2))
     step_block = max(1, step_block // layout.chunk_steps) * layout.chunk_steps
-    if per_example:
+    if per_example or units:
         max_ids = max(1, (budget // 4) // max(1, 4 * ncols * 5))
     else:
         # The kernel gathers rows in bounded slices: a group costs only a few index bytes per id.
@@ -55,6 +58,9 @@ def accumulate(
         steps = slice(s0, s1)
         if per_example:
             delta = tensor(read(steps, shift(cols, kinds["delta"].start)), device)
+            lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
+            values = _example_values(journal, p, cols, first + lo, first + hi, device)
+        elif units:
             lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
             values = _example_values(journal, p, cols, first + lo, first + hi, device)
         elif p.granularity == "weight":
@@ -68,6 +74,12 @@ def accumulate(
             lo, hi = int(offsets[s0 - start + g0]), int(offsets[s0 - start + g1])
             ids = tensor(ids_all[lo:hi], device)
             row_of_id = torch.repeat_interleave(torch.arange(g0, g1), counts[g0:g1]).to(device)
+            if units:
+                base = int(offsets[s0 - start])
+                own = torch.arange(lo - base, hi - base, device=device)
+                kernel(acc_pos, values["pos"], ids, own, None)
+                kernel(acc_neg, values["neg"], ids, own, None)
+                continue
             if per_example:
                 base = int(offsets[s0 - start])
                 group = {kind: v[lo - base : hi - base] for kind, v in values.items()}
@@ -97,9 +109,11 @@ def _example_values(
     """The journaled per-example values of ``p`` that columns ``cols`` need, for flat id positions [lo, hi)."""
     arr = journal.zarr_arrays["examples"]
     where = journal.state.spec.example_columns()[p.name]
+    # Per-unit sums are read column for column; gradients need the columns their factors span.
+    need = {kind: cols for kind in where} if p.example_form == "units" else needed_columns(p, cols)
     return {
         kind: tensor(journal.arrays.read(arr, slice(lo, hi), shift(sel, where[kind].start)), device)
-        for kind, sel in needed_columns(p, cols).items()
+        for kind, sel in need.items()
     }
 
 

@@ -24,13 +24,14 @@ class ParamSpec:
     """One tracked parameter.
 
     ``granularity="weight"`` keeps one R column per weight; ``"neuron"`` one per output unit (dim 0), the sum of
-    the unit's incoming |Δw| (positive and negative parts summed separately).
+    the unit's incoming |Δw| (positive and negative parts summed separately). ``example_form`` says how a
+    parameter recorded per example journals each example's values (None: recorded uniformly).
     """
 
     name: str
     shape: tuple[int, ...]
     granularity: Granularity = "weight"
-    example_form: ExampleForm | None = None  # per-example attribution only
+    example_form: ExampleForm | None = None
 
     @property
     def numel(self) -> int:
@@ -50,9 +51,13 @@ class ParamSpec:
 
     @property
     def example_width(self) -> int:
-        """Values journaled per example (per-example attribution): factors or the gradient itself."""
+        """Values journaled per example: the two factors, the gradient, or the share per unit by sign."""
+        if self.example_form is None:
+            return 0
         if self.example_form == "outer":
             return self.shape[0] + self.shape[1]
+        if self.example_form == "units":
+            return 2 * self.units
         return self.numel
 
     def to_json(self) -> dict[str, Any]:
@@ -79,7 +84,9 @@ class RecordingSpec:
     num_examples: int
     batch_share: BatchShare = "full"
     attribution: Attribution = "uniform"
-    share_rule: ShareRule = "gradient"  # per-example attribution only: how Δw is split (responsibility.per_example)
+    # Per-example attribution only: how Δw is split (responsibility.recording.per_example). Parameters without an
+    # example form are recorded uniformly (with batch_share "full").
+    share_rule: ShareRule = "gradient"
 
     def __post_init__(self) -> None:
         for p in self.params:
@@ -99,18 +106,25 @@ class RecordingSpec:
             raise ValueError("a recording needs at least one tracked parameter")
         check_choice("attribution", self.attribution, Attribution)
         check_choice("share_rule", self.share_rule, ShareRule)
+        forms = [p for p in self.params if p.example_form is not None]
+        if self.attribution == "uniform" and forms:
+            raise ValueError(f"a uniform recording has no per-example forms; {forms[0].name!r} has one")
         if self.attribution == "per_example":
-            self._check_per_example()
+            if not forms:
+                raise ValueError("a per-example recording needs a parameter with a per-example form")
+            self._check_per_example(forms)
 
-    def _check_per_example(self) -> None:
+    def _check_per_example(self, forms: list[ParamSpec]) -> None:
         if self.batch_share != "full":
             raise ValueError("batch_share applies to uniform attribution; per-example shares already sum to Δw")
-        for p in self.params:
-            if p.granularity != "weight":
-                raise ValueError(
-                    f"per-example attribution records weight granularity only; {p.name!r} asks for {p.granularity!r}"
-                )
+        for p in forms:
             check_choice(f"example_form of {p.name!r}", p.example_form, ExampleForm)
+            if (p.example_form == "units") != (p.granularity == "neuron"):
+                raise ValueError(
+                    f"{p.name!r}: per-example values at {p.granularity} granularity cannot be journaled in "
+                    f"{p.example_form!r} form (neuron granularity journals 'units', weight granularity 'outer' or "
+                    "'dense')"
+                )
             if p.example_form == "outer" and len(p.shape) != 2:
                 raise ValueError(f"{p.name!r}: an 'outer' example form needs a 2-D weight, got shape {p.shape}")
 
@@ -149,9 +163,11 @@ class RecordingSpec:
         return sum(p.numel if p.granularity == "weight" else 2 * p.units for p in self.params)
 
     def example_columns(self) -> dict[str, dict[str, slice]]:
-        """Where each parameter's per-example values sit in a row of ``journal/examples``.
+        """Where each per-example parameter's values sit in a row of ``journal/examples``.
 
-        ``"outer"`` parameters: ``{"out": output gradient, "in": layer input}``; ``"dense"``: ``{"grad": ...}``.
+        ``"outer"`` parameters: ``{"out": output gradient, "in": layer input}``; ``"dense"``: ``{"grad": ...}``;
+        ``"units"``: ``{"pos": Σ share⁺ per unit, "neg": Σ |share⁻| per unit}``. Uniformly recorded parameters
+        have none.
         """
         out: dict[str, dict[str, slice]] = {}
         offset = 0
@@ -159,7 +175,10 @@ class RecordingSpec:
             if p.example_form == "outer":
                 rows, cols = p.shape[0], p.shape[1]
                 out[p.name] = {"out": slice(offset, offset + rows), "in": slice(offset + rows, offset + rows + cols)}
-            else:
+            elif p.example_form == "units":
+                u = p.units
+                out[p.name] = {"pos": slice(offset, offset + u), "neg": slice(offset + u, offset + 2 * u)}
+            elif p.example_form == "dense":
                 out[p.name] = {"grad": slice(offset, offset + p.numel)}
             offset += p.example_width
         return out

@@ -78,7 +78,7 @@ class DictReference(NaiveReference):
 
 def test_iterable_dataset_with_ids_key_matches_reference(tmp_path):
     ref = DictReference(N)
-    cb = ResponsibilityCallback(tmp_path / "s.zarr", ids_key="idx", num_examples=N)
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", ids_key="idx", num_examples=N, attribution="uniform")
     make_trainer(tmp_path, [cb, ref], max_epochs=2).fit(DictNet(), DataLoader(Streamed(), batch_size=8))
     s = ResponsibilityStore.open(tmp_path / "s.zarr")
     for name in s.parameters:
@@ -190,7 +190,7 @@ def test_other_model_or_settings_into_a_store_is_a_mismatch(tmp_path):
     with pytest.raises(StoreMismatchError, match="net.0.weight.*shape"):
         _fit(tmp_path, model=TinyNet(hidden=5))
     with pytest.raises(StoreMismatchError, match="batch_share"):
-        _fit(tmp_path, batch_share="mean")
+        _fit(tmp_path, batch_share="mean", attribution="uniform")
     with pytest.raises(StoreMismatchError, match="granularity"):
         _fit(tmp_path, granularity="neuron")
     assert ResponsibilityStore.open(tmp_path / "s.zarr").steps == 6
@@ -212,7 +212,7 @@ def test_callback_pickles_before_fit(tmp_path):
 
 def test_bf16_mixed_precision_matches_reference(tmp_path):
     ref = NaiveReference(N)
-    cb = ResponsibilityCallback(tmp_path / "s.zarr")
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", attribution="uniform")
     make_trainer(tmp_path, [cb, ref], max_epochs=1, precision="bf16-mixed").fit(
         TinyNet(), DataLoader(IndexedData(N), batch_size=8, shuffle=True)
     )
@@ -251,7 +251,7 @@ def test_fsspec_url_store(tmp_path):
     """A store at an fsspec URL (in-memory filesystem here) records, folds and reads like a local one."""
     ref = NaiveReference(N)
     url = f"memory://{tmp_path.name}/s.zarr"
-    cb = ResponsibilityCallback(url)
+    cb = ResponsibilityCallback(url, attribution="uniform")
     make_trainer(tmp_path, [cb, ref], max_epochs=1).fit(TinyNet(), DataLoader(IndexedData(N), batch_size=8))
     s = ResponsibilityStore.open(url)
     assert s.folded_steps("net.2.weight") == s.steps == 6

@@ -23,7 +23,9 @@ def loader() -> DataLoader:
 def test_recording_cuda_weights_matches_reference(tmp_path):
     granularity = {"net.0.weight": "neuron"}
     ref = NaiveReference(N, granularity)
-    cb = ResponsibilityCallback(tmp_path / "s.zarr", granularity=granularity, journal_buffer_mb=0.01, fold="never")
+    cb = ResponsibilityCallback(
+        tmp_path / "s.zarr", granularity=granularity, attribution="uniform", journal_buffer_mb=0.01, fold="never"
+    )
     torch.manual_seed(0)
     make_trainer(tmp_path, [cb, ref], accelerator="gpu", max_epochs=2).fit(TinyNet(optimizer="momentum"), loader())
     store = ResponsibilityStore.open(tmp_path / "s.zarr")

@@ -27,7 +27,7 @@ class FixedBatches(torch.utils.data.Sampler[list[int]]):
 @pytest.mark.parametrize("n", [48, 47])  # 47: the DistributedSampler pads by repeating an id
 def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
     data = IndexedData(n)
-    cb = ResponsibilityCallback(tmp_path / "ddp.zarr")
+    cb = ResponsibilityCallback(tmp_path / "ddp.zarr", attribution="uniform")
     torch.manual_seed(0)
     make_trainer(tmp_path, [cb], max_epochs=2, strategy="ddp_spawn", devices=2).fit(
         TinyNet(), DataLoader(data, batch_size=4, shuffle=True)
@@ -41,7 +41,7 @@ def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
         assert len(epoch) == 48
     batches = np.split(ids, np.cumsum(counts)[:-1])
 
-    single = ResponsibilityCallback(tmp_path / "one.zarr")
+    single = ResponsibilityCallback(tmp_path / "one.zarr", attribution="uniform")
     torch.manual_seed(0)
     make_trainer(tmp_path, [single], max_epochs=1).fit(
         TinyNet(), DataLoader(data, batch_sampler=FixedBatches([b.tolist() for b in batches]))
@@ -51,3 +51,38 @@ def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
     for name in ddp.parameters:
         # Gradients are all-reduced across ranks, so Δw agrees to float32 rounding, not bit for bit.
         np.testing.assert_allclose(ddp.read(name), one.read(name), rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("n", [48, 47])
+def test_ddp_per_example_equals_single_process_and_sums_to_the_weight_change(tmp_path, n):
+    """Each rank's per-example values are gathered with its ids: the shares of the global batch equal those of one
+    process stepping on the same global batches (itself checked against a float64 reference), and over the run the
+    signed R of all examples adds up to the weights' total change."""
+    data = IndexedData(n)
+    cb = ResponsibilityCallback(tmp_path / "ddp.zarr", attribution="per_example")
+    torch.manual_seed(0)
+    model = TinyNet()
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    make_trainer(tmp_path, [cb], max_epochs=2, strategy="ddp_spawn", devices=2).fit(
+        model, DataLoader(data, batch_size=4, shuffle=True)
+    )
+    ddp = ResponsibilityStore.open(tmp_path / "ddp.zarr")
+    assert ddp.spec.attribution == "per_example"
+    ids, counts = ddp.membership()
+    assert counts.tolist() == [8] * 6 * 2
+    batches = np.split(ids, np.cumsum(counts)[:-1])
+    for name, value in model.state_dict().items():  # ddp_spawn hands the trained weights back
+        signed = (ddp.read(name, "pos") - ddp.read(name, "neg")).sum(0, dtype=np.float64)
+        np.testing.assert_allclose(signed, (value - start[name]).numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
+
+    single = ResponsibilityCallback(tmp_path / "one.zarr", attribution="per_example")
+    torch.manual_seed(0)
+    make_trainer(tmp_path, [single], max_epochs=1).fit(
+        TinyNet(), DataLoader(data, batch_sampler=FixedBatches([b.tolist() for b in batches]))
+    )
+    one = ResponsibilityStore.open(tmp_path / "one.zarr")
+    np.testing.assert_array_equal(one.membership()[0], ids)
+    for name in ddp.parameters:
+        for sign in ("pos", "neg"):
+            want = one.read(name, sign)
+            np.testing.assert_allclose(ddp.read(name, sign), want, rtol=1e-4, atol=1e-6 * np.abs(want).max())

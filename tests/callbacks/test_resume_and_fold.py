@@ -25,7 +25,8 @@ def test_resume_from_epoch_checkpoint_equals_uninterrupted(tmp_path):
 
 def test_resume_from_mid_epoch_checkpoint_rolls_back_newer_steps(tmp_path):
     """The store ran 13 steps past a step-7 checkpoint; resuming from it must not count steps 8.. twice."""
-    fit_resumable(tmp_path / "b", tmp_path / "b.zarr", 2, every_n_train_steps=7, journal_buffer_mb=0.002)
+    opts = dict(attribution="uniform", journal_buffer_mb=0.002)
+    fit_resumable(tmp_path / "b", tmp_path / "b.zarr", 2, every_n_train_steps=7, **opts)
     ckpt = tmp_path / "b" / "ckpt" / "epoch=0-step=7.ckpt"
     assert ckpt.exists()
     first = ResponsibilityStore.open(tmp_path / "b.zarr")
@@ -37,7 +38,7 @@ def test_resume_from_mid_epoch_checkpoint_rolls_back_newer_steps(tmp_path):
     head_r = {n: head.read(n) for n in head.parameters}
 
     ref = NaiveReference(N)
-    cb = ResponsibilityCallback(tmp_path / "b.zarr", journal_buffer_mb=0.002)
+    cb = ResponsibilityCallback(tmp_path / "b.zarr", **opts)
     torch.manual_seed(0)
     make_trainer(tmp_path / "b", [cb, ref], max_epochs=2).fit(TinyNet(), loader_48(), ckpt_path=ckpt)
 
@@ -80,7 +81,7 @@ def test_fold_in_pieces_twice_and_lazily_is_bit_identical(tmp_path):
 def test_lazy_partial_fold_matches_reference(tmp_path):
     """R read while only part of the journal is folded = folded part + journal remainder."""
     ref = NaiveReference(N)
-    cb = ResponsibilityCallback(tmp_path / "s.zarr", fold="never")
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", fold="never", attribution="uniform")
     torch.manual_seed(0)
     make_trainer(tmp_path, [cb, ref]).fit(TinyNet(), loader_48())
     s = ResponsibilityStore.open(tmp_path / "s.zarr", mode="r+")

@@ -34,7 +34,9 @@ def main() -> None:
     L.seed_everything(0, verbose=False)
     torch.set_num_threads(1)
     n = 192
-    cb = ResponsibilityCallback(args.store, journal_buffer_mb=0.002, fold="always", overwrite=not last.exists())
+    cb = ResponsibilityCallback(
+        args.store, attribution="uniform", journal_buffer_mb=0.002, fold="always", overwrite=not last.exists()
+    )
     ckpt = ModelCheckpoint(dirpath=args.ckpt_dir, save_last=True, save_top_k=0, every_n_epochs=1)
     trainer = make_trainer(
         None, [cb, ckpt, Announce()], max_epochs=args.epochs, enable_checkpointing=True, deterministic=True

@@ -219,14 +219,12 @@ def test_per_example_rejects_unsupported_settings_at_setup(tmp_path):
     cb = ResponsibilityCallback(tmp_path / "a.zarr", attribution="per_example")
     with pytest.raises(LayerSelectionError, match="LayerNorm"):
         make_trainer(tmp_path, [cb], max_epochs=1).fit(WithNorm(), loader())
-    cb = ResponsibilityCallback(tmp_path / "b.zarr", attribution="per_example", granularity={"net.0.*": "neuron"})
-    with pytest.raises(LayerSelectionError, match="weight granularity"):
-        make_trainer(tmp_path, [cb], max_epochs=1).fit(TinyNet(), loader())
-    with pytest.raises(ValueError, match="batch_share"):
-        ResponsibilityCallback(tmp_path / "c.zarr", attribution="per_example", batch_share="mean")
+    for attribution in ("per_example", "auto"):
+        with pytest.raises(ValueError, match="batch_share"):
+            ResponsibilityCallback(tmp_path / "c.zarr", attribution=attribution, batch_share="mean")
     with pytest.raises(ValueError, match="share_rule"):
         ResponsibilityCallback(tmp_path / "c.zarr", attribution="per_example", share_rule="sign")
-    assert not (tmp_path / "a.zarr").exists() and not (tmp_path / "b.zarr").exists()
+    assert not (tmp_path / "a.zarr").exists()
 
 
 def test_resume_mid_chunk_is_bit_identical_to_an_uninterrupted_run(tmp_path):

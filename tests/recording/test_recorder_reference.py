@@ -54,7 +54,12 @@ def run_case(
     ref = NaiveReference(N, _granularity_map(model, granularity), batch_share)
     extra = {} if chunk_mb is None else {"journal_buffer_mb": chunk_mb}
     cb = ResponsibilityCallback(
-        tmp_path / "store.zarr", layers=layers, granularity=granularity, batch_share=batch_share, **extra
+        tmp_path / "store.zarr",
+        layers=layers,
+        granularity=granularity,
+        batch_share=batch_share,
+        attribution="uniform",
+        **extra,
     )
     loader = DataLoader(
         IndexedData(N),
@@ -160,7 +165,7 @@ class _TwoOptimizers(TinyNet):
 def test_schedulers_several_optimizers_and_reloaded_loaders(tmp_path, model, trainer_kw):
     torch.manual_seed(1)
     ref = NaiveReference(N)
-    cb = ResponsibilityCallback(tmp_path / "store.zarr")
+    cb = ResponsibilityCallback(tmp_path / "store.zarr", attribution="uniform")
 
     class Data(L.LightningDataModule):
         def train_dataloader(self):

@@ -55,7 +55,9 @@ def train(session: RecordingSession, net: nn.Module, epochs: tuple[int, ...], re
 def test_plain_loop_matches_naive_reference(tmp_path, accumulate):
     granularity = {"0.*": "neuron"}
     ref = NaiveReference(N, granularity={"0.weight": "neuron", "0.bias": "neuron"})
-    session = RecordingSession(tmp_path / "s.zarr", granularity=granularity, journal_buffer_mb=0.001)
+    session = RecordingSession(
+        tmp_path / "s.zarr", granularity=granularity, attribution="uniform", journal_buffer_mb=0.001
+    )
     net = model()
     train(session, net, (0, 1), ref, accumulate)
     s = ResponsibilityStore.open(tmp_path / "s.zarr")

@@ -58,7 +58,9 @@ def _keys(s3, prefix: str) -> list[str]:
 def _fit(tmp_path, store, **kw) -> None:
     # Same seed, same data order, same model init: two fits write identical journals. Every S3 request costs
     # ~10 ms on the test server, so only the output layer is tracked; journal chunks of 4 steps (84 B per step).
-    cb = ResponsibilityCallback(store, layers="net.2", journal_buffer_mb=4 * 2 * 84 / 2**20, **kw)
+    cb = ResponsibilityCallback(
+        store, layers="net.2", attribution="uniform", journal_buffer_mb=4 * 2 * 84 / 2**20, **kw
+    )
     loader = DataLoader(IndexedData(N), batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(1))
     make_trainer(tmp_path, [cb], max_epochs=2).fit(TinyNet(), loader)
 

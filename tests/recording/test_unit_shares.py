@@ -1,0 +1,61 @@
+"""Per-unit shares formed in the step equal the per-weight shares of the fold summed per unit, by sign."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from responsibility.kernels.shares import shares
+from responsibility.recording.unit_shares import unit_shares
+
+
+def per_weight_then_summed(grads: torch.Tensor, delta: torch.Tensor, rule: str) -> torch.Tensor:
+    """The fold's per-weight shares (kernels.shares) of one step, their positive and negative parts summed per unit."""
+    n, units = len(grads), delta.shape[0]
+    share = shares(
+        delta.reshape(1, -1), grads.reshape(n, -1), torch.zeros(n, dtype=torch.int64), torch.tensor([n]), rule
+    )
+    share = share.reshape(n, units, -1)
+    return torch.cat([share.clamp(min=0).sum(2), share.clamp(max=0).sum(2).neg()], 1)
+
+
+@pytest.mark.parametrize("rule", ["gradient", "magnitude"])
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("relu", [False, True])  # non-negative inputs take the shorter product
+def test_outer_factors_per_unit_equal_summed_weight_shares(rule, seed, relu):
+    g = torch.Generator().manual_seed(seed)
+    n, units, inputs = 5, 4, 7
+    out = torch.randn(n, units, generator=g, dtype=torch.float64)
+    inp = torch.randn(n, inputs, generator=g, dtype=torch.float64)
+    inp[:, 2] = 0  # no example has a gradient on input 2: its weights' Δw is split evenly
+    out[:, 1] = 0  # nor on unit 1
+    inp[inp > 1.2] = 0  # sparse inputs
+    if relu:
+        inp = inp.clamp(min=0)
+    delta = torch.randn(units, inputs, generator=g, dtype=torch.float64)
+    grads = out[:, :, None] * inp[:, None, :]
+    got = unit_shares(torch.cat([out, inp], 1), delta, "outer", (units, inputs), rule)
+    np.testing.assert_allclose(got, per_weight_then_summed(grads, delta, rule), rtol=1e-10, atol=1e-12)
+    # The signed unit sums add up to the unit's Δw over the step's examples.
+    np.testing.assert_allclose((got[:, :units] - got[:, units:]).sum(0), delta.sum(1), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["gradient", "magnitude"])
+def test_dense_gradients_per_unit_equal_summed_weight_shares(rule):
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 2, 2, 2)  # a conv weight
+    grads = torch.randn(6, *shape, generator=g, dtype=torch.float64)
+    grads[:, 0, 1] = 0
+    delta = torch.randn(shape, generator=g, dtype=torch.float64)
+    got = unit_shares(grads.reshape(6, -1), delta, "dense", shape, rule)
+    np.testing.assert_allclose(got, per_weight_then_summed(grads, delta, rule), rtol=1e-10, atol=1e-12)
+
+
+def test_hand_computed_unit():
+    """One unit, two inputs, two examples, gradient rule: shares Δw·g_j/Σg by weight, then summed by sign."""
+    out = torch.tensor([[1.0], [2.0]])
+    inp = torch.tensor([[1.0, -1.0], [1.0, 1.0]])  # g_0 = [1, -1], g_1 = [2, 2]; Σg = [3, 1]
+    delta = torch.tensor([[3.0, 1.0]])  # ratios [1, 1]: share_0 = [1, -1], share_1 = [2, 2]
+    got = unit_shares(torch.cat([out, inp], 1), delta, "outer", (1, 2), "gradient")
+    assert got.tolist() == [[1.0, 1.0], [4.0, 0.0]]
