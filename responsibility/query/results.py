@@ -18,7 +18,8 @@ _CSV_FIELDS = ["input", "predicted", "target", "rank", "example", "label", "scor
 
 @dataclass
 class InputExplanation:
-    """The explanation of one input."""
+    """The explanation of one input: ``weights`` are the chosen entries (name, index, activation) under the
+    ``most_activated`` method, empty under ``contribution`` (every weight of the layers takes part)."""
 
     input: int
     predicted: int
@@ -51,6 +52,7 @@ class Explanation:
     layers: list[str]
     unsupported: list[str] = field(default_factory=list)
     logits: np.ndarray | None = None
+    method: str = "contribution"
 
     def __len__(self) -> int:
         return len(self.items)
@@ -106,6 +108,7 @@ class Explanation:
         """JSON text of the whole explanation (also written to ``path`` if given)."""
         doc = {
             "k": self.k,
+            "method": self.method,
             "sign": self.sign,
             "rule": self.rule,
             "layers": self.layers,
