@@ -13,7 +13,7 @@ import numpy as np
 
 __all__ = ["Explanation", "InputExplanation"]
 
-_CSV_FIELDS = ["input", "predicted", "target", "rank", "example", "label", "score", "weights"]
+_CSV_FIELDS = ["input", "predicted", "target", "rank", "example", "label", "score", "weights", "source", "true_label"]
 
 
 @dataclass
@@ -28,10 +28,14 @@ class InputExplanation:
     example_ids: np.ndarray
     scores: np.ndarray
     labels: np.ndarray | None = None
+    source: int | None = None  # the input's index in its original dataset, when known
+    true_label: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "input": self.input,
+            "source": self.source,
+            "true_label": self.true_label,
             "predicted": self.predicted,
             "target": self.target,
             "weights": [{"parameter": n, "index": list(i), "activation": a} for n, i, a in self.weights],
@@ -93,6 +97,8 @@ class Explanation:
                 rows.append(
                     {
                         "input": e.input,
+                        "source": e.source,
+                        "true_label": e.true_label,
                         "predicted": e.predicted,
                         "target": e.target,
                         "rank": rank,
