@@ -20,9 +20,9 @@ Codec = Literal["lz4", "zstd", "none"]
 RDtype = Literal["float32", "float16"]
 ActivationRule = Literal["sum", "max"]
 # Queries: how an input's explanation is formed, which R it reads ("net" = R_pos - R_neg), how layers are combined.
-ExplainMethod = Literal["contribution", "most_activated"]
-ExplainSign = Literal["net", "abs", "pos", "neg"]
-ExplainNormalize = Literal["cosine", "layer", "none"]
+QueryMethod = Literal["contribution", "most_activated"]
+QuerySign = Literal["net", "abs", "pos", "neg"]
+QueryNormalize = Literal["cosine", "layer", "none"]
 OpenMode = Literal["r", "r+"]
 ShareLevel = Literal["weight", "unit", "layer"]
 
@@ -34,9 +34,9 @@ SHARE_RULES: tuple[ShareRule, ...] = get_args(ShareRule)
 EXAMPLE_FORMS: tuple[ExampleForm, ...] = get_args(ExampleForm)
 CODECS: tuple[Codec, ...] = get_args(Codec)
 ACTIVATION_RULES: tuple[ActivationRule, ...] = get_args(ActivationRule)
-EXPLAIN_METHODS: tuple[ExplainMethod, ...] = get_args(ExplainMethod)
-EXPLAIN_SIGNS: tuple[ExplainSign, ...] = get_args(ExplainSign)
-EXPLAIN_NORMALIZE: tuple[ExplainNormalize, ...] = get_args(ExplainNormalize)
+QUERY_METHODS: tuple[QueryMethod, ...] = get_args(QueryMethod)
+QUERY_SIGNS: tuple[QuerySign, ...] = get_args(QuerySign)
+QUERY_NORMALIZE: tuple[QueryNormalize, ...] = get_args(QueryNormalize)
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from responsibility.choices import ACTIVATION_RULES, EXPLAIN_METHODS, EXPLAIN_NORMALIZE, EXPLAIN_SIGNS
+from responsibility.choices import ACTIVATION_RULES, QUERY_METHODS, QUERY_NORMALIZE, QUERY_SIGNS
 from responsibility.cli.run_dir import (
     build_model,
     check_checkpoint_store,
@@ -49,13 +49,13 @@ def register(sub: Any) -> None:
         "run's scaling, float arrays must be scaled already",
     )
     p.add_argument("-k", type=int, default=5, help="training examples per input (default 5)")
-    p.add_argument("--method", choices=EXPLAIN_METHODS, default="contribution", help="how inputs are explained")
+    p.add_argument("--method", choices=QUERY_METHODS, default="contribution", help="how inputs are explained")
     p.add_argument("--layers", action="append", help="parameter names or glob patterns (repeatable or comma list)")
     p.add_argument(
         "--target", default="predicted", help="predicted (default), a class index, one per input (I,J,...), or any"
     )
-    p.add_argument("--sign", choices=EXPLAIN_SIGNS, default="net", help="net = R_pos - R_neg (default), abs, pos, neg")
-    p.add_argument("--normalize", choices=EXPLAIN_NORMALIZE, default="cosine", help="contribution: layer weighting")
+    p.add_argument("--sign", choices=QUERY_SIGNS, default="net", help="net = R_pos - R_neg (default), abs, pos, neg")
+    p.add_argument("--normalize", choices=QUERY_NORMALIZE, default="cosine", help="contribution: layer weighting")
     p.add_argument("--top-weights", type=int, default=None, help="most_activated: combine this many weights")
     p.add_argument("--outliers", type=float, default=None, help="most_activated: robust z-score threshold")
     p.add_argument("--rule", choices=ACTIVATION_RULES, default="sum", help="most_activated: conv activation rule")

@@ -36,7 +36,6 @@ from responsibility.choices import check_choice
 from responsibility.evaluation import (
     class_detection,
     detection_curve,
-    explanation_scores,
     linear_datamodeling_score,
     mislabel_auc,
     model_randomization,
@@ -55,7 +54,7 @@ from responsibility.evaluation.peers import (
 )
 from responsibility.experiments.reporting import Clock, publish, pyplot, run_setup, write_csv
 from responsibility.experiments.trainers import quiet_trainer
-from responsibility.query import explain, final_layer
+from responsibility.query import QueryOptions, attribute, final_layer
 from responsibility.store import ResponsibilityStore
 
 __all__ = ["evaluate", "fit_fresh", "predict"]
@@ -186,19 +185,20 @@ def explain_test_inputs(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(predicted classes, {method: (n_test, N) attributions}) for test inputs, explaining the prediction.
 
-    Responsibility: the scores behind :func:`explain` with ``cfg.sanity``'s layers, k and sign, and a signed
-    variant (R_pos − R_neg of the same chosen weights). TracIn: last-layer TracInCP over ``checkpoints``.
+    Responsibility: the paper's rule (:func:`attribute` with ``method="most_activated"``) with ``cfg.sanity``'s
+    layers and sign, and a signed variant (R_pos − R_neg of the same chosen weights). TracIn: last-layer TracInCP
+    over ``checkpoints``.
     """
     s = cfg.sanity
     layers = None if s.layers is None else [str(v) for v in s.layers]
-    ex = explain(model, store, x_test, k=s.k, layers=layers, sign=s.sign)
-    predicted = ex.predicted
+    opts = QueryOptions(method="most_activated", layers=layers, sign=s.sign)
+    predicted = predict(model, x_test).argmax(1).numpy()
     tracin = tracin_influence(
         checkpoint_states(cfg, checkpoints, x_test), predicted, checkpoint_states(cfg, checkpoints, x), y
     )
     return predicted, {
-        "responsibility": explanation_scores(store, ex),
-        "responsibility_signed": explanation_scores(store, ex, "pos") - explanation_scores(store, ex, "neg"),
+        "responsibility": attribute(model, store, x_test, opts),
+        "responsibility_signed": attribute(model, store, x_test, opts, sign="net"),
         "tracin": tracin,
     }
 

@@ -49,7 +49,6 @@ from responsibility.callbacks.responsibility import ResponsibilityCallback
 from responsibility.choices import Sign, check_choice
 from responsibility.evaluation import (
     expected_random_jaccard,
-    explanation_scores,
     shuffled_jaccard,
     top1_agreement,
     topk_jaccard,
@@ -84,6 +83,7 @@ ExplainSign = Literal["abs", "pos", "neg", "signed"]
 EvaluatorTarget = Literal["correct", "decision"]
 NearestSpace = Literal["input", "feature"]
 EXPLAIN_SIGNS: tuple[ExplainSign, ...] = get_args(ExplainSign)
+_QUERY_SIGN = {"signed": "net"}
 PUBLISHED_SUFFIXES = (".json", ".csv", ".md", ".png")
 log = logging.getLogger(__name__)
 
@@ -147,18 +147,11 @@ def responsible_examples(
     predicted, ids, scores = [], [], []
     for i in range(0, len(x), chunk):
         xc = x[i : i + chunk]
-        if sign != "signed":
-            ex = explain(model, store, xc, k=k, layers=layers, sign=sign)
-            predicted.append(ex.predicted)
-            ids.append(ex.example_ids)
-            scores.append(ex.scores)
-            continue
-        ex = explain(model, store, xc, k=1, layers=layers)  # the weight choice does not depend on the sign
-        s = explanation_scores(store, ex, "pos") - explanation_scores(store, ex, "neg")
-        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        # The paper's rule; "signed" ranks by R_pos - R_neg of the chosen weights.
+        ex = explain(model, store, xc, k=k, layers=layers, method="most_activated", sign=_QUERY_SIGN.get(sign, sign))
         predicted.append(ex.predicted)
-        ids.append(order)
-        scores.append(np.take_along_axis(s, order, axis=1))
+        ids.append(ex.example_ids)
+        scores.append(ex.scores)
     return np.concatenate(predicted), np.concatenate(ids).astype(np.int64), np.concatenate(scores)
 
 

@@ -36,7 +36,6 @@ from omegaconf import DictConfig, OmegaConf
 from responsibility.callbacks.margins import MarginCallback
 from responsibility.callbacks.responsibility import ResponsibilityCallback
 from responsibility.choices import check_choice
-from responsibility.evaluation import explanation_scores
 from responsibility.evaluation.peers import tracin_influence
 from responsibility.evaluation.shortcut import (
     COMPOSITION,
@@ -49,7 +48,7 @@ from responsibility.evaluation.shortcut import (
 from responsibility.experiments.evaluate import checkpoint_states, predict
 from responsibility.experiments.reporting import Clock, publish, pyplot, run_setup, write_csv
 from responsibility.experiments.trainers import quiet_trainer
-from responsibility.query import explain
+from responsibility.query import ExplainOptions, attribute, explain
 from responsibility.store import ResponsibilityStore
 
 __all__ = ["patch_value", "run_shortcut", "shortcut_metrics"]
@@ -361,17 +360,20 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
 
     e = cfg.explain
     targets = pred if e.target == "predicted" else np.full(len(ids), t)
-    target_arg: str | int = "predicted" if e.target == "predicted" else t
+    target_arg = None if e.target == "predicted" else t
     methods: dict[str, np.ndarray] = {}
     kinds: dict[str, str] = {}
     chosen_layers: dict[str, dict[str, int]] = {}
     for name, entry in e.explainers.items():
         layers = None if entry.layers is None else [str(v) for v in entry.layers]
-        ex = explain(model, store, x_test, k=int(e.k), layers=layers, target=target_arg, top_weights=entry.top_weights)
+        # The paper's rule: R (abs) and R_pos - R_neg (net) of the chosen weights, for every training example.
+        opts = ExplainOptions(
+            method="most_activated", k=int(e.k), layers=layers, targets=target_arg, top_weights=entry.top_weights
+        )
+        ex = explain(model, store, x_test, opts)
         chosen_layers[name] = dict(Counter(n for item in ex for n, _, _ in item.weights))
-        pos, neg = explanation_scores(store, ex, "pos"), explanation_scores(store, ex, "neg")
-        methods[f"responsibility_{name}"] = pos + neg
-        methods[f"responsibility_{name}_signed"] = pos - neg
+        methods[f"responsibility_{name}"] = attribute(model, store, x_test, opts, sign="abs")
+        methods[f"responsibility_{name}_signed"] = attribute(model, store, x_test, opts, sign="net")
     kinds |= dict.fromkeys(methods, "responsibility")
     clock.lap("explain")
     ckpts = margins_cb.checkpoints

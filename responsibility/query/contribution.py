@@ -28,7 +28,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from torch import nn
 
-from responsibility.choices import ExplainNormalize, ExplainSign
+from responsibility.choices import QueryNormalize, QuerySign
 from responsibility.query.gradients import TargetGradients, sample_gradients
 from responsibility.store import ParamSpec, ResponsibilityStore
 
@@ -55,7 +55,7 @@ class Pushes:
             self._sq_norms.clear()
             self._generation = self.store.generation
 
-    def full(self, name: str, sign: ExplainSign) -> torch.Tensor | None:
+    def full(self, name: str, sign: QuerySign) -> torch.Tensor | None:
         """``p`` of every column of ``name`` as one float32 ``(N, units)`` tensor, or None when over budget."""
         self._fresh()
         key = (name, sign)
@@ -67,7 +67,7 @@ class Pushes:
             self._full[key] = torch.cat([block for _, block in self._stream(name, sign)], 1)
         return self._full[key]
 
-    def blocks(self, name: str, sign: ExplainSign) -> Iterator[tuple[slice, torch.Tensor]]:
+    def blocks(self, name: str, sign: QuerySign) -> Iterator[tuple[slice, torch.Tensor]]:
         """``(columns, p[:, columns])`` of ``name``, from memory or read block by block."""
         full = self.full(name, sign)
         if full is not None:
@@ -75,7 +75,7 @@ class Pushes:
         else:
             yield from self._stream(name, sign)
 
-    def sq_norms(self, name: str, sign: ExplainSign) -> torch.Tensor:
+    def sq_norms(self, name: str, sign: QuerySign) -> torch.Tensor:
         """``Σ_columns p²`` per example of ``name`` (float64, (N,))."""
         self._fresh()
         key = (name, sign)
@@ -86,7 +86,7 @@ class Pushes:
             self._sq_norms[key] = total
         return self._sq_norms[key]
 
-    def _stream(self, name: str, sign: ExplainSign) -> Iterator[tuple[slice, torch.Tensor]]:
+    def _stream(self, name: str, sign: QuerySign) -> Iterator[tuple[slice, torch.Tensor]]:
         for cols, pos, neg in self.store.iter_parts(name):
             if sign == "net":
                 yield cols, pos - neg
@@ -102,8 +102,8 @@ def contribution_scores(
     grads: TargetGradients,
     layers: Sequence[tuple[nn.Module, list[tuple[ParamSpec, str]]]],
     pushes: Pushes,
-    sign: ExplainSign,
-    normalize: ExplainNormalize,
+    sign: QuerySign,
+    normalize: QueryNormalize,
 ) -> torch.Tensor:
     """``(B, N)`` float32 scores of every training example for every input of one batch (module docstring)."""
     b, n = len(grads.scores), pushes.store.num_examples
@@ -130,7 +130,7 @@ def _param_scores(
     leaf: str,
     calls: list[tuple[torch.Tensor, torch.Tensor]],
     pushes: Pushes,
-    sign: ExplainSign,
+    sign: QuerySign,
 ) -> torch.Tensor:
     """``g(x) · p(m)`` of one parameter for a batch: ``(B, N)``."""
     full = pushes.full(spec.name, sign)

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from responsibility.choices import ActivationRule, ExplainMethod, ExplainNormalize, ExplainSign, check_choice
+from responsibility.choices import ActivationRule, QueryMethod, QueryNormalize, QuerySign, check_choice
 
 __all__ = ["MAX_OUTLIERS", "ExplainOptions", "QueryOptions"]
 
@@ -56,11 +56,11 @@ class QueryOptions:
     keywords.
     """
 
-    method: ExplainMethod = "contribution"
+    method: QueryMethod = "contribution"
     targets: Targets = None
     layers: str | tuple[str, ...] | None = None
-    sign: ExplainSign = "net"
-    normalize: ExplainNormalize = "cosine"
+    sign: QuerySign = "net"
+    normalize: QueryNormalize = "cosine"
     top_weights: int | None = None
     outliers: float | None = None
     rule: ActivationRule = "sum"
@@ -69,9 +69,9 @@ class QueryOptions:
     output: OutputFn | None = None
 
     def __post_init__(self) -> None:
-        check_choice("method", self.method, ExplainMethod)
-        check_choice("sign", self.sign, ExplainSign)
-        check_choice("normalize", self.normalize, ExplainNormalize)
+        check_choice("method", self.method, QueryMethod)
+        check_choice("sign", self.sign, QuerySign)
+        check_choice("normalize", self.normalize, QueryNormalize)
         check_choice("rule", self.rule, ActivationRule)
         if isinstance(self.layers, Sequence) and not isinstance(self.layers, str):
             object.__setattr__(self, "layers", tuple(self.layers))  # immutable, like the rest

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from responsibility.choices import ExplainSign, Sign
+from responsibility.choices import QuerySign, Sign
 from responsibility.kernels import topk_desc, topk_rows
 from responsibility.query.choice import Chosen
 from responsibility.store import ResponsibilityStore
@@ -43,7 +43,7 @@ def top_examples(
     return ids.numpy(), vals.numpy()
 
 
-def read_signed(store: ResponsibilityStore, name: str, sign: ExplainSign, columns: np.ndarray) -> np.ndarray:
+def read_signed(store: ResponsibilityStore, name: str, sign: QuerySign, columns: np.ndarray) -> np.ndarray:
     """R of some columns of ``name`` as ``(N, len(columns))`` float32; ``"net"`` is R_pos - R_neg."""
     if sign == "net":
         return store.read(name, "pos", weights=columns) - store.read(name, "neg", weights=columns)
@@ -76,7 +76,7 @@ class Scorer:
             return cached[1][:k, columns], cached[2][:k, columns]
         return top_examples(store, name, columns, k, sign)
 
-    def top(self, chosen: list[Chosen], k: int, sign: ExplainSign) -> tuple[np.ndarray, np.ndarray]:
+    def top(self, chosen: list[Chosen], k: int, sign: QuerySign) -> tuple[np.ndarray, np.ndarray]:
         """Top-k example ids and scores ``(B, k)`` per input: the top-k index for single entries (the index has no
         net sign), weighted R sums otherwise."""
         b = len(chosen)
@@ -100,7 +100,7 @@ class Scorer:
             ids[rest], scores[rest] = top_i.numpy(), top_v.numpy()
         return ids, scores
 
-    def dense(self, chosen: list[Chosen], sign: ExplainSign) -> torch.Tensor:
+    def dense(self, chosen: list[Chosen], sign: QuerySign) -> torch.Tensor:
         """Every example's score for every input, ``(B, N)`` float32."""
         n = self.store.num_examples
         # Each distinct (parameter, column) is read once for the whole batch.
