@@ -11,7 +11,6 @@ from responsibility.query.choice import final_layer, robust_z
 from responsibility.query.explainer import Explainer, attribute, explain
 from responsibility.query.options import MAX_OUTLIERS, ExplainOptions, QueryOptions
 from responsibility.query.results import Explanation, InputExplanation
-from responsibility.query.scoring import top_examples
 
 __all__ = [
     "MAX_OUTLIERS",
@@ -27,5 +26,4 @@ __all__ = [
     "explain",
     "final_layer",
     "robust_z",
-    "top_examples",
 ]

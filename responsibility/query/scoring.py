@@ -8,39 +8,18 @@ score are returned, ties to the smaller example id.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
 from responsibility.choices import QuerySign, Sign
-from responsibility.kernels import topk_desc, topk_rows
+from responsibility.kernels import topk_rows
 from responsibility.query.choice import Chosen
 from responsibility.store import ResponsibilityStore
 
-__all__ = ["Scorer", "read_signed", "top_examples"]
+__all__ = ["Scorer", "read_signed"]
 
 # Load a parameter's whole top-k index into memory (for repeated queries) up to this size.
 _INDEX_CACHE_BYTES = 256 << 20
-
-
-def top_examples(
-    store: ResponsibilityStore, name: str, columns: Sequence[int] | np.ndarray, k: int, sign: Sign = "abs"
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` most responsible example ids of some columns of a parameter: ``(k, len(columns))`` each.
-
-    Read from the top-k index (just those columns) when the parameter is folded up to date and ``k`` is within
-    the index depth; else from R of those columns, with the same tie rule (smaller id first).
-    """
-    cols = np.asarray(columns, dtype=np.int64)
-    if _index_usable(store, name, k):
-        uniq, inverse = np.unique(cols, return_inverse=True)
-        index = store.topk_index(name, sign, uniq)
-        if index is not None:
-            return index[0][:k, inverse], index[1][:k, inverse]
-    r = store.read(name, sign, weights=cols)
-    ids, vals = topk_desc(torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)), k)
-    return ids.numpy(), vals.numpy()
 
 
 def read_signed(store: ResponsibilityStore, name: str, sign: QuerySign, columns: np.ndarray) -> np.ndarray:
@@ -50,31 +29,29 @@ def read_signed(store: ResponsibilityStore, name: str, sign: QuerySign, columns:
     return store.read(name, sign, weights=columns)
 
 
-def _index_usable(store: ResponsibilityStore, name: str, k: int) -> bool:
-    return store.folded_steps(name) == store.steps > 0 and k <= min(store.layout.topk, store.num_examples)
-
-
 class Scorer:
     """Ranks training examples for chosen entries of one store, keeping small top-k indexes in memory."""
 
     def __init__(self, store: ResponsibilityStore) -> None:
         self.store = store
-        self._index: dict[tuple[str, str], tuple[int, np.ndarray, np.ndarray]] = {}
+        self._index: dict[tuple[str, str], tuple[int, tuple[np.ndarray, np.ndarray] | None]] = {}
 
     def lookup_top(self, name: str, columns: np.ndarray, k: int, sign: Sign) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`top_examples`, from a whole index held in memory when it is small enough."""
+        """The ``k`` most responsible example ids and R of some columns, ``(k, len(columns))`` each.
+
+        The store decides whether its top-k index is current (:meth:`ResponsibilityStore.topk_index`); a small
+        current index is kept in memory for repeated queries, anything else is the store's
+        :meth:`~ResponsibilityStore.most_responsible` of just these columns.
+        """
         store = self.store
-        p = store.param(name)
-        if _index_usable(store, name, k) and p.units * store.layout.topk * 12 <= _INDEX_CACHE_BYTES:
-            key = (name, sign)
-            cached = self._index.get(key)
+        if store.param(name).units * store.layout.topk * 12 <= _INDEX_CACHE_BYTES:
+            cached = self._index.get((name, sign))
             if cached is None or cached[0] != store.generation:
-                index = store.topk_index(name, sign)
-                if index is None:
-                    return top_examples(store, name, columns, k, sign)
-                cached = self._index[key] = (store.generation, *index)
-            return cached[1][:k, columns], cached[2][:k, columns]
-        return top_examples(store, name, columns, k, sign)
+                cached = self._index[(name, sign)] = (store.generation, store.topk_index(name, sign))
+            index = cached[1]
+            if index is not None and k <= len(index[0]):
+                return index[0][:k, columns], index[1][:k, columns]
+        return store.most_responsible(name, k, sign, weights=columns)
 
     def top(self, chosen: list[Chosen], k: int, sign: QuerySign) -> tuple[np.ndarray, np.ndarray]:
         """Top-k example ids and scores ``(B, k)`` per input: the top-k index for single entries (the index has no

@@ -13,7 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from responsibility import ResponsibilityCallback, ResponsibilityStore, StoreMismatchError
-from responsibility.query import Explainer, ExplainOptions, explain, robust_z, top_examples
+from responsibility.query import Explainer, ExplainOptions, explain, robust_z
 from responsibility.query.activations import compute_activations
 
 # The paper's rule as it was the default: R (abs) of the most activated weight(s).
@@ -98,7 +98,7 @@ def test_target_predicted_int_and_none(mlp_run):
                 assert item.target is None
             assert index[0] == row
             assert act == pytest.approx(float(a[b, row].max()))
-            ids, vals = top_examples(store, "net.2.weight", [row * a.shape[2] + index[1]], 2)
+            ids, vals = store.most_responsible("net.2.weight", 2, weights=[row * a.shape[2] + index[1]])
             assert item.example_ids.tolist() == ids[:, 0].tolist()
     with pytest.raises(ValueError, match="target class"):
         paper(model, store, x, layers="net.2.weight", targets=7)
