@@ -145,12 +145,10 @@ def _param_scores(
         and delta.dim() == 2
     ):
         return _outer_scores(delta.float(), x.float(), full, sign == "abs")
-    g = sum(sample_gradients(module, leaf, x, d) for x, d in calls)
+    g = sum(sample_gradients(module, leaf, x, d, spec.granularity) for x, d in calls)
     if not isinstance(g, torch.Tensor):  # no call
         return torch.zeros(len(x), pushes.store.num_examples)
     g = g.reshape(len(g), -1)
-    if spec.granularity == "neuron":
-        g = g.reshape(len(g), spec.units, -1).mean(2)
     if sign == "abs":
         g = g.abs()
     out = torch.zeros(len(g), pushes.store.num_examples)

@@ -75,18 +75,25 @@ def target_gradients(
     return result
 
 
-def sample_gradients(module: nn.Module, leaf: str, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """Per-input gradient of one parameter of ``module``: ``(B, *parameter.shape)``."""
+def sample_gradients(
+    module: nn.Module, leaf: str, x: torch.Tensor, delta: torch.Tensor, granularity: str = "weight"
+) -> torch.Tensor:
+    """Per-input gradient of one parameter of ``module``, ``(B, *parameter.shape)``; at neuron granularity the mean
+    over each unit's incoming weights, ``(B, units)``."""
     b = x.shape[0]
     param = getattr(module, leaf)
     if delta.dim() == 0:  # the call did not reach the target
-        return torch.zeros(b, *param.shape)
+        return torch.zeros(b, *(param.shape[:1] if granularity == "neuron" else param.shape))
     delta, x = delta.float(), x.float()
     if isinstance(module, nn.Conv2d):
         if leaf == "bias":
             return delta.sum((2, 3))
-        return _conv2d_weight_grads(module, x, delta)
+        g = _conv2d_weight_grads(module, x, delta)
+        return g.flatten(2).mean(2) if granularity == "neuron" else g
     d = delta.reshape(b, -1, delta.shape[-1])  # Linear: extra dims are positions
     if leaf == "bias":
         return d.sum(1)
-    return torch.bmm(d.transpose(1, 2), x.reshape(b, -1, x.shape[-1]))
+    xs = x.reshape(b, -1, x.shape[-1])
+    if granularity == "neuron":  # mean_i δ_o x_i = δ_o · mean(x), without forming the outer product
+        return torch.bmm(xs.mean(2).unsqueeze(1), d).squeeze(1)
+    return torch.bmm(d.transpose(1, 2), xs)

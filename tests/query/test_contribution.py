@@ -192,3 +192,28 @@ def test_bad_targets(run):
         attribute(model, store, x, targets=3)
     with pytest.raises(TypeError, match="unknown option"):
         attribute(model, store, x, k=3)
+
+
+def test_neuron_granularity_uses_the_mean_gradient_of_each_unit(tmp_path):
+    """A unit's R column sums its incoming weights' pushes; its coefficient is the mean of the input's gradient
+    over those weights (exact when the example moved them all alike)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(N, 1, 6, 6), torch.randint(0, 3, (N,))
+    model = SgdClassifier(conv_net())
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", granularity={"*": "weight", "net.0": "neuron", "net.3": "neuron"})
+    make_trainer(tmp_path, [cb]).fit(model, DataLoader(TensorDataset(x, y), batch_size=4))
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    probe = torch.randn(3, 1, 6, 6)
+    got = attribute(model, store, probe, normalize="none")
+    params = dict(model.named_parameters())
+    want = np.zeros((3, N))
+    for b in range(3):
+        z = model(probe[b : b + 1])
+        grads = torch.autograd.grad(z[0, int(z.argmax())], [params[n] for n in store.parameters])
+        for n, g in zip(store.parameters, grads, strict=True):
+            g = g.double()
+            if store.param(n).granularity == "neuron" and g.dim() > 1:
+                g = g.flatten(1).mean(1)
+            push = store.read(n, "pos").reshape(N, -1).astype(np.float64) - store.read(n, "neg").reshape(N, -1)
+            want[b] += push @ g.flatten().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
