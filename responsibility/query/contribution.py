@@ -116,7 +116,7 @@ def contribution_scores(
         for spec, leaf in params:
             s += _param_scores(spec, module, leaf, calls, pushes, sign)
         if normalize == "cosine":
-            norms = sum(pushes.sq_norms(spec.name, sign) for spec, _ in params).sqrt()
+            norms = torch.stack([pushes.sq_norms(spec.name, sign) for spec, _ in params]).sum(0).sqrt()
             s *= torch.where(norms > _TINY, 1.0 / norms.clamp_min(_TINY), 0.0).float()
         if normalize != "none":
             s /= torch.linalg.vector_norm(s, dim=1, keepdim=True).clamp_min(_TINY)

@@ -58,7 +58,7 @@ class QueryOptions:
 
     method: QueryMethod = "contribution"
     targets: Targets = None
-    layers: str | tuple[str, ...] | None = None
+    layers: str | Sequence[str] | None = None
     sign: QuerySign = "net"
     normalize: QueryNormalize = "cosine"
     top_weights: int | None = None
