@@ -279,12 +279,14 @@ class _Batch:
 
 @contextmanager
 def _eval(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
+    if not model.training:  # already in eval mode: nothing to switch (and switching walks every module)
+        yield
+        return
     model.eval()
     try:
         yield
     finally:
-        model.train(was_training)
+        model.train()
 
 
 def _options(kind: type[_O], options: QueryOptions | None, changes: dict[str, Any]) -> _O:
