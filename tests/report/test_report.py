@@ -77,11 +77,8 @@ def _decode_png(uri: str) -> np.ndarray:
     channels = 3 if colour == 2 else 1
     raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), np.uint8).reshape(height, 1 + width * channels)
     assert depth == 8 and np.all(raw[:, 0] == 0)
-    return (
-        raw[:, 1:].reshape(height, width, channels).squeeze(-1)
-        if channels == 1
-        else raw[:, 1:].reshape(height, width, 3)
-    )
+    pixels = raw[:, 1:].reshape(height, width, channels)
+    return pixels[..., 0] if channels == 1 else pixels
 
 
 def test_thumbnails_are_embedded_pngs_of_the_images():
