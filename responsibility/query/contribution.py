@@ -40,7 +40,8 @@ _TINY = 1e-30
 
 
 class Pushes:
-    """Each example's signed push ``p`` on the parameters of one store (N, columns), in memory within a budget."""
+    """Each example's signed push ``p`` on the parameters of one store, held column-major ``(columns, N)`` (so an
+    input's scores are one row-major product ``g @ p``), in memory within a budget."""
 
     def __init__(self, store: ResponsibilityStore, budget_bytes: int = PUSH_CACHE_BYTES) -> None:
         self.store = store
@@ -56,7 +57,7 @@ class Pushes:
             self._generation = self.store.generation
 
     def full(self, name: str, sign: QuerySign) -> torch.Tensor | None:
-        """``p`` of every column of ``name`` as one float32 ``(N, units)`` tensor, or None when over budget."""
+        """``p`` of every column of ``name`` as one float32 ``(units, N)`` tensor, or None when over budget."""
         self._fresh()
         key = (name, sign)
         if key not in self._full:
@@ -64,14 +65,14 @@ class Pushes:
             used = sum(t.numel() * 4 for t in self._full.values())
             if used + need > self.budget_bytes:
                 return None
-            self._full[key] = torch.cat([block for _, block in self._stream(name, sign)], 1)
+            self._full[key] = torch.cat([block for _, block in self._stream(name, sign)], 0)
         return self._full[key]
 
     def blocks(self, name: str, sign: QuerySign) -> Iterator[tuple[slice, torch.Tensor]]:
-        """``(columns, p[:, columns])`` of ``name``, from memory or read block by block."""
+        """``(columns, p[columns])`` (``(len(columns), N)``) of ``name``, from memory or read block by block."""
         full = self.full(name, sign)
         if full is not None:
-            yield slice(0, full.shape[1]), full
+            yield slice(0, full.shape[0]), full
         else:
             yield from self._stream(name, sign)
 
@@ -82,20 +83,21 @@ class Pushes:
         if key not in self._sq_norms:
             total = torch.zeros(self.store.num_examples, dtype=torch.float64)
             for _, block in self.blocks(name, sign):
-                total += block.double().square().sum(1)
+                total += block.double().square().sum(0)
             self._sq_norms[key] = total
         return self._sq_norms[key]
 
     def _stream(self, name: str, sign: QuerySign) -> Iterator[tuple[slice, torch.Tensor]]:
         for cols, pos, neg in self.store.iter_parts(name):
             if sign == "net":
-                yield cols, pos - neg
+                block = pos - neg
             elif sign == "pos":
-                yield cols, pos
+                block = pos
             elif sign == "neg":
-                yield cols, -neg
+                block = -neg
             else:
-                yield cols, pos + neg
+                block = pos + neg
+            yield cols, block.T.contiguous()
 
 
 def contribution_scores(
@@ -106,22 +108,24 @@ def contribution_scores(
     normalize: QueryNormalize,
 ) -> torch.Tensor:
     """``(B, N)`` float32 scores of every training example for every input of one batch (module docstring)."""
-    b, n = len(grads.scores), pushes.store.num_examples
-    total = torch.zeros(b, n, dtype=torch.float32)
+    total: torch.Tensor | None = None
     for module, params in layers:
         calls = grads.calls.get(module)
         if not calls:
             continue
-        s = torch.zeros(b, n, dtype=torch.float32)
-        for spec, leaf in params:
+        s = _param_scores(params[0][0], module, params[0][1], calls, pushes, sign)
+        for spec, leaf in params[1:]:
             s += _param_scores(spec, module, leaf, calls, pushes, sign)
         if normalize == "cosine":
             norms = torch.stack([pushes.sq_norms(spec.name, sign) for spec, _ in params]).sum(0).sqrt()
             s *= torch.where(norms > _TINY, 1.0 / norms.clamp_min(_TINY), 0.0).float()
         if normalize != "none":
             s /= torch.linalg.vector_norm(s, dim=1, keepdim=True).clamp_min(_TINY)
-        total += s
-    return total
+        if total is None:
+            total = s
+        else:
+            total += s
+    return total if total is not None else torch.zeros(len(grads.scores), pushes.store.num_examples)
 
 
 def _param_scores(
@@ -151,23 +155,29 @@ def _param_scores(
     g = g.reshape(len(g), -1)
     if sign == "abs":
         g = g.abs()
+    if full is not None:
+        return g @ full
     out = torch.zeros(len(g), pushes.store.num_examples)
     for cols, block in pushes.blocks(spec.name, sign):
-        out += g[:, cols] @ block.T
+        out.addmm_(g[:, cols], block)
     return out
 
 
 def _outer_scores(delta: torch.Tensor, x: torch.Tensor, full: torch.Tensor, magnitude: bool) -> torch.Tensor:
-    """``Σ_{o,i} δ[b,o] x[b,i] p[m,o,i]`` row by row of the Linear weight, only where δ is non-zero.
+    """``Σ_{o,i} δ[b,o] x[b,i] p[o,i,m]`` row by row of the Linear weight, only where δ is non-zero.
 
     For the final layer under a target, δ is one-hot: each input reads one row of ``p`` instead of all of them.
     """
     if magnitude:
         delta, x = delta.abs(), x.abs()
-    n = full.shape[0]
-    per_row = full.view(n, delta.shape[1], x.shape[1])
-    out = torch.zeros(len(x), n)
+    per_row = full.view(delta.shape[1], x.shape[1], full.shape[1])
+    out = torch.zeros(len(x), full.shape[1])
+    one_hot = bool(((delta != 0).sum(1) <= 1).all())  # each input reads at most one row: plain copies, no adds
     for o in torch.nonzero(delta.any(0)).flatten().tolist():
         rows = torch.nonzero(delta[:, o]).flatten()
-        out[rows] += delta[rows, o, None] * (x[rows] @ per_row[:, o, :].T)
+        part = (x[rows] @ per_row[o]).mul_(delta[rows, o, None])
+        if one_hot:
+            out[rows] = part
+        else:
+            out.index_add_(0, rows, part)
     return out
