@@ -3,7 +3,7 @@
 The public API lives here. The core (store, recording, query, analysis) is framework-free; the Lightning
 callbacks are imported on first use, so ``import responsibility`` does not import Lightning::
 
-    from responsibility import ResponsibilityCallback, ResponsibilityStore, explain
+    from responsibility import ResponsibilityCallback, ResponsibilityStore, attribute, explain
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from responsibility.errors import (  # noqa: E402
     BudgetError,
     ExampleIdError,
     LayerSelectionError,
+    ModelOutputError,
     NotFoldedError,
     ParameterChangedError,
     ResponsibilityError,
@@ -36,7 +37,15 @@ from responsibility.errors import (  # noqa: E402
     StoreWriteError,
     UnsupportedStrategyError,
 )
-from responsibility.query import Explainer, Explanation, InputExplanation, explain  # noqa: E402
+from responsibility.query import (  # noqa: E402
+    Explainer,
+    ExplainOptions,
+    Explanation,
+    InputExplanation,
+    QueryOptions,
+    attribute,
+    explain,
+)
 from responsibility.recording import Recorder, RecordingSession  # noqa: E402
 from responsibility.store import FoldReport, Layout, ParamSpec, RecordingSpec, ResponsibilityStore  # noqa: E402
 
@@ -52,6 +61,7 @@ _LAZY = {
 __all__ = [
     "BudgetError",
     "ExampleIdError",
+    "ExplainOptions",
     "Explainer",
     "Explanation",
     "FoldReport",
@@ -59,9 +69,11 @@ __all__ = [
     "LayerSelectionError",
     "Layout",
     "MarginCallback",
+    "ModelOutputError",
     "NotFoldedError",
     "ParamSpec",
     "ParameterChangedError",
+    "QueryOptions",
     "RecordingSpec",
     "Recorder",
     "RecordingSession",
@@ -74,6 +86,7 @@ __all__ = [
     "StoreWriteError",
     "UnsupportedStrategyError",
     "__version__",
+    "attribute",
     "class_agreement",
     "class_share",
     "diagonal_dominance",

@@ -24,6 +24,10 @@ RDtype = Literal["float32", "float16"]
 # How journal rows (per-step Δw) are stored: exact float32, or bfloat16 (half the bytes, relative error <= 2^-8).
 JournalDtype = Literal["float32", "bfloat16"]
 ActivationRule = Literal["sum", "max"]
+# Queries: how an input's explanation is formed, which R it reads ("net" = R_pos - R_neg), how layers are combined.
+QueryMethod = Literal["contribution", "most_activated"]
+QuerySign = Literal["net", "abs", "pos", "neg"]
+QueryNormalize = Literal["cosine", "layer", "none"]
 OpenMode = Literal["r", "r+"]
 ShareLevel = Literal["weight", "unit", "layer"]
 
@@ -35,6 +39,9 @@ SHARE_RULES: tuple[ShareRule, ...] = get_args(ShareRule)
 EXAMPLE_FORMS: tuple[ExampleForm, ...] = get_args(ExampleForm)
 CODECS: tuple[Codec, ...] = get_args(Codec)
 ACTIVATION_RULES: tuple[ActivationRule, ...] = get_args(ActivationRule)
+QUERY_METHODS: tuple[QueryMethod, ...] = get_args(QueryMethod)
+QUERY_SIGNS: tuple[QuerySign, ...] = get_args(QuerySign)
+QUERY_NORMALIZE: tuple[QueryNormalize, ...] = get_args(QueryNormalize)
 
 T = TypeVar("T")
 

@@ -63,6 +63,10 @@ class ExampleIdError(ResponsibilityError, ValueError):
     """Example ids are missing, of the wrong dtype, or out of range."""
 
 
+class ModelOutputError(ResponsibilityError, ValueError):
+    """A model's output is not the ``(batch, classes)`` scores a query explains (pass ``output=`` to pick them)."""
+
+
 class StoreMismatchError(ResponsibilityError, ValueError):
     """An existing store was recorded for another model, dataset or settings."""
 

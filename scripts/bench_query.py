@@ -1,13 +1,15 @@
-"""Query latency of ``explain``: p50 per single-input query, and queries/s for a batch, on the paper CNN.
+"""Query speed on the paper CNN: ``attribute`` inputs/s (the dense scores of the default method), ``explain``
+queries/s batched and p50/p90 per single input, for the default (contribution) and the paper's rule.
 
 The paper CNN (conv 8@3x3 -> fc1 128 -> fc2 10, inside ``responsibility.experiments.classifier.ImageClassifier``) is
 trained for one epoch on 10,000 Fashion-MNIST images with the ResponsibilityCallback tracking every layer, then folded.
 
 fc1 is recorded at **neuron** granularity (one R column per hidden unit), every other parameter per weight.
 fc1 per weight would be 692,224 weights x 10,000 examples x 2 signs x 4 bytes = 55 GB of folded R, so its
-top-k index could not be built; per neuron it is 10 MB, and fc1 still takes part in the selection (a unit's
-activation is the sum of its incoming weights' activations). All layers are queried (``layers=None``), raw
-activations compared across layers, ``k=10`` served from the top-k index (depth 10).
+top-k index could not be built; per neuron it is 10 MB, and fc1 still takes part (a unit's column). All layers
+are queried (``layers=None``). The default method reads each layer's R once into memory (the warm-up) and scores
+every training example for every input; the paper's rule (``method="most_activated"``) compares raw activations
+across layers and serves ``k=10`` from the top-k index (depth 10).
 
     python scripts/bench_query.py --out docs/bench/query.json
     python scripts/bench_query.py --samples 2000 --queries 200      # quick run
@@ -25,6 +27,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -37,7 +40,7 @@ from responsibility.experiments.classifier import ImageClassifier
 from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
 from responsibility.experiments.models import PaperCNN
 from responsibility.experiments.trainers import quiet_trainer
-from responsibility.query import Explainer
+from responsibility.query import Explainer, ExplainOptions
 
 GRANULARITY = {"*": "weight", "net.fc1.weight": "neuron"}
 
@@ -67,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=1000, help="test images to explain (default 1000)")
     parser.add_argument("--batch-size", type=int, default=256, help="inputs per forward pass when batched")
     parser.add_argument("-k", type=int, default=10, help="examples per query (default 10)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed attribute() calls, averaged (default 3)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -82,41 +86,55 @@ def main(argv: Sequence[str] | None = None) -> None:
     x = torch.from_numpy(test_images[: args.queries].astype(np.float32) / 255.0).unsqueeze(1)
 
     explainer = Explainer(model, store)
-    explainer.explain(x[:2], k=args.k)  # warm-up: loads |W| and the top-k index into memory
-    # One input is too little work to split over threads: intra-op parallelism only adds synchronisation.
-    torch.set_num_threads(1)
-    single = []
-    for i in range(len(x)):
+    paper = ExplainOptions(method="most_activated", sign="abs", k=args.k)
+    default = ExplainOptions(k=args.k)
+    explainer.attribute(x[:2])  # warm-up: reads R of every layer into memory once
+    explainer.explain(x[:2], paper)  # and |W| and the top-k index
+    runs = []
+    for _ in range(args.repeats):
         t0 = time.perf_counter()
-        explainer.explain(x[i : i + 1], k=args.k)
-        single.append(time.perf_counter() - t0)
-    torch.set_num_threads(threads)
-    t0 = time.perf_counter()
-    batched = explainer.explain(x, k=args.k, batch_size=args.batch_size)
-    batch_s = time.perf_counter() - t0
+        dense = explainer.attribute(x, batch_size=args.batch_size)
+        runs.append(time.perf_counter() - t0)
+    attribute_s = statistics.mean(runs)
+    batched: dict[str, float] = {}
+    lists: dict[str, int] = {}
+    single: dict[str, list[float]] = {"default": [], "paper": []}
+    for name, opts in (("default", default), ("paper", paper)):
+        t0 = time.perf_counter()
+        ex = explainer.explain(x, opts, batch_size=args.batch_size)
+        batched[name] = time.perf_counter() - t0
+        lists[name] = len({tuple(row) for row in ex.example_ids.tolist()})
+        # One input is too little work to split over threads: intra-op parallelism only adds synchronisation.
+        torch.set_num_threads(1)
+        for i in range(len(x)):
+            t0 = time.perf_counter()
+            explainer.explain(x[i : i + 1], opts)
+            single[name].append(time.perf_counter() - t0)
+        torch.set_num_threads(threads)
 
-    single_ms = sorted(1e3 * s for s in single)
-    layers = {}
-    for item in batched:
-        layers[item.weights[0][0]] = layers.get(item.weights[0][0], 0) + 1
-    result = {
+    result: dict[str, Any] = {
         "samples": args.samples,
         "queries": len(x),
         "k": args.k,
         "granularity": GRANULARITY,
         "train_seconds": round(train_s, 1),
-        "single_p50_ms": round(statistics.median(single_ms), 3),
-        "single_p90_ms": round(single_ms[int(0.9 * (len(single_ms) - 1))], 3),
-        "batched_queries_per_s": round(len(x) / batch_s, 1),
+        "attribute_inputs_per_s": round(len(x) / attribute_s, 1),
+        "attribute_runs_s": [round(r, 3) for r in runs],
+        "attribute_matrix": list(dense.shape),
         "batch_size": args.batch_size,
-        "chosen_layers": layers,
         "torch_threads": {"single": 1, "batched": threads},
         "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
     }
-    print(f"{'metric':<26} {'value':>12}")
-    for key in ("single_p50_ms", "single_p90_ms", "batched_queries_per_s", "train_seconds"):
-        print(f"{key:<26} {result[key]:>12}")
-    print(f"chosen layers (batched): {layers}")
+    for name in ("default", "paper"):
+        ms = sorted(1e3 * s for s in single[name])
+        result[f"{name}_explain_queries_per_s"] = round(len(x) / batched[name], 1)
+        result[f"{name}_single_p50_ms"] = round(statistics.median(ms), 3)
+        result[f"{name}_single_p90_ms"] = round(ms[int(0.9 * (len(ms) - 1))], 3)
+        result[f"{name}_distinct_top{args.k}_lists"] = lists[name]
+    print(f"{'metric':<34} {'value':>12}")
+    for key, value in result.items():
+        if isinstance(value, (int, float)):
+            print(f"{key:<34} {value:>12}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2))

@@ -28,7 +28,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from responsibility import ResponsibilityStore
 from responsibility.experiments.trainers import quiet_trainer
-from responsibility.query import top_examples
 
 
 def peak_rss_gib() -> float:
@@ -90,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     lat = []
     for _ in range(5):
         t = time.perf_counter()
-        ids, values = top_examples(store, "net.0.weight", [int(rng.integers(0, units))], k=10)
+        ids, values = store.most_responsible("net.0.weight", 10, weights=[int(rng.integers(0, units))])
         lat.append(time.perf_counter() - t)
     rss_query = peak_rss_gib()
     fold: dict = {}

@@ -5,18 +5,13 @@
 - quanda-style metrics, reimplemented (no quanda dependency): :func:`model_randomization`,
   :func:`class_detection`, :func:`topk_cardinality`, :func:`auprc` (spurious-correlation test) and
   :func:`linear_datamodeling_score`; :func:`spearman` is their rank correlation.
-- :func:`explanation_scores`: the full score vector behind a :func:`responsibility.query.explain` result.
+- Every training example's score for a test input (what these metrics take) is
+  :func:`responsibility.query.attribute`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
-
-if TYPE_CHECKING:
-    from responsibility.query import Explanation
-    from responsibility.store import ResponsibilityStore
 
 
 def detection_curve(scores: np.ndarray, flipped: np.ndarray) -> np.ndarray:
@@ -142,33 +137,6 @@ def linear_datamodeling_score(attributions: np.ndarray, subsets: np.ndarray, out
         )
     predicted = masks.astype(np.float64) @ tau.T  # (S, n_test)
     return _mean_defined(spearman(predicted.T, out.T), "LDS")
-
-
-def explanation_scores(store: ResponsibilityStore, explanation: Explanation, sign: str | None = None) -> np.ndarray:
-    """Every training example's score for every explained input, (n_test, N) float64.
-
-    ``score(m) = Σ_j (a_j / Σ_l a_l) · R_j[m]`` over the entries ``j`` the explanation chose (the score
-    :func:`responsibility.query.explain` ranks by, for all examples rather than the top k); ``sign`` defaults to
-    the explanation's. ``store`` is the :class:`~responsibility.store.ResponsibilityStore` it was made from.
-    """
-    sign = explanation.sign if sign is None else sign
-
-    def key(name: str, index: tuple[int, ...]) -> tuple[str, int]:
-        return name, int(np.ravel_multi_index(index, store.param(name).r_shape))
-
-    keys = sorted({key(n, i) for e in explanation for n, i, _ in e.weights})
-    column = {k: j for j, k in enumerate(keys)}
-    r = np.zeros((store.num_examples, len(keys)))
-    for name in sorted({n for n, _ in keys}):
-        js = [j for j, (n, _) in enumerate(keys) if n == name]
-        r[:, js] = store.read(name, sign, weights=np.array([keys[j][1] for j in js], dtype=np.int64))
-    out = np.zeros((len(explanation), store.num_examples))
-    for b, e in enumerate(explanation):
-        total = sum(a for _, _, a in e.weights)
-        for n, i, a in e.weights:
-            coef = a / total if total > 0 else 1.0 / len(e.weights)
-            out[b] += coef * r[:, column[key(n, i)]]
-    return out
 
 
 # ------------------------------------------------------------------------- overlap of explanations (paper A.5)

@@ -15,14 +15,17 @@ For a weight ``w`` multiplying input value ``x`` the term is ``w·x``; its activ
 - neuron granularity (one R column per output unit): the unit's activation is the sum of its incoming weights'
   activations, ``Σ_i A[b, o, i]`` (computed as a matrix product, never materialising ``A``).
 
-Other layers (norms, embeddings, custom modules) have no rule: their parameters are reported as unsupported.
-All inputs go through ONE forward pass with forward hooks; nothing loops over examples in Python.
+Other layers (norms, embeddings, custom modules) have no rule: their parameters are reported as unsupported, and so
+are those of a supported module that the forward pass never calls (``nn.MultiheadAttention`` applies its
+``out_proj`` weights functionally). All inputs go through ONE forward pass with forward hooks; nothing loops over
+examples in Python.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,6 +33,8 @@ from torch.nn import functional as F
 
 from responsibility.choices import ActivationRule, check_choice
 from responsibility.errors import LayerSelectionError
+from responsibility.query.forward import call_model
+from responsibility.query.options import ForwardFn
 
 __all__ = ["Activations", "activation_modules", "compute_activations"]
 
@@ -43,7 +48,7 @@ class Activations:
     ``values[name]`` is ``(B, *r_shape)``: the weight's shape (weight granularity) or ``(units,)`` (neuron).
     """
 
-    output: torch.Tensor
+    output: Any
     values: dict[str, torch.Tensor]
     unsupported: list[str] = field(default_factory=list)
 
@@ -136,11 +141,13 @@ def compute_activations(
     granularity: Mapping[str, str] | None = None,
     rule: str = "sum",
     abs_weights: Mapping[str, torch.Tensor] | None = None,
+    forward: ForwardFn | None = None,
 ) -> Activations:
     """Activations of the parameters ``names`` (default: all with a rule) for a batch, in one forward pass.
 
     ``granularity`` maps names to ``"weight"`` (default) or ``"neuron"``. ``abs_weights`` may hold precomputed
-    ``|W|`` tensors (a cache for repeated queries). The model runs under ``torch.no_grad`` in its current mode.
+    ``|W|`` tensors (a cache for repeated queries). The model runs under ``torch.no_grad`` in its current mode, as
+    ``forward(model, inputs)`` (default ``model(inputs)``); ``output`` is what it returns.
     """
     check_choice("rule", rule, ActivationRule)
     granularity = granularity or {}
@@ -161,7 +168,7 @@ def compute_activations(
     handles = [m.register_forward_hook(hook) for m in modules.values()]
     try:
         with torch.no_grad():
-            output = model(inputs)
+            output = call_model(model, inputs, forward)
     finally:
         for h in handles:
             h.remove()
@@ -171,8 +178,9 @@ def compute_activations(
         for name in chosen:
             mod, kind = rules[name]
             stat = stats[id(mod)]
-            if stat is None:
-                raise ValueError(f"module of parameter {name!r} was not called in the forward pass")
+            if stat is None:  # applied functionally, or not on this input's path
+                unsupported.append(name)
+                continue
             gran = granularity.get(name, "weight")
             abs_w = abs_weights[name] if abs_weights is not None and name in abs_weights else all_params[name].abs()
             abs_w = abs_w.detach().to(stat.dtype)

@@ -6,9 +6,10 @@ selected layers:
 - Activations are compared **raw** across layers (the paper's "maximally activated weight in the network"):
   no per-layer normalisation, so layers with large inputs or weights win more often. Pass ``layers=`` to
   restrict the choice to one layer, as the paper does for per-layer explanations.
-- ``target="predicted"``: in the final layer (the last ``nn.Linear`` whose ``out_features`` equals the number
-  of logits) only the row of the predicted class (weights, and that class's bias entry) is eligible; an int
-  picks that class's row; ``None`` leaves every unit eligible. Other layers are never restricted.
+- ``targets``: in the final layer (the last ``nn.Linear`` whose ``out_features`` equals the number of classes)
+  only the row of the input's target class (weights, and that class's bias entry) is eligible: the predicted class
+  (``None``), a given class, or one per input; ``"any"`` leaves every unit eligible. Other layers are never
+  restricted.
 - ``top_weights=T`` picks the T most activated eligible entries. ``outliers=z`` keeps only entries whose robust
   z-score within their parameter, ``(a - median) / (1.4826 · MAD)``, exceeds ``z`` (MAD = median absolute
   deviation of the eligible entries; when MAD is 0, as with mostly-zero ReLU inputs, ``1.2533 · mean absolute
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-__all__ = ["Candidates", "Chosen", "choose", "eligible", "final_layer", "robust_z", "target_rows"]
+__all__ = ["Candidates", "Chosen", "choose", "eligible", "final_layer", "robust_z"]
 
 # One input's chosen entries: (parameter name, flat column of its R, activation), most activated first.
 Chosen = list[tuple[str, int, float]]
@@ -57,22 +58,6 @@ def robust_z(a: torch.Tensor) -> torch.Tensor:
     scale = torch.where(mad > 0, mad, mean_ad)
     z = (a - med) / scale.clamp_min(torch.finfo(a.dtype).tiny)
     return torch.where(scale > 0, z, torch.zeros_like(z))
-
-
-def target_rows(
-    model: nn.Module, out: torch.Tensor, target: str | int | None
-) -> tuple[torch.Tensor | None, nn.Linear | None]:
-    """(target class of each input or None, the final layer or None) for model output ``out``."""
-    if target is None:
-        return None, None
-    if out.dim() != 2:
-        raise ValueError(f"target={target!r} needs (batch, classes) logits; the model returned {tuple(out.shape)}")
-    final = final_layer(model, out.shape[1])
-    if target == "predicted":
-        return out.argmax(dim=1), final
-    if not 0 <= int(target) < out.shape[1]:
-        raise ValueError(f"target class {target} outside [0, {out.shape[1]})")
-    return torch.full((len(out),), int(target), dtype=torch.int64), final
 
 
 def eligible(

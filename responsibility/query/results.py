@@ -13,12 +13,13 @@ import numpy as np
 
 __all__ = ["Explanation", "InputExplanation"]
 
-_CSV_FIELDS = ["input", "predicted", "target", "rank", "example", "label", "score", "weights"]
+_CSV_FIELDS = ["input", "predicted", "target", "rank", "example", "label", "score", "weights", "source", "true_label"]
 
 
 @dataclass
 class InputExplanation:
-    """The explanation of one input."""
+    """The explanation of one input: ``weights`` are the chosen entries (name, index, activation) under the
+    ``most_activated`` method, empty under ``contribution`` (every weight of the layers takes part)."""
 
     input: int
     predicted: int
@@ -27,10 +28,14 @@ class InputExplanation:
     example_ids: np.ndarray
     scores: np.ndarray
     labels: np.ndarray | None = None
+    source: int | None = None  # the input's index in its original dataset, when known
+    true_label: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "input": self.input,
+            "source": self.source,
+            "true_label": self.true_label,
             "predicted": self.predicted,
             "target": self.target,
             "weights": [{"parameter": n, "index": list(i), "activation": a} for n, i, a in self.weights],
@@ -51,6 +56,7 @@ class Explanation:
     layers: list[str]
     unsupported: list[str] = field(default_factory=list)
     logits: np.ndarray | None = None
+    method: str = "contribution"
 
     def __len__(self) -> int:
         return len(self.items)
@@ -91,6 +97,8 @@ class Explanation:
                 rows.append(
                     {
                         "input": e.input,
+                        "source": e.source,
+                        "true_label": e.true_label,
                         "predicted": e.predicted,
                         "target": e.target,
                         "rank": rank,
@@ -106,6 +114,7 @@ class Explanation:
         """JSON text of the whole explanation (also written to ``path`` if given)."""
         doc = {
             "k": self.k,
+            "method": self.method,
             "sign": self.sign,
             "rule": self.rule,
             "layers": self.layers,

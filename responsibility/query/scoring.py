@@ -1,49 +1,32 @@
-"""Per-input top-k examples of the chosen entries: index lookups for single entries, weighted R sums otherwise.
+"""The paper's rule (``method="most_activated"``): scores of the chosen entries, and their top-k.
 
 With chosen entries ``j`` of activations ``a_j``, ``score(m) = Σ_j (a_j / Σ_l a_l) · R_j[m]``, an
-activation-weighted mean of R (``sign`` picks R, R_pos or R_neg). With one entry the score is R itself. The
-``k`` examples of largest score are returned, ties to the smaller example id.
+activation-weighted mean of R (``sign`` picks R, R_pos, R_neg or R_pos - R_neg). With one entry the score is R
+itself, and its top-k comes from the top-k index when the store has a current one. The ``k`` examples of largest
+score are returned, ties to the smaller example id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
-from responsibility.choices import Sign
-from responsibility.kernels import topk_desc
+from responsibility.choices import QuerySign, Sign
+from responsibility.kernels import topk_rows
 from responsibility.query.choice import Chosen
 from responsibility.store import ResponsibilityStore
 
-__all__ = ["Scorer", "top_examples"]
+__all__ = ["Scorer", "read_signed"]
 
 # Load a parameter's whole top-k index into memory (for repeated queries) up to this size.
 _INDEX_CACHE_BYTES = 256 << 20
 
 
-def top_examples(
-    store: ResponsibilityStore, name: str, columns: Sequence[int] | np.ndarray, k: int, sign: Sign = "abs"
-) -> tuple[np.ndarray, np.ndarray]:
-    """The ``k`` most responsible example ids of some columns of a parameter: ``(k, len(columns))`` each.
-
-    Read from the top-k index (just those columns) when the parameter is folded up to date and ``k`` is within
-    the index depth; else from R of those columns, with the same tie rule (smaller id first).
-    """
-    cols = np.asarray(columns, dtype=np.int64)
-    if _index_usable(store, name, k):
-        uniq, inverse = np.unique(cols, return_inverse=True)
-        index = store.topk_index(name, sign, uniq)
-        if index is not None:
-            return index[0][:k, inverse], index[1][:k, inverse]
-    r = store.read(name, sign, weights=cols)
-    ids, vals = topk_desc(torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)), k)
-    return ids.numpy(), vals.numpy()
-
-
-def _index_usable(store: ResponsibilityStore, name: str, k: int) -> bool:
-    return store.folded_steps(name) == store.steps > 0 and k <= min(store.layout.topk, store.num_examples)
+def read_signed(store: ResponsibilityStore, name: str, sign: QuerySign, columns: np.ndarray) -> np.ndarray:
+    """R of some columns of ``name`` as ``(N, len(columns))`` float32; ``"net"`` is R_pos - R_neg."""
+    if sign == "net":
+        return store.read(name, "pos", weights=columns) - store.read(name, "neg", weights=columns)
+    return store.read(name, sign, weights=columns)
 
 
 class Scorer:
@@ -51,45 +34,51 @@ class Scorer:
 
     def __init__(self, store: ResponsibilityStore) -> None:
         self.store = store
-        self._index: dict[tuple[str, str], tuple[int, np.ndarray, np.ndarray]] = {}
+        self._index: dict[tuple[str, str], tuple[int, tuple[np.ndarray, np.ndarray] | None]] = {}
 
     def lookup_top(self, name: str, columns: np.ndarray, k: int, sign: Sign) -> tuple[np.ndarray, np.ndarray]:
-        """:func:`top_examples`, from a whole index held in memory when it is small enough."""
-        store = self.store
-        p = store.param(name)
-        if _index_usable(store, name, k) and p.units * store.layout.topk * 12 <= _INDEX_CACHE_BYTES:
-            key = (name, sign)
-            cached = self._index.get(key)
-            if cached is None or cached[0] != store.generation:
-                index = store.topk_index(name, sign)
-                if index is None:
-                    return top_examples(store, name, columns, k, sign)
-                cached = self._index[key] = (store.generation, *index)
-            return cached[1][:k, columns], cached[2][:k, columns]
-        return top_examples(store, name, columns, k, sign)
+        """The ``k`` most responsible example ids and R of some columns, ``(k, len(columns))`` each.
 
-    def top(self, chosen: list[Chosen], k: int, sign: Sign) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k example ids and scores ``(B, k)`` per input: the top-k index for single entries, weighted R
-        sums otherwise."""
+        The store decides whether its top-k index is current (:meth:`ResponsibilityStore.topk_index`); a small
+        current index is kept in memory for repeated queries, anything else is the store's
+        :meth:`~ResponsibilityStore.most_responsible` of just these columns.
+        """
+        store = self.store
+        if store.param(name).units * store.layout.topk * 12 <= _INDEX_CACHE_BYTES:
+            cached = self._index.get((name, sign))
+            if cached is None or cached[0] != store.generation:
+                cached = self._index[(name, sign)] = (store.generation, store.topk_index(name, sign))
+            index = cached[1]
+            if index is not None and k <= len(index[0]):
+                return index[0][:k, columns], index[1][:k, columns]
+        return store.most_responsible(name, k, sign, weights=columns)
+
+    def top(self, chosen: list[Chosen], k: int, sign: QuerySign) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k example ids and scores ``(B, k)`` per input: the top-k index for single entries (the index has no
+        net sign), weighted R sums otherwise."""
         b = len(chosen)
         ids = np.zeros((b, k), np.int64)
         scores = np.zeros((b, k), np.float32)
-        single = [i for i in range(b) if len(chosen[i]) == 1]
-        multi = [i for i in range(b) if len(chosen[i]) > 1]
         by_name: dict[str, list[int]] = {}
-        for i in single:
-            by_name.setdefault(chosen[i][0][0], []).append(i)
-        for name, inputs in by_name.items():
-            cols = np.array([chosen[i][0][1] for i in inputs], dtype=np.int64)
-            uniq, inverse = np.unique(cols, return_inverse=True)
-            top_ids, top_vals = self.lookup_top(name, uniq, k, sign)
-            ids[inputs] = top_ids[:, inverse].T
-            scores[inputs] = top_vals[:, inverse].T
-        if multi:
-            ids[multi], scores[multi] = self._weighted_top([chosen[i] for i in multi], k, sign)
+        if sign != "net":
+            for i in range(b):
+                if len(chosen[i]) == 1:
+                    by_name.setdefault(chosen[i][0][0], []).append(i)
+            for name, inputs in by_name.items():
+                cols = np.array([chosen[i][0][1] for i in inputs], dtype=np.int64)
+                uniq, inverse = np.unique(cols, return_inverse=True)
+                top_ids, top_vals = self.lookup_top(name, uniq, k, sign)
+                ids[inputs] = top_ids[:, inverse].T
+                scores[inputs] = top_vals[:, inverse].T
+        looked_up = {i for inputs in by_name.values() for i in inputs}
+        rest = [i for i in range(b) if i not in looked_up]
+        if rest:
+            top_i, top_v = topk_rows(self.dense([chosen[i] for i in rest], sign), k)
+            ids[rest], scores[rest] = top_i.numpy(), top_v.numpy()
         return ids, scores
 
-    def _weighted_top(self, chosen: list[Chosen], k: int, sign: Sign) -> tuple[np.ndarray, np.ndarray]:
+    def dense(self, chosen: list[Chosen], sign: QuerySign) -> torch.Tensor:
+        """Every example's score for every input, ``(B, N)`` float32."""
         n = self.store.num_examples
         # Each distinct (parameter, column) is read once for the whole batch.
         keys = sorted({(name, c) for entries in chosen for name, c, _ in entries})
@@ -98,7 +87,7 @@ class Scorer:
         for name in sorted({name for name, _ in keys}):
             js = [j for j, (other, _) in enumerate(keys) if other == name]
             cols = np.array([keys[j][1] for j in js], dtype=np.int64)
-            r[:, js] = torch.from_numpy(self.store.read(name, sign, weights=cols))
+            r[:, js] = torch.from_numpy(read_signed(self.store, name, sign, cols))
         width = max(len(entries) for entries in chosen)
         idx = torch.zeros((len(chosen), width), dtype=torch.int64)
         coef = torch.zeros((len(chosen), width), dtype=torch.float32)
@@ -111,5 +100,4 @@ class Scorer:
         s = torch.zeros((n, len(chosen)), dtype=torch.float32)
         for t in range(width):
             s += r[:, idx[:, t]] * coef[:, t]
-        top_i, top_v = topk_desc(s.clamp_min(0), k)
-        return top_i.numpy().T, top_v.numpy().T
+        return s.T.contiguous()

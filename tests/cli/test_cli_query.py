@@ -70,7 +70,7 @@ def test_query_explicit_files_layers_and_target(run_dir, tmp_path, capsys):
         "--config", str(run_dir / ".hydra" / "config.yaml"),
         "--checkpoint", str(run_dir / "checkpoints" / "last.ckpt"),
         "--store", str(run_dir / "responsibility.zarr"),
-        "--layers", "net.fc2.weight", "--target", "4", "--json", "-",
+        "--method", "most_activated", "--layers", "net.fc2.weight", "--target", "4", "--json", "-",
     ]  # fmt: skip
     results = []
     for name in ("x.npy", "x.pt"):
@@ -170,3 +170,69 @@ def test_pickled_code_in_checkpoint_or_inputs_is_refused(run_dir, tmp_path, caps
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "cannot read" in err[0] and "UnpicklingError" in err[0]
     assert not marker.exists()
+
+
+def _test_set(run_dir):
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    dm = instantiate(OmegaConf.load(run_dir / ".hydra" / "config.yaml").data)
+    dm.setup("fit")
+    return dm.test_set
+
+
+def test_query_records_source_index_true_label_and_images(run_dir, tmp_path, capsys):
+    out = tmp_path / "q.json"
+    page = tmp_path / "q.html"
+    assert main(["query", "--run-dir", str(run_dir), "--inputs", "test:3,0", "-k", "2", "--json", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "positions [3, 0] of the run's test set" in err and "source = index in the original test split" in err
+    test = _test_set(run_dir)
+    doc = json.loads(out.read_text())
+    assert doc["method"] == "contribution" and doc["sign"] == "net"
+    assert [e["source"] for e in doc["inputs"]] == test.source_indices[[3, 0]].tolist()
+    assert [e["true_label"] for e in doc["inputs"]] == test.targets[[3, 0]].tolist()
+    assert main(["query", "--run-dir", str(run_dir), "--inputs", "test:3,0", "-k", "2", "--html", str(page)]) == 0
+    html = page.read_text()
+    assert html.count('<img class="t" src="data:image/png;base64,') == 2 + 2 * 2  # inputs, then their examples
+    assert f"source index {int(test.source_indices[3])}" in html and "true " in html
+
+
+def test_query_npy_raw_pixels_get_the_runs_scaling(run_dir, tmp_path, capsys):
+    test = _test_set(run_dir)
+    raw = np.rint(test.images[:3, 0].numpy() * 16).astype(np.uint8)  # digits: 0..16 per pixel, (N, 8, 8)
+    np.save(tmp_path / "raw.npy", raw)
+    args = ["query", "--run-dir", str(run_dir), "-k", "3"]
+    assert main([*args, "--inputs", str(tmp_path / "raw.npy"), "--json", str(tmp_path / "raw.json")]) == 0
+    assert main([*args, "--inputs", "test:0,1,2", "--json", str(tmp_path / "test.json")]) == 0
+    capsys.readouterr()
+    from_file, from_test = (json.loads((tmp_path / f).read_text())["inputs"] for f in ("raw.json", "test.json"))
+    assert [e["example_ids"] for e in from_file] == [e["example_ids"] for e in from_test]
+    np.save(tmp_path / "big.npy", raw.astype(np.float32))  # raw values as floats: ambiguous, refused
+    np.save(tmp_path / "shape.npy", np.zeros((2, 3, 8, 8), np.uint8))
+    for name, message in (
+        ("big.npy", "float inputs must be scaled"),
+        ("shape.npy", "the run's model takes (N, 1, 8, 8)"),
+    ):
+        assert main([*args, "--inputs", str(tmp_path / name)]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], lines
+
+
+def test_query_checkpoint_of_another_run_is_refused(run_dir, tmp_path, capsys):
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    (key,) = [k for k, v in ckpt["callbacks"].items() if isinstance(v, dict) and "store" in v]
+    store_steps = ckpt["callbacks"][key]["steps"]
+    other = tmp_path / "other.zarr"
+    other.mkdir()
+    cases = [
+        ({"store": str(other)}, 2, "was trained while recording"),
+        ({"steps": store_steps + 5}, 2, "they come from different runs"),
+        ({"steps": store_steps - 1}, 0, f"from step {store_steps - 1} of the {store_steps} recorded steps"),
+    ]
+    for change, code, message in cases:
+        edited = {**ckpt, "callbacks": {key: {**ckpt["callbacks"][key], **change}}}
+        torch.save(edited, tmp_path / "c.ckpt")
+        args = ["query", "--run-dir", str(run_dir), "--checkpoint", str(tmp_path / "c.ckpt"), "--inputs", "test:0"]
+        assert main(args) == code
+        assert message in capsys.readouterr().err

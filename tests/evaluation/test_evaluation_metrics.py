@@ -17,14 +17,13 @@ from responsibility import ResponsibilityCallback, ResponsibilityStore
 from responsibility.evaluation import (
     auprc,
     class_detection,
-    explanation_scores,
     linear_datamodeling_score,
     model_randomization,
     rankdata,
     spearman,
     topk_cardinality,
 )
-from responsibility.query import explain
+from responsibility.query import attribute, explain
 
 
 def test_rankdata_and_spearman_match_scipy():
@@ -96,8 +95,9 @@ def _sgd_model() -> SgdClassifier:
     return SgdClassifier(nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)))
 
 
-def test_explanation_scores_reproduce_explain(tmp_path):
-    """The full score vectors rank the same top-k as explain(), with the same scores, for 1 and 3 chosen weights."""
+def test_attribute_reproduces_explain_of_the_paper_rule(tmp_path):
+    """The full score vectors (attribute, which replaced explanation_scores) rank the same top-k as explain(), with
+    the same scores, for 1 and 3 chosen weights."""
     torch.manual_seed(0)
     x, y = torch.randn(20, 5), torch.randint(0, 3, (20,))
     model = _sgd_model()
@@ -106,8 +106,9 @@ def test_explanation_scores_reproduce_explain(tmp_path):
     store = ResponsibilityStore.open(tmp_path / "s.zarr")
     probe = torch.randn(4, 5)
     for top_weights in (1, 3):
-        ex = explain(model, store, probe, k=5, top_weights=top_weights)
-        full = explanation_scores(store, ex)
+        paper = {"method": "most_activated", "sign": "abs", "top_weights": top_weights}
+        ex = explain(model, store, probe, k=5, **paper)
+        full = attribute(model, store, probe, **paper)
         assert full.shape == (4, 20)
         for b in range(4):
             order = np.argsort(-full[b], kind="stable")[:5]

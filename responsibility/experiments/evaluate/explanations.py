@@ -9,14 +9,13 @@ from omegaconf import DictConfig
 
 from responsibility.evaluation import (
     class_detection,
-    explanation_scores,
     linear_datamodeling_score,
     model_randomization,
     topk_cardinality,
 )
 from responsibility.evaluation.peers import tracin_influence
 from responsibility.experiments.runs import Checkpoints, checkpoint_states, fit_fresh, predict
-from responsibility.query import explain
+from responsibility.query import QueryOptions, attribute
 from responsibility.store import ResponsibilityStore
 
 __all__ = ["explain_test_inputs", "lds_scores", "sanity_metrics"]
@@ -33,19 +32,20 @@ def explain_test_inputs(
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(predicted classes, {method: (n_test, N) attributions}) for test inputs, explaining the prediction.
 
-    Responsibility: the scores behind :func:`explain` with ``cfg.sanity``'s layers, k and sign, and a signed
-    variant (R_pos − R_neg of the same chosen weights). TracIn: last-layer TracInCP over ``checkpoints``.
+    Responsibility: the paper's rule (:func:`attribute` with ``method="most_activated"``) with ``cfg.sanity``'s
+    layers and sign, and a signed variant (R_pos − R_neg of the same chosen weights). TracIn: last-layer TracInCP
+    over ``checkpoints``.
     """
     s = cfg.sanity
     layers = None if s.layers is None else [str(v) for v in s.layers]
-    ex = explain(model, store, x_test, k=s.k, layers=layers, sign=s.sign)
-    predicted = ex.predicted
+    opts = QueryOptions(method="most_activated", layers=layers, sign=s.sign)
+    predicted = predict(model, x_test).argmax(1).numpy()
     tracin = tracin_influence(
         checkpoint_states(cfg, checkpoints, x_test), predicted, checkpoint_states(cfg, checkpoints, x), y
     )
     return predicted, {
-        "responsibility": explanation_scores(store, ex),
-        "responsibility_signed": explanation_scores(store, ex, "pos") - explanation_scores(store, ex, "neg"),
+        "responsibility": attribute(model, store, x_test, opts),
+        "responsibility_signed": attribute(model, store, x_test, opts, sign="net"),
         "tracin": tracin,
     }
 

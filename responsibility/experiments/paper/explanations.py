@@ -12,7 +12,6 @@ import torch
 from torch import nn
 
 from responsibility.choices import check_choice
-from responsibility.evaluation import explanation_scores
 from responsibility.experiments.runs import predict
 from responsibility.query import explain, final_layer
 from responsibility.store import ResponsibilityStore
@@ -27,6 +26,7 @@ __all__ = [
 
 ExplainSign = Literal["abs", "pos", "neg", "signed"]
 EXPLAIN_SIGNS: tuple[ExplainSign, ...] = get_args(ExplainSign)
+_QUERY_SIGN = {"signed": "net"}
 
 
 def responsible_examples(
@@ -52,18 +52,11 @@ def responsible_examples(
     predicted, ids, scores = [], [], []
     for i in range(0, len(x), chunk):
         xc = x[i : i + chunk]
-        if sign != "signed":
-            ex = explain(model, store, xc, k=k, layers=layers, sign=sign)
-            predicted.append(ex.predicted)
-            ids.append(ex.example_ids)
-            scores.append(ex.scores)
-            continue
-        ex = explain(model, store, xc, k=1, layers=layers)  # the weight choice does not depend on the sign
-        s = explanation_scores(store, ex, "pos") - explanation_scores(store, ex, "neg")
-        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+        # The paper's rule; "signed" ranks by R_pos - R_neg of the chosen weights.
+        ex = explain(model, store, xc, k=k, layers=layers, method="most_activated", sign=_QUERY_SIGN.get(sign, sign))
         predicted.append(ex.predicted)
-        ids.append(order)
-        scores.append(np.take_along_axis(s, order, axis=1))
+        ids.append(ex.example_ids)
+        scores.append(ex.scores)
     return np.concatenate(predicted), np.concatenate(ids).astype(np.int64), np.concatenate(scores)
 
 

@@ -14,14 +14,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from responsibility.callbacks.margins import MarginCallback
 from responsibility.choices import check_choice
-from responsibility.evaluation import explanation_scores
 from responsibility.evaluation.peers import tracin_influence
 from responsibility.evaluation.shortcut import choose_patched, plant_patch
 from responsibility.experiments.reporting import Clock, publish, run_setup
 from responsibility.experiments.runs import checkpoint_states, predict, prepared_data, record_run
 from responsibility.experiments.shortcut.metrics import base_rates, shortcut_metrics, summaries
 from responsibility.experiments.shortcut.report import PUBLISHED, write_outputs
-from responsibility.query import explain
+from responsibility.query import ExplainOptions, attribute, explain
 from responsibility.store import ResponsibilityStore
 
 __all__ = ["patch_value", "run_shortcut"]
@@ -78,7 +77,7 @@ def _test_predictions(
 
 
 def _responsibility_methods(
-    cfg: DictConfig, model: L.LightningModule, store: ResponsibilityStore, x_test: torch.Tensor, target: str | int
+    cfg: DictConfig, model: L.LightningModule, store: ResponsibilityStore, x_test: torch.Tensor, target: int | None
 ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, int]]]:
     """Each explainer of ``cfg.explain.explainers``, ranked by R (abs) and by R_pos − R_neg (signed), and the
     layers of the weights it chose."""
@@ -87,11 +86,14 @@ def _responsibility_methods(
     chosen_layers: dict[str, dict[str, int]] = {}
     for name, entry in e.explainers.items():
         layers = None if entry.layers is None else [str(v) for v in entry.layers]
-        ex = explain(model, store, x_test, k=int(e.k), layers=layers, target=target, top_weights=entry.top_weights)
+        # The paper's rule: R (abs) and R_pos - R_neg (net) of the chosen weights, for every training example.
+        opts = ExplainOptions(
+            method="most_activated", k=int(e.k), layers=layers, targets=target, top_weights=entry.top_weights
+        )
+        ex = explain(model, store, x_test, opts)
         chosen_layers[str(name)] = dict(Counter(n for item in ex for n, _, _ in item.weights))
-        pos, neg = explanation_scores(store, ex, "pos"), explanation_scores(store, ex, "neg")
-        methods[f"responsibility_{name}"] = pos + neg
-        methods[f"responsibility_{name}_signed"] = pos - neg
+        methods[f"responsibility_{name}"] = attribute(model, store, x_test, opts, sign="abs")
+        methods[f"responsibility_{name}_signed"] = attribute(model, store, x_test, opts, sign="net")
     return methods, chosen_layers
 
 
@@ -137,7 +139,7 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     e = cfg.explain
     targets = pred if e.target == "predicted" else np.full(len(ids), t)
     methods, chosen_layers = _responsibility_methods(
-        cfg, model, store, x_test, "predicted" if e.target == "predicted" else t
+        cfg, model, store, x_test, None if e.target == "predicted" else t
     )
     kinds = dict.fromkeys(methods, "responsibility")
     clock.lap("explain")

@@ -1,4 +1,5 @@
-"""explain(): known answers, target handling, batching, aggregation of several weights, outliers, errors."""
+"""explain() with the paper's rule (method="most_activated"): known answers, targets, batching, aggregation of
+several weights, outliers, errors."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from responsibility import ResponsibilityCallback, ResponsibilityStore, StoreMismatchError
-from responsibility.query import Explainer, ExplainOptions, explain, robust_z, top_examples
+from responsibility.query import Explainer, ExplainOptions, explain, robust_z
 from responsibility.query.activations import compute_activations
+
+# The paper's rule as it was the default: R (abs) of the most activated weight(s).
+PAPER = ExplainOptions(method="most_activated", sign="abs")
+
+
+def paper(model, store, x, **changes):
+    return explain(model, store, x, PAPER, **changes)
 
 
 def fit(tmp, model, x, y, batch_size=1, epochs=2, **cb):
@@ -42,7 +50,7 @@ def test_known_answer_linear(mlp_run):
     assert np.all(r[:, :, 0][np.arange(24) != 7] == 0) and np.all(r[7, :, 0] > 0)
     probe = torch.zeros(1, 6)
     probe[0, 0] = 3.0
-    ex = explain(model, store, probe, k=3, layers="net.0.weight")
+    ex = paper(model, store, probe, k=3, layers="net.0.weight")
     assert ex[0].weights[0][0] == "net.0.weight" and ex[0].weights[0][1][1] == 0
     assert ex[0].example_ids[0] == 7 and ex[0].scores[0] > 0 and ex[0].scores[1] == 0
     assert ex.labels is not None and ex.labels[0, 0] == int(store.labels[7])
@@ -62,7 +70,7 @@ def test_known_answer_conv2d(tmp_path):
     store = fit(tmp_path, model, x, y, epochs=1)
     probe = torch.zeros(1, 1, 5, 5)
     probe[0, 0, 4, 4] = 1.0
-    ex = explain(model, store, probe, k=2, layers="net.0.weight")
+    ex = paper(model, store, probe, k=2, layers="net.0.weight")
     assert ex[0].weights[0][1][2:] == (1, 1)
     assert ex[0].example_ids[0] == 3 and ex[0].scores[1] == 0
 
@@ -76,11 +84,11 @@ def test_target_predicted_int_and_none(mlp_run):
     model, store = mlp_run
     x = torch.randn(5, 6)
     logits, a = _final_activations(model, x)
-    for target in ("predicted", 1, None):
-        ex = explain(model, store, x, k=2, layers="net.2.weight", target=target)
+    for target in (None, 1, "any"):
+        ex = paper(model, store, x, k=2, layers="net.2.weight", targets=target)
         for b, item in enumerate(ex):
             _, index, act = item.weights[0]
-            if target == "predicted":
+            if target is None:
                 row = int(logits[b].argmax())
                 assert item.target == row == item.predicted
             elif target == 1:
@@ -90,16 +98,16 @@ def test_target_predicted_int_and_none(mlp_run):
                 assert item.target is None
             assert index[0] == row
             assert act == pytest.approx(float(a[b, row].max()))
-            ids, vals = top_examples(store, "net.2.weight", [row * a.shape[2] + index[1]], 2)
+            ids, vals = store.most_responsible("net.2.weight", 2, weights=[row * a.shape[2] + index[1]])
             assert item.example_ids.tolist() == ids[:, 0].tolist()
     with pytest.raises(ValueError, match="target class"):
-        explain(model, store, x, layers="net.2.weight", target=7)
+        paper(model, store, x, layers="net.2.weight", targets=7)
 
 
 def test_target_only_restricts_final_layer(mlp_run):
     model, store = mlp_run
     x = torch.randn(4, 6) * 10
-    ex = explain(model, store, x, k=2, target=0)
+    ex = paper(model, store, x, k=2, targets=0)
     a = compute_activations(model, x, store.parameters).values
     for b, item in enumerate(ex):
         name, index, act = item.weights[0]
@@ -113,21 +121,21 @@ def test_target_only_restricts_final_layer(mlp_run):
 def test_batch_equals_single_inputs(mlp_run):
     model, store = mlp_run
     x = torch.randn(7, 6)
-    for kw in ({}, {"top_weights": 3}, {"outliers": 1.5}, {"target": None, "sign": "pos"}):
-        batch = explain(model, store, x, k=4, **kw)
+    for kw in ({}, {"top_weights": 3}, {"outliers": 1.5}, {"targets": "any", "sign": "pos"}):
+        batch = paper(model, store, x, k=4, **kw)
         for b in range(len(x)):
-            one = explain(model, store, x[b : b + 1], k=4, **kw)[0]
+            one = paper(model, store, x[b : b + 1], k=4, **kw)[0]
             assert one.example_ids.tolist() == batch[b].example_ids.tolist()
             np.testing.assert_allclose(one.scores, batch[b].scores, rtol=1e-6)
             assert [w[:2] for w in one.weights] == [w[:2] for w in batch[b].weights]
-    small_chunks = explain(model, store, x, k=4, top_weights=2, batch_size=3)
-    np.testing.assert_array_equal(small_chunks.example_ids, explain(model, store, x, k=4, top_weights=2).example_ids)
+    small_chunks = paper(model, store, x, k=4, top_weights=2, batch_size=3)
+    np.testing.assert_array_equal(small_chunks.example_ids, paper(model, store, x, k=4, top_weights=2).example_ids)
 
 
 def test_top_weights_aggregation_by_hand(mlp_run):
     model, store = mlp_run
     x = torch.randn(3, 6)
-    ex = explain(model, store, x, k=5, layers=["net.0", "net.2"], target=None, top_weights=3)
+    ex = paper(model, store, x, k=5, layers=["net.0", "net.2"], targets="any", top_weights=3)
     a = compute_activations(model, x, store.parameters).values
     for b, item in enumerate(ex):
         flat = [(float(a[n][b].flatten()[j]), n, j) for n in store.parameters for j in range(a[n][b].numel())]
@@ -146,7 +154,7 @@ def test_outliers_selection(mlp_run):
     model, store = mlp_run
     x = torch.randn(4, 6) * 3
     z_threshold = 2.0
-    ex = explain(model, store, x, k=2, layers="net.0.weight", outliers=z_threshold, top_weights=4)
+    ex = paper(model, store, x, k=2, layers="net.0.weight", outliers=z_threshold, top_weights=4)
     a = compute_activations(model, x, ["net.0.weight"]).values["net.0.weight"].reshape(4, -1)
     z = robust_z(a)
     for b, item in enumerate(ex):
@@ -167,7 +175,7 @@ def test_robust_z_known_values():
 
 def test_results_export(mlp_run, tmp_path):
     model, store = mlp_run
-    ex = explain(model, store, torch.randn(2, 6), k=3, top_weights=2)
+    ex = paper(model, store, torch.randn(2, 6), k=3, top_weights=2)
     doc = json.loads(ex.to_json(tmp_path / "e.json"))
     assert len(doc["inputs"]) == 2 and len(doc["inputs"][0]["example_ids"]) == 3
     assert json.loads((tmp_path / "e.json").read_text()) == doc
@@ -188,11 +196,11 @@ def test_unfolded_store_and_deep_k_match_index(tmp_path, mlp_run):
     assert unfolded.folded_steps("net.0.weight") == 0
     probe = torch.randn(3, 6)
     want = np.argsort(-folded.read("net.0.weight").reshape(24, -1), axis=0, kind="stable")
-    ex = explain(model, folded, probe, k=8, layers="net.0.weight")  # k deeper than the index (5)
+    ex = paper(model, folded, probe, k=8, layers="net.0.weight")  # k deeper than the index (5)
     for item in ex:
         col = int(np.ravel_multi_index(item.weights[0][1], (5, 6)))
         assert item.example_ids.tolist() == want[:8, col].tolist()
-    ex2 = explain(model, unfolded, probe, k=3, layers="net.0.weight")  # computed from the journal
+    ex2 = paper(model, unfolded, probe, k=3, layers="net.0.weight")  # computed from the journal
     lazy = np.argsort(-unfolded.read("net.0.weight").reshape(24, -1), axis=0, kind="stable")
     for item in ex2:
         col = int(np.ravel_multi_index(item.weights[0][1], (5, 6)))
@@ -203,11 +211,11 @@ def test_errors(mlp_run):
     model, store = mlp_run
     x = torch.randn(2, 6)
     with pytest.raises(ValueError, match="match no parameter of the store.*net.0.weight"):
-        explain(model, store, x, layers="fc9")
+        paper(model, store, x, layers="fc9")
     with pytest.raises(ValueError, match="k must be"):
-        explain(model, store, x, k=0)
+        paper(model, store, x, k=0)
     with pytest.raises(ValueError, match="sign"):
-        explain(model, store, x, sign="both")
+        paper(model, store, x, sign="both")
     other = SgdClassifier(nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3)))
     with pytest.raises(StoreMismatchError, match="net.0.weight has shape"):
         Explainer(other, store)
@@ -226,26 +234,28 @@ def test_known_answer_target_on_final_layer(tmp_path):
     probe = torch.zeros(1, 4)
     probe[0, 0] = 2.0
     logits = model(probe)
-    for target, row in [(0, 0), (1, 1), (2, 2), ("predicted", int(logits.argmax()))]:
-        ex = explain(model, store, probe, k=2, layers="net.0.weight", target=target)
+    for target, row in [(0, 0), (1, 1), (2, 2), (None, int(logits.argmax()))]:
+        ex = paper(model, store, probe, k=2, layers="net.0.weight", targets=target)
         name, index, _ = ex[0].weights[0]
         assert (name, index) == ("net.0.weight", (row, 0)), target
         assert ex[0].example_ids[0] == 5 and ex[0].scores[1] == 0
-    ex = explain(model, store, probe, k=1, layers="net.0.weight", target=None)
+    ex = paper(model, store, probe, k=1, layers="net.0.weight", targets="any")
     assert ex[0].weights[0][1][1] == 0 and ex[0].example_ids[0] == 5
 
 
 def test_options_object_and_keywords_give_one_answer(mlp_run):
     model, store = mlp_run
     x = torch.randn(4, 6)
-    opts = ExplainOptions(k=3, top_weights=2, sign="pos")
+    opts = ExplainOptions(method="most_activated", k=3, top_weights=2, sign="pos")
     by_object = explain(model, store, x, opts)
-    by_keywords = explain(model, store, x, k=3, top_weights=2, sign="pos")
-    overridden = Explainer(model, store).explain(x, ExplainOptions(k=7, sign="neg"), k=3, top_weights=2, sign="pos")
+    by_keywords = explain(model, store, x, method="most_activated", k=3, top_weights=2, sign="pos")
+    overridden = Explainer(model, store).explain(
+        x, PAPER.with_changes({"k": 7, "sign": "neg"}), k=3, top_weights=2, sign="pos"
+    )
     for other in (by_keywords, overridden):
         assert other.example_ids.tolist() == by_object.example_ids.tolist()
         assert [e.weights for e in other] == [e.weights for e in by_object]
-    with pytest.raises(TypeError, match="unknown explain option"):
-        explain(model, store, x, topk=3)
+    with pytest.raises(TypeError, match="unknown option"):
+        paper(model, store, x, topk=3)
     with pytest.raises(ValueError, match=r"k must be in \[1, 24\]"):
-        explain(model, store, x, k=25)
+        paper(model, store, x, k=25)
