@@ -21,6 +21,8 @@ RDtype = Literal["float32", "float16"]
 ActivationRule = Literal["sum", "max"]
 OpenMode = Literal["r", "r+"]
 ShareLevel = Literal["weight", "unit", "layer"]
+# What a curation change does to its examples (responsibility.curation).
+CurationAction = Literal["relabel", "remove", "restore", "reweight", "note", "tag", "untag"]
 
 GRANULARITIES: tuple[Granularity, ...] = get_args(Granularity)
 BATCH_SHARES: tuple[BatchShare, ...] = get_args(BatchShare)
@@ -30,6 +32,7 @@ SHARE_RULES: tuple[ShareRule, ...] = get_args(ShareRule)
 EXAMPLE_FORMS: tuple[ExampleForm, ...] = get_args(ExampleForm)
 CODECS: tuple[Codec, ...] = get_args(Codec)
 ACTIVATION_RULES: tuple[ActivationRule, ...] = get_args(ActivationRule)
+CURATION_ACTIONS: tuple[CurationAction, ...] = get_args(CurationAction)
 
 T = TypeVar("T")
 

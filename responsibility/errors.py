@@ -97,3 +97,7 @@ class NotFoldedError(ResponsibilityError, LookupError):
 
 class DatasetNotFoundError(ResponsibilityError, FileNotFoundError):
     """An experiment dataset's files are not where the settings and the default locations point."""
+
+
+class CurationError(ResponsibilityError, ValueError):
+    """A curation file or change is malformed, out of range, or does not fit the run's dataset."""
