@@ -101,3 +101,7 @@ class DatasetNotFoundError(ResponsibilityError, FileNotFoundError):
 
 class CurationError(ResponsibilityError, ValueError):
     """A curation file or change is malformed, out of range, or does not fit the run's dataset."""
+
+
+class ServeError(ResponsibilityError, OSError):
+    """The explorer cannot listen on the requested host and port (in use, not allowed)."""
