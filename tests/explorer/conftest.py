@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from helpers import ROOT
 
+from responsibility.experiments.datasets import find_fashion_mnist
+
 
 def train(*overrides: str) -> None:
     """Run ``scripts/train.py`` with these overrides, quietly."""
@@ -39,3 +41,25 @@ def digits_runs(tmp_path_factory) -> tuple[Path, Path]:
     # One process for both (a Hydra multirun): the imports are paid once.
     train("-m", *DIGITS, "seed=0,1", f"hydra.sweep.dir={root}", "hydra.sweep.subdir=seed${seed}")
     return root / "seed0", root / "seed1"
+
+
+FASHION = (
+    "data.num_samples=300",
+    "data.test_samples=100",
+    "data.label_noise=0.1",
+    "data.batch_size=32",
+    "trainer.max_epochs=2",
+    "callbacks.responsibility.layers=[net.fc2]",
+)
+
+
+@pytest.fixture(scope="session")
+def fashion_run(tmp_path_factory) -> Path:
+    """A Fashion-MNIST subset run: 300 training images (30 flipped), 100 test images, the output layer recorded."""
+    try:
+        find_fashion_mnist()
+    except FileNotFoundError as exc:
+        pytest.skip(f"real Fashion-MNIST not available: {str(exc).splitlines()[0]}")
+    run = tmp_path_factory.mktemp("fashion") / "run"
+    train(f"hydra.run.dir={run}", *FASHION)
+    return run
