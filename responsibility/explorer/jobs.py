@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from responsibility.explorer.retrain import PROGRESS_FILE
-
-__all__ = ["Busy", "Jobs"]
+__all__ = ["LOG_FILE", "PROGRESS_FILE", "Busy", "Jobs"]
 
 LOG_FILE = "retrain.log"
+# Written by the job (responsibility.explorer.retrain.ProgressFile), inside the new run directory.
+PROGRESS_FILE = Path(".explorer") / "progress.json"
 _TAIL = 4000
 
 

@@ -25,8 +25,7 @@ from typing_extensions import override
 
 from responsibility.cli.run_dir import run_config
 from responsibility.curation import FILE_NAME
-
-PROGRESS_FILE = Path(".explorer") / "progress.json"
+from responsibility.explorer.jobs import PROGRESS_FILE
 
 
 class ProgressFile(Callback):

@@ -127,7 +127,7 @@ class Run:
     @property
     def flipped(self) -> np.ndarray:
         """Boolean mask of examples whose training label is not their true label (planted noise not fixed)."""
-        return self.labels != self.clean_labels
+        return self.memo("flipped", lambda: self.labels != self.clean_labels)
 
     @property
     def planted_noise(self) -> bool:
@@ -135,15 +135,25 @@ class Run:
 
     @property
     def removed(self) -> np.ndarray:
-        mask = np.zeros(self.num_examples, dtype=bool)
-        if self.applied:
-            mask[list(self.applied.state.removed)] = True
-        return mask
+        """Boolean mask of the examples this run was trained without (its applied curation's removals)."""
+
+        def compute() -> np.ndarray:
+            mask = np.zeros(self.num_examples, dtype=bool)
+            if self.applied:
+                mask[list(self.applied.state.removed)] = True
+            return mask
+
+        return self.memo("removed", compute)
 
     @property
     def weights(self) -> np.ndarray:
-        w = self.applied.loss_weights() if self.applied else None
-        return np.ones(self.num_examples, dtype=np.float32) if w is None else w
+        """Per-example loss factors this run was trained with (1 where its curation changed nothing)."""
+
+        def compute() -> np.ndarray:
+            w = self.applied.loss_weights() if self.applied else None
+            return np.ones(self.num_examples, dtype=np.float32) if w is None else w
+
+        return self.memo("weights", compute)
 
     @property
     def output_params(self) -> list[str]:

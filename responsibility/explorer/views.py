@@ -92,6 +92,10 @@ def top_ids(run: Run, score: str, k: int, cls: int | None) -> list[int]:
 
 def detection(run: Run) -> dict[str, Any]:
     """Fraction of the flipped labels found against the fraction of examples checked, for every score."""
+    return run.memo("detection", lambda: _detection(run))
+
+
+def _detection(run: Run) -> dict[str, Any]:
     flipped = np.flatnonzero(run.flipped)
     if not len(flipped):
         return {"flipped": 0, "curves": []}
@@ -179,10 +183,10 @@ def classes(run: Run, state: CurationState, k: int) -> dict[str, Any]:
     diag = float(np.trace(normalized) / len(normalized))
     off = float((normalized.sum() - np.trace(normalized)) / max(1, normalized.size - len(normalized)))
     unit = arrays["unit"]
-    top = []
-    for c in range(run.num_classes):
-        ids = np.argsort(-unit[:, c], kind="stable")[:k]
-        top.append([{**example_row(run, int(m), state), "score": float(unit[m, c])} for m in ids])
+    ranked = run.memo(f"class-top-{k}", lambda: np.argsort(-unit, axis=0, kind="stable")[:k].T)
+    top = [
+        [{**example_row(run, int(m), state), "score": float(unit[m, c])} for m in ids] for c, ids in enumerate(ranked)
+    ]
     return {"matrix": normalized.tolist(), "dominance": diag / off if off > 0 else None, "top": top}
 
 
