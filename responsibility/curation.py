@@ -326,8 +326,7 @@ class Curation:
     def _parse_change(self, doc: Any, where: str, undone: bool = False) -> Change:
         if not isinstance(doc, dict):
             raise CurationError(f"{where}: a change is a JSON object")
-        action = doc.get("action")
-        check_choice(f"{where}: action", action, CurationAction, CurationError)
+        action: CurationAction = check_choice(f"{where}: action", doc.get("action"), CurationAction, CurationError)
         key = _VALUE_KEY.get(action)
         allowed = _COMMON_KEYS | ({key} if key else set()) | ({"label_name"} if action == "relabel" else set())
         allowed |= {"undone_at"} if undone else set()
@@ -367,13 +366,12 @@ class Curation:
                 )
             return replace(change, factor=float(value))
         if action == "note":
-            _check_text(value, f"{where}: text", MAX_NOTE)
-            return replace(change, text=value)
+            return replace(change, text=_check_text(value, f"{where}: text", MAX_NOTE))
         if key == "tag":
-            _check_text(value, f"{where}: tag", MAX_TAG)
-            if not value.strip():
+            tag = _check_text(value, f"{where}: tag", MAX_TAG)
+            if not tag.strip():
                 raise CurationError(f"{where}: tag must not be empty")
-            return replace(change, text=value)
+            return replace(change, text=tag)
         return change
 
 
@@ -383,11 +381,12 @@ def _as_int(value: Any, what: str) -> int:
     return int(value)
 
 
-def _check_text(value: Any, what: str, limit: int) -> None:
+def _check_text(value: Any, what: str, limit: int) -> str:
     if not isinstance(value, str):
         raise CurationError(f"{what} must be a string, got {type(value).__name__}")
     if len(value) > limit:
         raise CurationError(f"{what} is {len(value)} characters long; at most {limit}")
+    return value
 
 
 def _check_time(value: Any, what: str) -> str:

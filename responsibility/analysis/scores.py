@@ -29,15 +29,6 @@ from responsibility.analysis.groups import resolve_groups
 from responsibility.store import DEFAULT_FOLD_BUDGET, ResponsibilityStore
 
 
-def output_layer(store: ResponsibilityStore, num_classes: int) -> list[str]:
-    """The recorded parameters of the last layer with one unit per class (e.g. ``net.fc2.weight``, ``.bias``)."""
-    fitting = [n for n in store.parameters if store.param(n).r_shape[0] == num_classes]
-    if not fitting:
-        raise ValueError(f"no recorded parameter has {num_classes} output units (one per class) in {store.path}")
-    layer = fitting[-1].rpartition(".")[0]
-    return [n for n in fitting if n.rpartition(".")[0] == layer]
-
-
 def self_responsibility(
     store: ResponsibilityStore,
     parameters: Sequence[str] | None = None,
@@ -92,7 +83,14 @@ def label_push(
     or bias, at weight or neuron granularity); default: those of the last recorded layer with one unit per class.
     """
     groups, g = resolve_groups(store, labels, None)
-    names = output_layer(store, g) if parameters is None else list(parameters)
+    if parameters is None:
+        fitting = [n for n in store.parameters if store.param(n).r_shape[0] == g]
+        if not fitting:
+            raise ValueError(f"no recorded parameter has {g} output units (one per class) in {store.path}")
+        layer = fitting[-1].rpartition(".")[0]
+        names = [n for n in fitting if n.rpartition(".")[0] == layer]
+    else:
+        names = list(parameters)
     total = np.zeros(store.num_examples)
     rows = np.arange(store.num_examples)
     for name in names:

@@ -73,7 +73,7 @@ class DiskCache(OnceCache):
             self._prepare()
             fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=self.directory)
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **value)
+                np.savez(f, allow_pickle=False, **value)
             os.replace(tmp, path)
         except OSError:
             self._writable = False  # a read-only run directory: keep values in memory only

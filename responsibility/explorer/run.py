@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from responsibility.analysis.scores import output_layer
 from responsibility.cli.run_dir import build_model, default_store, run_config
 from responsibility.curation import FILE_NAME, Curation
 from responsibility.explorer.cache import DiskCache, OnceCache
@@ -160,10 +159,11 @@ class Run:
         """The recorded parameters of the output layer (one unit per class), or [] if it was not recorded."""
 
         def find() -> list[str]:
-            try:
-                return output_layer(self.store, self.num_classes)
-            except ValueError:
-                return []
+            # The layer analysis.label_push takes by default: the last recorded one with a unit per class.
+            store = self.store
+            fitting = [n for n in store.parameters if store.param(n).r_shape[0] == self.num_classes]
+            layer = fitting[-1].rpartition(".")[0] if fitting else None
+            return [n for n in fitting if n.rpartition(".")[0] == layer]
 
         return self.memo("output_params", find)
 

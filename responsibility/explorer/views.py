@@ -35,7 +35,7 @@ def example_row(run: Run, i: int, state: CurationState | None) -> dict[str, Any]
     """One training example as every list shows it."""
     pred = derived.predictions(run)["train"]
     labels = run.labels
-    row = {
+    row: dict[str, Any] = {
         "id": i,
         "label": int(labels[i]),
         "predicted": int(pred[i].argmax()),
@@ -248,7 +248,7 @@ def compare(a: Run, b: Run, state_b: CurationState | None) -> dict[str, Any]:
 
 
 def _compared_input(a: Run, b: Run, i: int) -> dict[str, Any]:
-    row = {"index": i, "true": int(a.test_labels[i])}
+    row: dict[str, Any] = {"index": i, "true": int(a.test_labels[i])}
     for key, run in (("a", a), ("b", b)):
         item = _test_row(run, i)
         row[key] = {"predicted": item["predicted"], "confidence": item["confidence"], "supports": []}
