@@ -40,11 +40,23 @@ import numpy as np
 from responsibility.choices import CurationAction, check_choice
 from responsibility.errors import CurationError
 
-__all__ = ["FILE_NAME", "FORMAT", "VERSION", "Change", "Curation", "CurationState", "labels_sha256"]
+__all__ = [
+    "APPLIED_FILE_NAME",
+    "FILE_NAME",
+    "FORMAT",
+    "VERSION",
+    "Change",
+    "Curation",
+    "CurationState",
+    "labels_sha256",
+]
 
 FORMAT = "responsibility-curation"
 VERSION = 1
+# In a run directory: the working curation (edited by the explorer, applied by the next retrain), and the snapshot
+# of the curation the run itself was trained with.
 FILE_NAME = "curation.json"
+APPLIED_FILE_NAME = "applied_curation.json"
 MAX_REASON = 2_000
 MAX_NOTE = 10_000
 MAX_TAG = 64

@@ -2,9 +2,10 @@
 
 The explorer runs this in a subprocess. It takes the source run's composed config (``.hydra/config.yaml``: same
 data, subset, seed, model and trainer, so example ids and the test set line up), sets ``curation`` to the source's
-``curation.json``, and trains into ``NEW_RUN`` through the same pipeline as ``python scripts/train.py
-curation=PATH``. ``NEW_RUN/.hydra/config.yaml`` and ``overrides.yaml`` record how to train it again by hand.
-Progress goes to ``NEW_RUN/.explorer/progress.json`` (:class:`ProgressFile`), which the explorer shows.
+``curation.json``, and trains into ``NEW_RUN`` through the same function as ``python scripts/train.py
+curation=PATH`` (:func:`responsibility.experiments.train.train`). ``NEW_RUN/.hydra/config.yaml`` and
+``overrides.yaml`` record how to train it again by hand. Progress goes to ``NEW_RUN/.explorer/progress.json``
+(:class:`ProgressFile`), which the explorer shows.
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from omegaconf import OmegaConf
 
-    from responsibility.experiments.pipeline import train
+    from responsibility.experiments.job import log_once, user_error
+    from responsibility.experiments.train import train
 
     cfg, overrides = retrain_config(args.source.resolve(), args.target.resolve())
     hydra_dir = args.target / ".hydra"
@@ -103,7 +105,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress = {"_target_": "responsibility.explorer.retrain.ProgressFile", "path": str(args.target / PROGRESS_FILE)}
     OmegaConf.update(cfg, "callbacks.explorer_progress", progress, force_add=True)
     OmegaConf.update(cfg, "trainer.enable_progress_bar", False, force_add=True)
-    train(cfg)
+    log_once()
+    try:
+        train(cfg)
+    except Exception as error:
+        cause = user_error(error)  # a bad curation or setting: its message, not a traceback
+        if cause is None:
+            raise
+        print(f"Error: {cause}", file=sys.stderr)
+        return 2
     return 0
 
 

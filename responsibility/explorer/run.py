@@ -21,13 +21,11 @@ import numpy as np
 import torch
 
 from responsibility.cli.run_dir import build_model, default_store, run_config
-from responsibility.curation import FILE_NAME, Curation
+from responsibility.curation import APPLIED_FILE_NAME, FILE_NAME, Curation
 from responsibility.explorer.cache import DiskCache, OnceCache
 from responsibility.store import ResponsibilityStore
 
-__all__ = ["APPLIED_CURATION", "Run"]
-
-APPLIED_CURATION = "applied_curation.json"
+__all__ = ["Run"]
 
 
 class Run:
@@ -46,7 +44,7 @@ class Run:
         self.checkpoint = self.dir / "checkpoints" / "last.ckpt"
         if not self.checkpoint.is_file():
             raise FileNotFoundError(f"{self.dir}: no checkpoint at {self.checkpoint}")
-        applied = self.dir / APPLIED_CURATION
+        applied = self.dir / APPLIED_FILE_NAME
         self.applied: Curation | None = Curation.load(applied) if applied.is_file() else None
         self.curation_path = self.dir / FILE_NAME
         self._once = OnceCache()

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from responsibility.curation import FILE_NAME
-from responsibility.explorer.run import APPLIED_CURATION
+from responsibility.curation import APPLIED_FILE_NAME, FILE_NAME
 from responsibility.store import ResponsibilityStore
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (the test extra has it)")
@@ -67,9 +66,18 @@ def open_page(browser, server, errors):
     return page
 
 
-def act(page, action):
+def shoot(page, path, full_page=False):
+    """Screenshot once every thumbnail on the page has arrived."""
+    for image in page.locator("img.thumb").all():
+        sync_api.expect(image).not_to_have_js_property("naturalWidth", 0)
+    page.screenshot(path=str(path), full_page=full_page)
+
+
+def act(page, action, changes):
+    """Press an action button and wait until the curation holds ``changes`` changes (the header's count)."""
     page.click(f".actions button.act-{action}")
-    page.wait_for_selector(f"#notice .info:has-text('{action}:')")
+    sync_api.expect(page.locator("#changes-badge")).to_have_text(str(changes))
+    page.wait_for_selector("main .view")  # the view, rendered again
 
 
 def test_explore_curate_retrain_compare(browser, fashion_run, tmp_path, shots):
@@ -84,10 +92,9 @@ def test_explore_curate_retrain_compare(browser, fashion_run, tmp_path, shots):
         page.wait_for_selector("table.suspects tbody tr")
         assert page.locator("table.suspects tbody tr").count() == 50
         assert page.locator(".detection svg polyline").count() == 4  # one curve per score
-        page.wait_for_function(
-            "[...document.querySelectorAll('img.thumb')].slice(0, 10).every(i => i.naturalWidth === 28)"
-        )
-        page.screenshot(path=str(shots / "suspects.png"))
+        for k in range(10):  # the thumbnails arrived and decoded (28 x 28 pixels)
+            sync_api.expect(page.locator("img.thumb").nth(k)).to_have_js_property("naturalWidth", 28)
+        shoot(page, shots / "suspects.png")
         page.goto(server.url.split("?")[0] + "#/suspects?only=flipped")
         page.wait_for_selector("table.suspects tbody tr.flipped")
         ids = [
@@ -96,17 +103,16 @@ def test_explore_curate_retrain_compare(browser, fashion_run, tmp_path, shots):
                 "rows => rows.slice(0, 2).map(r => r.dataset.id)"
             )
         ]
-        for i in ids:
+        for n, i in enumerate(ids, start=1):
             page.check(f"tr[data-id='{i}'] input[type=checkbox]")
             page.select_option(".actions select[name=label]", str(int(run.clean_labels[i])))
             page.fill(".actions input[name=reason]", "the picture shows another class")
-            act(page, "relabel")
-            page.wait_for_selector("table.suspects tbody tr")
+            act(page, "relabel", n)
         page.goto(server.url.split("?")[0] + "#/suspects")
         page.wait_for_selector("table.suspects tbody tr")
         removed = int(page.locator("table.suspects tbody tr:not(.flipped)").first.get_attribute("data-id"))
         page.check(f"tr[data-id='{removed}'] input[type=checkbox]")
-        act(page, "remove")
+        act(page, "remove", 3)
 
         # What the app saved, read independently of the library: a JSON log with the three changes.
         doc = json.loads((run_dir / FILE_NAME).read_text())
@@ -125,12 +131,12 @@ def test_explore_curate_retrain_compare(browser, fashion_run, tmp_path, shots):
         page.wait_for_selector(".explanation .card")
         assert page.locator("table.confusion td.cell").count() == 100
         assert page.locator(".explanation").count() == 2
-        page.screenshot(path=str(shots / "tests.png"))
+        shoot(page, shots / "tests.png")
 
         page.goto(server.url.split("?")[0] + "#/classes")
         page.wait_for_selector(".class-row .card")
         assert page.locator("table.classes-matrix td.cell").count() == 100
-        page.screenshot(path=str(shots / "classes.png"))
+        shoot(page, shots / "classes.png")
 
         page.goto(server.url.split("?")[0] + f"#/example/{ids[0]}")
         page.wait_for_selector(".example-head")
@@ -139,7 +145,7 @@ def test_explore_curate_retrain_compare(browser, fashion_run, tmp_path, shots):
             in page.locator(".example-head .badge.relabel").inner_text()
         )
         assert page.locator("svg.chart rect").count() > 2  # the per-epoch bars
-        page.screenshot(path=str(shots / "example.png"))
+        shoot(page, shots / "example.png")
 
         # Curation: the three changes; retrain in the background, watch it finish, compare.
         page.goto(server.url.split("?")[0] + "#/curation")
@@ -147,21 +153,21 @@ def test_explore_curate_retrain_compare(browser, fashion_run, tmp_path, shots):
         assert page.locator("table.changes tbody tr").count() == 3
         page.click("button.retrain")
         page.wait_for_selector(".job-panel")
-        page.screenshot(path=str(shots / "curation.png"))
+        shoot(page, shots / "curation.png")
         page.wait_for_selector(".job-panel.done button.go-compare", timeout=300_000)
         page.click("button.go-compare")
         page.wait_for_selector("table.curated tbody tr")
         assert page.locator(".headline .stat").count() == 3
         assert page.locator("table.curated tbody tr").count() == 3
         assert "removed" in page.locator(f"table.curated tbody tr:has-text('#{removed}')").inner_text()
-        page.screenshot(path=str(shots / "compare.png"), full_page=True)
+        shoot(page, shots / "compare.png", full_page=True)
         assert errors == []
     finally:
         server.stop()
 
     # The retrained run, read independently: same ids, the relabels in its store, the removed example never seen.
     new = run_dir.parent / "run-curated-1"
-    assert json.loads((new / APPLIED_CURATION).read_text())["changes"] == doc["changes"]
+    assert json.loads((new / APPLIED_FILE_NAME).read_text())["changes"] == doc["changes"]
     store = ResponsibilityStore.open(new / "responsibility.zarr")
     original = ResponsibilityStore.open(run_dir / "responsibility.zarr")
     expected = original.labels.copy()
@@ -184,7 +190,7 @@ def test_markup_in_class_names_and_notes_renders_as_text(browser, fashion_run, t
         page.goto(server.url.split("?")[0] + "#/example/3")
         page.wait_for_selector(".example-head")
         page.fill(".actions input[name=note]", "<b>bold</b><script>window.pwned=2</script>")
-        act(page, "note")
+        act(page, "note", 1)
         page.wait_for_selector(".example-head blockquote.note")
         assert (
             page.locator(".example-head blockquote.note").inner_text() == "<b>bold</b><script>window.pwned=2</script>"

@@ -9,13 +9,13 @@ export async function act(action, target, values = {}) {
   return doc;
 }
 
-function classSelect(name) {
-  return el("select", { name, "aria-label": "new label" }, run().class_names.map((n, i) => el("option", { value: i, text: `${i}: ${n}` })));
+function classSelect(name, chosen) {
+  return el("select", { name, "aria-label": "new label" }, run().class_names.map((n, i) => el("option", { value: i, selected: i === chosen, text: `${i}: ${n}` })));
 }
 
 // The action controls. target() returns {ids: [...]} or {top: {...}}, or null when nothing is chosen.
-export function actionBar(target, onDone, { title = "Act on the selection" } = {}) {
-  const label = classSelect("label");
+export function actionBar(target, onDone, { title = "Act on the selection", label: chosen = 0 } = {}) {
+  const label = classSelect("label", chosen);
   const factor = el("input", { type: "number", name: "factor", min: "0.01", step: "any", value: "10", class: "narrow", "aria-label": "weight factor" });
   const tag = el("input", { type: "text", name: "tag", maxlength: 64, placeholder: "tag", class: "narrow" });
   const note = el("input", { type: "text", name: "note", maxlength: 10000, placeholder: "note" });

@@ -58,7 +58,6 @@ export function thumb(split, id, { size = 56, runIndex = state.run } = {}) {
     width: size,
     height: size,
     class: "thumb",
-    loading: "lazy",
   });
   return img;
 }
@@ -181,7 +180,10 @@ async function start() {
     refreshCurationBadge();
     render();
   });
-  window.addEventListener("hashchange", render);
+  window.addEventListener("hashchange", () => {
+    document.querySelector("#notice .info")?.remove();  // a confirmation belongs to the view it was given in
+    render();
+  });
   await refreshCurationBadge();
   await render();
 }

@@ -1,6 +1,6 @@
 // Compare: run B against run A on the same test set: accuracy overall and per class, the predictions B fixed and
 // broke (each with its top supporting training examples in both runs), and how the curated examples moved.
-import { api, className, el, exampleLink, fmt, go, state, thumb } from "./app.js";
+import { api, className, el, exampleLink, fmt, go, reloadRuns, state, thumb } from "./app.js";
 import { barChart } from "./charts.js";
 
 function runSelect(name, value) {
@@ -47,6 +47,8 @@ function inputsTable(rows, a, b, kind) {
 
 export async function renderCompare(root, params) {
   root.append(el("h2", { text: "Compare two runs" }));
+  const wanted = Math.max(Number(params.get("a") ?? 0), Number(params.get("b") ?? 0));
+  if (wanted >= state.runs.length) await reloadRuns();  // a run retrained since the list was loaded
   if (state.runs.length < 2) {
     root.append(el("p", { class: "muted", text: "Only one run is open. Retrain with a curation (Curation view), or start the app with two run directories." }));
     return;

@@ -63,14 +63,13 @@ export async function pollJob() {
   const job = await api("/api/job");
   const before = state.job;
   state.job = job.state === "none" ? null : job;
+  if (before && before.state === "running" && state.job && state.job.state === "done") await reloadRuns();  // the new run
   const header = document.getElementById("job");
   header.replaceChildren(state.job && state.job.state === "running" ? el("span", { class: "badge running", text: `retraining ${state.job.progress && state.job.progress.total ? Math.round((100 * state.job.progress.step) / state.job.progress.total) : 0}%` }) : "");
   for (const panel of document.querySelectorAll(".job-slot")) panel.replaceChildren(state.job ? jobPanel(state.job) : "");
   if (state.job && state.job.state === "running") {
     clearTimeout(polling);
     polling = setTimeout(() => pollJob().catch((err) => notify(err.message, "error")), 700);
-  } else if (before && before.state === "running" && state.job) {
-    await reloadRuns();  // a finished job adds its run
   }
 }
 

@@ -54,7 +54,7 @@ export async function renderExample(root, params, arg) {
         )
       )
     ),
-    actionBar(() => ({ ids: [id] }), () => go("example", {}, id), { title: `Act on #${id}` })
+    actionBar(() => ({ ids: [id] }), () => go("example", {}, id), { title: `Act on #${id}`, label: doc.predicted })
   );
   if (doc.epochs) {
     root.append(

@@ -32,29 +32,29 @@ export async function renderSuspects(root, params) {
   );
   root.append(el("h2", { text: "Suspects" }), el("p", { class: "muted", text: `${score}: ${page.description}` }), controls);
 
-  if (detection && detection.curves.length) {
-    const legend = detection.curves.map((c) => `${c.score}: ${(100 * c.recall_10).toFixed(0)}% found at 10% checked, ${(100 * c.recall_20).toFixed(0)}% at 20%`);
-    root.append(
-      el(
-        "section",
-        { class: "detection" },
-        el("h3", { text: `Detection of the ${detection.flipped} planted label flips` }),
-        lineChart(detection.curves.map((c) => ({ name: c.score, x: c.checked, y: c.found })), { xLabel: "fraction of examples checked", yLabel: "fraction of flips found", diagonal: true }),
-        el("ul", { class: "legend-text" }, legend.map((t) => el("li", { text: t })))
-      )
-    );
-  }
-
   const topK = el("input", { type: "number", name: "topk", min: 1, max: r.num_examples, value: 10, class: "narrow", "aria-label": "k" });
-  const scope = el("select", { name: "scope", "aria-label": "apply to" }, el("option", { value: "ticked", text: "the ticked rows" }), el("option", { value: "top", text: "the top k of this ranking, k =" }));
+  const scope = el("select", { name: "scope", "aria-label": "apply to" }, el("option", { value: "ticked", text: "the ticked rows" }), el("option", { value: "top", text: "the k most suspicious (this score and class), k =" }));
   const target = () => {
     if (scope.value === "top") return { top: { score, k: Number(topK.value), cls: cls === "" ? null : Number(cls) } };
     return selected.size ? { ids: [...selected] } : null;
   };
   const bar = actionBar(target, () => go("suspects", { ...current, offset }), { title: "Act on" });
   bar.firstChild.after(scope, topK);
+  topK.hidden = true;
+  scope.addEventListener("change", () => (topK.hidden = scope.value !== "top"));
   root.append(bar);
 
+  let side = null;
+  if (detection && detection.curves.length) {
+    const legend = detection.curves.map((c) => `${c.score}: ${(100 * c.recall_10).toFixed(0)}% found at 10% checked, ${(100 * c.recall_20).toFixed(0)}% at 20%`);
+    side = el(
+      "section",
+      { class: "detection" },
+      el("h3", { text: `Detection of the ${detection.flipped} planted label flips` }),
+      lineChart(detection.curves.map((c) => ({ name: c.score, x: c.checked, y: c.found })), { xLabel: "fraction of examples checked", yLabel: "fraction of flips found", diagonal: true }),
+      el("ul", { class: "legend-text" }, legend.map((t) => el("li", { text: t })))
+    );
+  }
   const rows = page.rows.map((row) => {
     const box = el("input", { type: "checkbox", "aria-label": `select example ${row.id}`, onchange: (e) => (e.target.checked ? selected.add(row.id) : selected.delete(row.id)) });
     return el(
@@ -80,7 +80,9 @@ export async function renderSuspects(root, params) {
       }
     },
   });
-  root.append(
+  const table = el(
+    "div",
+    {},
     el(
       "table",
       { class: "grid suspects" },
@@ -89,4 +91,5 @@ export async function renderSuspects(root, params) {
     ),
     pager(page.total, offset, limit, (o) => go("suspects", { ...current, offset: o }))
   );
+  root.append(el("div", { class: "suspects-layout" }, table, side));
 }
