@@ -164,12 +164,13 @@ class ImageDataModule(pl.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        if self.curation is None or not self.curation.state.removed:
-            return self._loader(self.train_set, self.shuffle)
-        kept = np.zeros(len(self.train_set), dtype=bool)
+        data = self.train_set
+        if data is None or self.curation is None or not self.curation.state.removed:
+            return self._loader(data, self.shuffle)
+        kept = np.zeros(len(data), dtype=np.bool_)
         kept[self.curation.kept_ids()] = True
-        inner = RandomSampler(self.train_set) if self.shuffle else SequentialSampler(self.train_set)
-        return self._loader(self.train_set, False, SkipRemoved(inner, kept))
+        inner = RandomSampler(data) if self.shuffle else SequentialSampler(data)
+        return self._loader(data, False, SkipRemoved(inner, kept))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, False)
