@@ -240,3 +240,18 @@ def test_compare_two_seeds(shared):
     assert [row["index"] for row in doc["fixed"]] == np.flatnonzero((pa != y) & (pb == y))[:50].tolist()
     assert [row["index"] for row in doc["broken"]] == np.flatnonzero((pa == y) & (pb != y))[:50].tolist()
     assert doc["curated"] == []  # seed 1 trained on another subset: nothing was curated between them
+
+
+def test_one_retraining_job_at_a_time_and_cancel_removes_its_run(fresh):
+    client, runs = fresh
+    assert post(client, "/api/runs/0/curation", {"action": "remove", "ids": [3]}).is_success
+    started = post(client, "/api/runs/0/retrain")
+    assert started.status_code == 200 and started.json()["state"] == "running"
+    target = runs[0].parent / started.json()["target"]
+    assert target.name == "seed0-curated-1" and target.is_dir()
+    again = post(client, "/api/runs/0/retrain")
+    assert again.status_code == 409 and "already running" in again.json()["error"]
+    cancelled = post(client, "/api/job/cancel").json()
+    assert cancelled["state"] == "cancelled" and not target.exists()
+    assert client.get("/api/job").json()["state"] == "cancelled"
+    assert len(client.get("/api/runs").json()) == 2  # nothing was added

@@ -46,7 +46,7 @@ export function actionBar(target, onDone, { title = "Act on the selection", labe
     el("button", { class: "act-remove", onclick: () => run_("remove"), text: "Remove" }),
     el("button", { class: "act-restore", onclick: () => run_("restore"), text: "Restore" }),
     el("span", { class: "group" }, el("button", { class: "act-reweight", onclick: () => run_("reweight", { factor: Number(factor.value) }), text: "Reweight ×" }), factor),
-    el("span", { class: "group" }, el("button", { class: "act-tag", onclick: () => run_("tag", { text: tag.value }), text: "Tag" }), tag),
+    el("span", { class: "group" }, el("button", { class: "act-tag", onclick: () => run_("tag", { text: tag.value }), text: "Tag" }), tag, el("button", { class: "act-untag", onclick: () => run_("untag", { text: tag.value }), text: "Untag" })),
     el("span", { class: "group" }, el("button", { class: "act-note", onclick: () => run_("note", { text: note.value }), text: "Note" }), note),
     reason
   );
