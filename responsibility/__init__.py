@@ -51,11 +51,13 @@ from responsibility.store import FoldReport, Layout, ParamSpec, RecordingSpec, R
 
 if TYPE_CHECKING:
     from responsibility.callbacks import MarginCallback, ResponsibilityCallback
+    from responsibility.explorer import explore
 
-# Names whose modules import Lightning: loaded on first access.
+# Names whose modules import Lightning (or the explorer's web stack): loaded on first access.
 _LAZY = {
     "MarginCallback": "responsibility.callbacks",
     "ResponsibilityCallback": "responsibility.callbacks",
+    "explore": "responsibility.explorer",
 }
 
 __all__ = [
@@ -91,6 +93,7 @@ __all__ = [
     "class_share",
     "diagonal_dominance",
     "explain",
+    "explore",
     "group_responsibility",
     "interclass_matrix",
     "label_push",

@@ -30,6 +30,8 @@ QuerySign = Literal["net", "abs", "pos", "neg"]
 QueryNormalize = Literal["cosine", "layer", "none"]
 OpenMode = Literal["r", "r+"]
 ShareLevel = Literal["weight", "unit", "layer"]
+# What a curation change does to its examples (responsibility.curation).
+CurationAction = Literal["relabel", "remove", "restore", "reweight", "note", "tag", "untag"]
 
 GRANULARITIES: tuple[Granularity, ...] = get_args(Granularity)
 BATCH_SHARES: tuple[BatchShare, ...] = get_args(BatchShare)
@@ -42,6 +44,7 @@ ACTIVATION_RULES: tuple[ActivationRule, ...] = get_args(ActivationRule)
 QUERY_METHODS: tuple[QueryMethod, ...] = get_args(QueryMethod)
 QUERY_SIGNS: tuple[QuerySign, ...] = get_args(QuerySign)
 QUERY_NORMALIZE: tuple[QueryNormalize, ...] = get_args(QueryNormalize)
+CURATION_ACTIONS: tuple[CurationAction, ...] = get_args(CurationAction)
 
 T = TypeVar("T")
 

@@ -101,3 +101,11 @@ class NotFoldedError(ResponsibilityError, LookupError):
 
 class DatasetNotFoundError(ResponsibilityError, FileNotFoundError):
     """An experiment dataset's files are not where the settings and the default locations point."""
+
+
+class CurationError(ResponsibilityError, ValueError):
+    """A curation file or change is malformed, out of range, or does not fit the run's dataset."""
+
+
+class ServeError(ResponsibilityError, OSError):
+    """The explorer cannot listen on the requested host and port (in use, not allowed)."""

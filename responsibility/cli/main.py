@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from responsibility.cli import query_command, store_commands
+from responsibility.cli import compare_command, explore_command, query_command, store_commands
 from responsibility.errors import ResponsibilityError
 from responsibility.progress import quiet
 
@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     store_commands.register(sub)
     query_command.register(sub)
+    explore_command.register(sub)
+    compare_command.register(sub)
     return parser
 
 

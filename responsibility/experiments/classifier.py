@@ -19,7 +19,8 @@ Scheduler = Literal["cosine", "step"]
 
 
 class ImageClassifier(pl.LightningModule):
-    """Cross-entropy classifier around ``net``; batches are ``(x, y)``.
+    """Cross-entropy classifier around ``net``; batches are ``(x, y)``, or ``(x, y, w)`` from a curated training set,
+    whose per-example factors ``w`` weight the loss: ``mean_i(w_i · CE_i)``.
 
     Args:
         net: the network mapping images to logits.
@@ -54,17 +55,21 @@ class ImageClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> torch.Tensor:
-        x, y = batch
+    def _shared_step(self, batch: tuple[torch.Tensor, ...], stage: str) -> torch.Tensor:
+        # (x, y), or (x, y, w) from a curated training set: w multiplies each example's loss.
+        x, y, *weight = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        if weight:
+            loss = (F.cross_entropy(logits, y, reduction="none") * weight[0]).mean()
+        else:
+            loss = F.cross_entropy(logits, y)
         acc = (logits.argmax(dim=1) == y).float().mean()
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log(f"{stage}/acc", acc, on_step=on_step, on_epoch=True, prog_bar=True, batch_size=len(y))
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         return self._shared_step(batch, "train")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -2,6 +2,12 @@
 
 The training loader is a plain ``DataLoader`` over a map-style dataset: batches are ``(x, y)`` and the example
 ids (positions in ``train_set``) come from the sampler, where the responsibility callback reads them.
+
+A curation (``curation=PATH``, see :mod:`responsibility.curation`) changes the training set without changing its
+ids: relabelled examples get their new labels, removed ones are skipped by the sampler (they stay in the dataset,
+so every other id keeps its meaning and stores of the two runs line up; the others come in the order the uncurated
+run's sampler gives them, :class:`SkipRemoved`), and when any example is reweighted the batches are ``(x, y, w)``
+with per-example loss factors ``w``.
 """
 
 from __future__ import annotations
@@ -11,8 +17,9 @@ from collections.abc import Sequence
 
 import lightning.pytorch as pl
 import numpy as np
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler, Sampler, SequentialSampler
 
+from responsibility.curation import Curation
 from responsibility.experiments.datasets import (
     DIGITS_CLASSES,
     FASHION_MNIST_CLASSES,
@@ -24,7 +31,25 @@ from responsibility.experiments.datasets import (
     load_fashion_mnist,
 )
 
-__all__ = ["DigitsDataModule", "FashionMNISTDataModule", "ImageDataModule"]
+__all__ = ["DigitsDataModule", "FashionMNISTDataModule", "ImageDataModule", "SkipRemoved"]
+
+
+class SkipRemoved(Sampler[int]):
+    """The order ``inner`` gives (the uncurated run's sampler, drawn from the same seed), without the removed ids.
+
+    So a curated run sees the same examples in the same order as the run it was curated from, less the removed
+    ones: the comparison of the two runs shows the curation, not a reshuffle.
+    """
+
+    def __init__(self, inner: Sampler[int], kept: np.ndarray) -> None:
+        self.inner = inner
+        self.kept = np.asarray(kept, dtype=bool)
+
+    def __iter__(self):
+        return (i for i in self.inner if self.kept[i])
+
+    def __len__(self) -> int:
+        return int(self.kept.sum())
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -54,8 +79,11 @@ class ImageDataModule(pl.LightningDataModule):
         num_classes: int | None = None,
         image_size: int | None = None,
         in_channels: int | None = None,
+        curation: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
+        # Read and validated now, so a bad file fails before anything is trained.
+        self.curation = None if curation is None else Curation.load(curation)
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if num_workers < 0:
@@ -114,23 +142,35 @@ class ImageDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set = self._build("train", self.num_samples, self.label_noise)
+            train = self._build("train", self.num_samples, self.label_noise)
+            if self.curation is not None:
+                train.curate(self.curation)
+            self.train_set = train
         if self.test_set is None:
             self.test_set = self._build("test", self.test_samples, 0.0)
 
-    def _loader(self, dataset: ImageClassificationDataset | None, shuffle: bool) -> DataLoader:
+    def _loader(
+        self, dataset: ImageClassificationDataset | None, shuffle: bool, sampler: Sampler | None = None
+    ) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() must run before asking for a dataloader")
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.shuffle)
+        data = self.train_set
+        if data is None or self.curation is None or not self.curation.state.removed:
+            return self._loader(data, self.shuffle)
+        kept = np.zeros(len(data), dtype=np.bool_)
+        kept[self.curation.kept_ids()] = True
+        inner = RandomSampler(data) if self.shuffle else SequentialSampler(data)
+        return self._loader(data, False, SkipRemoved(inner, kept))
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, False)

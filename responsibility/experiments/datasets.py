@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import Dataset
 
 from responsibility.choices import check_choice
+from responsibility.curation import Curation
 from responsibility.errors import DatasetNotFoundError
 
 __all__ = [
@@ -248,6 +249,8 @@ class ImageClassificationDataset(Dataset):
         targets: training labels (int64 tensor, ``(N,)``), possibly noisy.
         clean_targets: true labels (int64 tensor, ``(N,)``).
         flipped_ids: sorted int64 numpy array of the ids whose target differs from the clean label.
+        weights: per-example loss factors (float32 tensor, ``(N,)``) of a curation, or None; when set, items are
+            ``(image, target, weight)``.
         class_names: names of classes ``0..C-1``.
         source_indices: int64 numpy array, position of each example in the original data.
     """
@@ -291,12 +294,27 @@ class ImageClassificationDataset(Dataset):
         for name, t in (("labels", self.clean_targets), ("targets", self.targets)):
             if n and not 0 <= int(t.min()) <= int(t.max()) < len(self.class_names):
                 raise ValueError(f"{name} must lie in 0..{len(self.class_names) - 1}")
-        self.flipped_ids = np.flatnonzero((self.targets != self.clean_targets).numpy()).astype(np.int64)
+        self.weights: torch.Tensor | None = None
+
+    @property
+    def flipped_ids(self) -> np.ndarray:
+        return np.flatnonzero((self.targets != self.clean_targets).numpy()).astype(np.int64)
+
+    def curate(self, curation: Curation) -> None:
+        """Train with ``curation``'s labels and loss weights (in place; ids, images and true labels unchanged).
+
+        Removed examples stay in the dataset, so ids keep their meaning: the data module's sampler skips them.
+        """
+        self.targets = torch.from_numpy(curation.labels(self.targets.numpy()))
+        weights = curation.loss_weights()
+        self.weights = None if weights is None else torch.from_numpy(weights)
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
+        if self.weights is not None:
+            return self.images[index], self.targets[index], self.weights[index]
         return self.images[index], self.targets[index]
 
     @property

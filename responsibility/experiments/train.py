@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig
 
+from responsibility.curation import APPLIED_FILE_NAME
 from responsibility.experiments.datasets import ImageClassificationDataset
 
 __all__ = [
@@ -147,6 +148,8 @@ def print_next_steps(run_dir: Path, store: str | None) -> None:
     if store is not None and Path(store).exists() and checkpoint.is_file():
         print("Next, explain some test predictions by their most responsible training examples:")
         print(f"  responsibility query --run-dir {run_dir} --inputs test:0,1,2 -k 5")
+        print('or explore the run, fix its data and retrain, in the browser (pip install -e ".[explore]"):')
+        print(f"  responsibility explore {run_dir}")
     elif store is not None and Path(store).exists():
         print(f"Next, see what was recorded:\n  responsibility inspect {store}")
 
@@ -154,7 +157,8 @@ def print_next_steps(run_dir: Path, store: str | None) -> None:
 def train(cfg: DictConfig) -> TrainRun:
     """Seed, instantiate data, model, callbacks and trainer from ``cfg``, fit, then save and report."""
     lightning.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
+    # A curation (relabel, remove, reweight; responsibility.curation) is read and checked here, before training.
+    datamodule = instantiate(cfg.data, curation=cfg.get("curation"))
     datamodule.prepare_data()  # missing data fail here, before anything is built or written
     model = instantiate(cfg.model)
     top = resolve_top(model, cfg.get("print_top"))
@@ -162,6 +166,10 @@ def train(cfg: DictConfig) -> TrainRun:
     if not cfg.trainer.get("enable_progress_bar", True):  # Lightning refuses a progress bar it was told not to show
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks)
+    if datamodule.curation is not None and trainer.is_global_zero:
+        # What this run is trained with, even if the curation file is edited later (the explorer reads this copy).
+        Path(cfg.paths.output_dir).mkdir(parents=True, exist_ok=True)
+        datamodule.curation.save(Path(cfg.paths.output_dir) / APPLIED_FILE_NAME)
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
 
     if trainer.is_global_zero:

@@ -138,9 +138,7 @@ def run_shortcut(cfg: DictConfig, command: str = "") -> dict[str, Any]:
 
     e = cfg.explain
     targets = pred if e.target == "predicted" else np.full(len(ids), t)
-    methods, chosen_layers = _responsibility_methods(
-        cfg, model, store, x_test, None if e.target == "predicted" else t
-    )
+    methods, chosen_layers = _responsibility_methods(cfg, model, store, x_test, None if e.target == "predicted" else t)
     kinds = dict.fromkeys(methods, "responsibility")
     clock.lap("explain")
     ckpts = margins_cb.checkpoints

@@ -1,0 +1,143 @@
+"""What the explorer computes from a run, once per run (then cached on disk): predictions, example scores, the
+explanations of every test input, per-class responsibility and each example's responsibility per epoch.
+
+Responsibility is always read block by block (the store's ``iter_blocks``/``iter_parts`` and the analysis
+functions built on them), so a 60,000-example run never needs R in memory.
+
+Scores, all "higher = look first":
+
+- ``label_push``: the example's net push (R_pos − R_neg) on its own label's output unit; mislabelled examples keep
+  pulling their label up because the model never comes to predict it.
+- ``self_responsibility``: the example's total |R| over the output layer: how much the output weights moved while
+  it was trained on.
+- ``class_agreement``: 1 − cosine between the example's signed push and its class's mean push.
+- ``final_loss``: cross-entropy of the trained model on the example's training label (a peer, no responsibility).
+
+Explanations of a test input: the output-layer weight of the predicted class that the input activates most
+(``responsibility.query.explain`` with ``target="predicted"`` on the output weight). Its inputs come from a ReLU
+(non-negative), so an example that pushed that weight up (R_pos) raised the predicted class's logit: it
+*supports* the prediction; one that pushed it down (R_neg) *opposes* it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from responsibility.analysis import class_agreement, label_push, self_responsibility
+from responsibility.evaluation.peers import final_loss
+from responsibility.explorer.cache import Arrays
+from responsibility.explorer.run import Run
+from responsibility.query import explain
+
+__all__ = ["EXPLANATION_DEPTH", "SCORES", "classes", "epochs", "explanations", "predictions", "score", "score_names"]
+
+EXPLANATION_DEPTH = 10
+_BATCH = 1024
+
+SCORES: dict[str, str] = {
+    "label_push": "net push on its own label's output unit (mislabelled examples keep pushing)",
+    "self_responsibility": "total |R| over the output layer (how much the output weights moved for it)",
+    "class_agreement": "1 - cosine between its push and its class's mean push",
+    "final_loss": "cross-entropy of the trained model on its label (a peer, no responsibility)",
+}
+
+
+def predictions(run: Run) -> Arrays:
+    """Logits of the trained model on every training and test input: ``train`` (N, C), ``test`` (T, C)."""
+
+    def compute() -> Arrays:
+        model = run.model
+        out = {}
+        with torch.no_grad():
+            for split in ("train", "test"):
+                x = run.images(split)
+                out[split] = torch.cat([model(x[i : i + _BATCH]) for i in range(0, len(x), _BATCH)]).float().numpy()
+        return out
+
+    return run.cache.arrays("predictions", compute)
+
+
+def score_names(run: Run) -> list[str]:
+    """The scores this run has: the responsibility ones need the output layer recorded."""
+    return list(SCORES) if run.output_params else ["final_loss"]
+
+
+def score(run: Run, name: str) -> np.ndarray:
+    """One score per training example (float64, higher = more suspicious)."""
+    if name not in score_names(run):
+        raise ValueError(f"unknown score {name!r}; this run has {score_names(run)}")
+    params = run.output_params
+    compute: dict[str, Callable[[], np.ndarray]] = {
+        "label_push": lambda: label_push(run.store, params, labels=run.labels),
+        "self_responsibility": lambda: self_responsibility(run.store, params),
+        "class_agreement": lambda: class_agreement(run.store, params, labels=run.labels),
+        "final_loss": lambda: final_loss(predictions(run)["train"], run.labels),
+    }
+    return run.cache.arrays(f"score-{name}", lambda: {"score": compute[name]()})["score"]
+
+
+def explanations(run: Run) -> Arrays:
+    """For every test input, the training examples that most support (``pos_*``) and oppose (``neg_*``) its
+    prediction: ids and scores ``(T, EXPLANATION_DEPTH)``, and the explained ``weight`` (flat index)."""
+    name = run.output_weight
+    if name is None:
+        raise ValueError(f"{run.name}: the output layer was not recorded, so predictions cannot be explained")
+
+    def compute() -> Arrays:
+        x = run.images("test")
+        k = min(EXPLANATION_DEPTH, run.num_examples)
+        out: Arrays = {}
+        for sign in ("pos", "neg"):
+            ex = explain(run.model, run.store, x, k=k, layers=name, target="predicted", sign=sign)
+            out[f"{sign}_ids"], out[f"{sign}_scores"] = ex.example_ids, ex.scores
+            shape = run.store.param(name).r_shape
+            out["weight"] = np.array([np.ravel_multi_index(e.weights[0][1], shape) for e in ex], dtype=np.int64)
+        return out
+
+    return run.cache.arrays("explanations", compute)
+
+
+def classes(run: Run) -> Arrays:
+    """``unit`` (N, C): each example's |R| summed over the weights of each output unit; ``matrix`` (C, C): those
+    sums added up per training class, rows = training classes, columns = output units (the inter-class matrix)."""
+    name = run.output_weight
+    if name is None:
+        raise ValueError(f"{run.name}: the output layer was not recorded")
+
+    def compute() -> Arrays:
+        c = run.num_classes
+        per_unit = run.store.param(name).units // c
+        unit = np.zeros((run.num_examples, c))
+        for cols, block in run.store.iter_blocks(name, "abs"):
+            first, last = cols.start // per_unit, (cols.stop - 1) // per_unit
+            for u in range(first, last + 1):
+                lo, hi = max(cols.start, u * per_unit), min(cols.stop, (u + 1) * per_unit)
+                unit[:, u] += block[:, lo - cols.start : hi - cols.start].sum(axis=1, dtype=np.float64)
+        matrix = np.zeros((c, c))
+        np.add.at(matrix, run.labels, unit)
+        return {"unit": unit, "matrix": matrix}
+
+    return run.cache.arrays("classes", compute)
+
+
+def epochs(run: Run) -> Arrays:
+    """Per epoch of training: ``abs`` (N, E) total |R| over the output layer and ``push`` (N, E) label push."""
+
+    def compute() -> Arrays:
+        store = run.store
+        recorded = np.unique(store.meta()[:, 1])
+        params = run.output_params
+        abs_r = np.zeros((run.num_examples, len(recorded)))
+        push = np.zeros((run.num_examples, len(recorded)))
+        for j, e in enumerate(recorded):
+            window = store.epoch_steps(int(e))
+            abs_r[:, j] = self_responsibility(store, params, steps=window)
+            push[:, j] = label_push(store, params, labels=run.labels, steps=window)
+        return {"epochs": recorded.astype(np.int64), "abs": abs_r, "push": push}
+
+    if not run.output_params:
+        raise ValueError(f"{run.name}: the output layer was not recorded")
+    return run.cache.arrays("epochs", compute)
