@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a fresh machine and run the test suite: the README's test command; .ci/run calls it too.
+# Set up a fresh machine, type-check the library and run the test suite: the README's test command; .ci/run
+# calls it too.
 # --no-install skips the installs (the environment is ready); other arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,8 @@ else
     # constraints.txt holds the versions the suite passed with (scripts/refresh_constraints.sh renews it).
     python -m pip install -q -c constraints.txt -e ".[test]"
 fi
+# The library is type-checked as installed (py.typed ships); a type error fails the run before the tests.
+bash scripts/typecheck.sh
 set +e
 python -m pytest -q "$@"
 rc=$?

@@ -26,13 +26,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from responsibility.analysis.groups import resolve_groups
+from responsibility.choices import Sign
 from responsibility.store import DEFAULT_FOLD_BUDGET, ResponsibilityStore
 
 
 def self_responsibility(
     store: ResponsibilityStore,
     parameters: Sequence[str] | None = None,
-    sign: str = "abs",
+    sign: Sign = "abs",
     budget_bytes: int = DEFAULT_FOLD_BUDGET,
     steps: tuple[int, int] | None = None,
 ) -> np.ndarray:

@@ -156,8 +156,8 @@ def cmd_top(args: argparse.Namespace) -> int:
         return 0
     print(f"{'weight':<16} {'rank':>4} {'example':>8} {'class':>14} {args.sign + ' R':>14}")
     for r in rows:
-        label = "-" if r["class"] is None else r["class"]
-        print(f"{str(tuple(r['index'])):<16} {r['rank']:>4} {r['example']:>8} {label:>14} {r['value']:>14.6g}")
+        name = "-" if r["class"] is None else r["class"]
+        print(f"{str(tuple(r['index'])):<16} {r['rank']:>4} {r['example']:>8} {name:>14} {r['value']:>14.6g}")
     return 0
 
 

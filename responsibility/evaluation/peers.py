@@ -139,12 +139,11 @@ def tracin_self_influence(states: Sequence[LastLayerState], labels: torch.Tensor
     """``Σ_checkpoints lr · ‖∂loss/∂logits‖² · (‖a‖² + 1)``: last-layer TracIn self-influence, shape (N,)."""
     if not states:
         raise ValueError("TracIn needs at least one checkpoint")
-    total = None
+    terms = []
     for s in states:
         g, a = _grad_and_input(s, labels)
-        term = s.lr * (g * g).sum(1) * (a * a).sum(1)
-        total = term if total is None else total + term
-    return total.numpy()
+        terms.append(s.lr * (g * g).sum(1) * (a * a).sum(1))
+    return torch.stack(terms).sum(0).numpy()
 
 
 def tracin_influence(
@@ -160,13 +159,12 @@ def tracin_influence(
     """
     if not train_states or len(test_states) != len(train_states):
         raise ValueError("test_states and train_states must hold the same (at least one) checkpoints")
-    total = None
+    terms = []
     for st, sm in zip(test_states, train_states, strict=True):
         gt, at = _grad_and_input(st, test_labels)
         gm, am = _grad_and_input(sm, train_labels)
-        term = sm.lr * (gt @ gm.T) * (at @ am.T)
-        total = term if total is None else total + term
-    return total.numpy()
+        terms.append(sm.lr * (gt @ gm.T) * (at @ am.T))
+    return torch.stack(terms).sum(0).numpy()
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from responsibility.cli.run_dir import build_model, default_store, run_config
+from responsibility.cli.run_dir import build_model, default_store, load_checkpoint, run_config
 from responsibility.curation import APPLIED_FILE_NAME, FILE_NAME, Curation
 from responsibility.explorer.cache import DiskCache, OnceCache
 from responsibility.store import ResponsibilityStore
@@ -78,7 +78,8 @@ class Run:
 
     @property
     def model(self) -> torch.nn.Module:
-        return self.memo("model", lambda: build_model(self.cfg, str(self.checkpoint)))
+        path = str(self.checkpoint)
+        return self.memo("model", lambda: build_model(self.cfg, load_checkpoint(path), path))
 
     @property
     def class_names(self) -> list[str]:

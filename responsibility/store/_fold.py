@@ -255,6 +255,8 @@ def orphans(journal: Journal) -> list[str]:
     except KeyError:
         return []
     found = []
+    if not isinstance(folds, zarr.Group):
+        return []
     for name, node in folds.groups():
         found += [f"fold/{name}/{gen}" for gen, _ in node.groups() if f"fold/{name}/{gen}" not in current]
     return sorted(found)
