@@ -28,7 +28,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
-from responsibility.choices import AttributionSetting, BatchShare, Codec, FoldMode, OnError, RDtype, ShareRuleSetting
+from responsibility.choices import (
+    AttributionSetting,
+    BatchShare,
+    Codec,
+    FoldMode,
+    JournalDtype,
+    OnError,
+    RDtype,
+    ShareRuleSetting,
+)
 from responsibility.errors import ExampleIdError, UnsupportedStrategyError
 from responsibility.recording.ids import (
     IdsKey,
@@ -46,7 +55,7 @@ from responsibility.store import ResponsibilityStore
 _SESSION_SETTINGS = frozenset(
     (
         "store_path layers granularity batch_share attribution share_rule topk fold fold_budget journal_buffer codec "
-        "r_dtype overwrite on_error storage_options background_writer"
+        "r_dtype journal_dtype overwrite on_error storage_options background_writer"
     ).split()
 )
 
@@ -56,7 +65,7 @@ class ResponsibilityCallback(Callback):
 
     The recording settings (``store``, ``layers``, ``granularity``, ``batch_share``, ``attribution``,
     ``share_rule``, ``topk``, ``fold``, ``fold_budget_mb``, ``journal_buffer_mb``, ``codec``, ``r_dtype``,
-    ``overwrite``, ``on_error``, ``storage_options``, ``background_writer``) are those of
+    ``journal_dtype``, ``overwrite``, ``on_error``, ``storage_options``, ``background_writer``) are those of
     :class:`~responsibility.recording.session.RecordingSession`, documented there; at fit end the fold runs on the
     training device when that is a GPU. The callback adds:
 
@@ -85,6 +94,7 @@ class ResponsibilityCallback(Callback):
         journal_buffer_mb: float = 256,
         codec: Codec = "lz4",
         r_dtype: RDtype = "float32",
+        journal_dtype: JournalDtype = "float32",
         overwrite: bool = False,
         on_error: OnError = "raise",
         storage_options: dict[str, Any] | None = None,
@@ -105,6 +115,7 @@ class ResponsibilityCallback(Callback):
             journal_buffer_mb=journal_buffer_mb,
             codec=codec,
             r_dtype=r_dtype,
+            journal_dtype=journal_dtype,
             overwrite=overwrite,
             on_error=on_error,
             storage_options=storage_options,

@@ -15,7 +15,8 @@ The Lightning callback is a thin adapter over it; a plain PyTorch loop uses it d
 
 It owns the policies of a run: which parameters are tracked, opening or creating the store (and refusing a fresh
 run into a recorded one unless ``overwrite``), rolling back to a resumed checkpoint's step, what a storage failure
-does (``on_error``), flushing, and whether to fold at the end.
+does (``on_error``), flushing, and whether to fold at the end (the store-facing parts in
+:mod:`responsibility.recording.store_policy`).
 """
 
 from __future__ import annotations
@@ -36,23 +37,19 @@ from responsibility.choices import (
     BatchShare,
     Codec,
     FoldMode,
+    JournalDtype,
     OnError,
     RDtype,
     ShareRule,
     ShareRuleSetting,
     check_choice,
 )
-from responsibility.errors import (
-    ExampleIdError,
-    ParameterChangedError,
-    ResponsibilityError,
-    StoreExistsError,
-    StoreWriteError,
-)
+from responsibility.errors import ExampleIdError, ParameterChangedError, ResponsibilityError, StoreWriteError
 from responsibility.recording.attribution import PerExample
 from responsibility.recording.per_example import default_rule
 from responsibility.recording.recorder import Recorder
 from responsibility.recording.selection import select_parameters, validate_granularity
+from responsibility.recording.store_policy import fold_at_end, journal_layout, open_run_store, storage_failure
 from responsibility.store import FoldReport, ResponsibilityStore
 from responsibility.store.layout import Layout
 from responsibility.store.location import check_location
@@ -99,6 +96,8 @@ class RecordingSession:
         codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
         r_dtype: ``"float32"`` (default) or ``"float16"``: opt-in lossy storage of the folded R (relative error
             at most 2^-11; the journal, running sums and the top-k index stay exact).
+        journal_dtype: ``"float32"`` (default, exact) or ``"bfloat16"``: opt-in compact journal, half the bytes
+            per step; each Δw is rounded to bfloat16 (relative error at most 2^-8 per step) before it is summed.
         overwrite: replace an existing store when a fresh (non-resumed) run starts.
         on_error: what a storage failure (full disk, read-only location, lost connection) does: ``"raise"``
             stops training with :class:`StoreWriteError`; ``"warn"`` warns and lets training go on without
@@ -123,6 +122,7 @@ class RecordingSession:
         journal_buffer_mb: float = 256,
         codec: Codec = "lz4",
         r_dtype: RDtype = "float32",
+        journal_dtype: JournalDtype = "float32",
         overwrite: bool = False,
         on_error: OnError = "raise",
         storage_options: dict[str, Any] | None = None,
@@ -144,7 +144,8 @@ class RecordingSession:
         if isinstance(granularity, Mapping):
             granularity = dict(granularity)  # Hydra passes DictConfig
         validate_granularity(granularity)
-        Layout(topk=topk, codec=codec, r_dtype=r_dtype)  # validates these now rather than when the run starts
+        # Validates these now rather than when the run starts.
+        Layout(topk=topk, codec=codec, r_dtype=r_dtype, journal_dtype=journal_dtype)
         self.store_path = check_location(store)
         self.layers = (
             [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
@@ -159,6 +160,7 @@ class RecordingSession:
         self.journal_buffer = int(journal_buffer_mb * 2**20)
         self.codec = codec
         self.r_dtype = r_dtype
+        self.journal_dtype = journal_dtype
         self.overwrite = overwrite
         self.on_error = on_error
         self.storage_options = storage_options
@@ -277,51 +279,20 @@ class RecordingSession:
         )
         if run.writer and self.stopped_at is None:
             with self._storage_guard():
-                self._store = self._open_store(spec, run.labels, run.resume, run.examples_per_step)
+                options = (self.journal_buffer, self.codec, self.topk, self.r_dtype, self.journal_dtype)
+                self._store = open_run_store(
+                    self.store_path,
+                    spec,
+                    labels=run.labels,
+                    resume=run.resume,
+                    overwrite=self.overwrite,
+                    layout=lambda: journal_layout(spec, run.examples_per_step, *options),
+                    storage_options=self.storage_options,
+                    info=self.info,
+                    meta={"layers": self.layers, "granularity": self.granularity, "created_by": type(self).__name__},
+                )
                 self._recorder = Recorder(self._store, self._tracked, background=self.background_writer)
         self._spec = spec
-
-    def _open_store(
-        self, spec: RecordingSpec, labels: np.ndarray | None, resume: int | None, examples_per_step: int
-    ) -> ResponsibilityStore:
-        path, opts = self.store_path, self.storage_options
-        if ResponsibilityStore.exists(path, storage_options=opts):
-            if resume is not None or not self.overwrite:
-                store = ResponsibilityStore.open(path, mode="r+", storage_options=opts)
-                store.check_compatible(spec, labels)
-                if resume is not None:
-                    store.rollback(resume)
-                    self.info(f"responsibility: resuming store {path} at step {resume}")
-                    return store
-                if store.steps > 0:
-                    raise StoreExistsError(
-                        f"store {path} already holds {store.steps} recorded steps. Resume training from its "
-                        "checkpoint (trainer.fit(ckpt_path=...)), or start over.",
-                        fixes=[{"store": ...}, {"overwrite": True}],
-                    )
-                # An empty store (perhaps half made by a killed run) holds nothing: make it afresh below.
-        elif resume:
-            raise FileNotFoundError(f"the checkpoint was recorded into {path}, which no longer exists")
-        info = {"layers": self.layers, "granularity": self.granularity, "created_by": type(self).__name__}
-        return ResponsibilityStore.create(
-            path,
-            spec,
-            layout=self._layout(spec, examples_per_step),
-            labels=labels,
-            info=info,
-            overwrite=True,
-            storage_options=opts,
-        )
-
-    def _layout(self, spec: RecordingSpec, examples_per_step: int) -> Layout:
-        # A step's buffer holds its journal row and, per example, the per-example values.
-        row_bytes = 4 * (spec.journal_width + spec.example_width * max(1, examples_per_step))
-        chunk_steps = int(max(1, min(256, self.journal_buffer // (2 * row_bytes))))
-        # ~4 MiB journal chunks: big enough to write at disk speed, small enough to read one weight's column.
-        cols = int(max(1024, (4 << 20) // (4 * chunk_steps)))
-        return Layout(
-            chunk_steps=chunk_steps, journal_chunk_cols=cols, codec=self.codec, topk=self.topk, r_dtype=self.r_dtype
-        )
 
     # ------------------------------------------------------------------ per step
     @property
@@ -402,23 +373,10 @@ class RecordingSession:
         if self._recorder is None:  # stopped by a storage failure
             return None
         self._recorder = None
-        r_bytes = 8 * store.num_examples * sum(p.units for p in store.spec.params)
-        if self.fold == "always" or (self.fold == "auto" and r_bytes <= self.fold_budget):
-            report = None
-            with self._storage_guard():  # the journal is complete either way; a failed fold can be redone
-                report = store.fold(budget_bytes=self.fold_budget, device=device)
-            if report is not None:
-                self.info(
-                    f"responsibility: folded {report.steps} steps into R ({report.cells:.3g} cells, "
-                    f"{report.seconds:.2f} s) at {store.path}"
-                )
-            return report
-        if self.fold == "auto":
-            self.info(
-                f"responsibility: R would take {r_bytes / 2**30:.1f} GiB (> fold budget); journal kept at "
-                f"{store.path}. Fold later with `responsibility fold {store.path}`; queries read the journal."
-            )
-        return None
+        report = None
+        with self._storage_guard():  # the journal is complete either way; a failed fold can be redone
+            report = fold_at_end(store, self.fold, self.fold_budget, device, self.info)
+        return report
 
     def close(self) -> None:
         """Stop recording after an error elsewhere: write what can be written, log (not raise) what cannot."""
@@ -471,17 +429,8 @@ class RecordingSession:
             self._storage_failed(StoreWriteError(f"cannot write the store {self.store_path}: {exc!r}"), exc)
 
     def _storage_failed(self, failure: StoreWriteError, cause: BaseException | None) -> None:
-        if self.on_error == "raise":
-            if not failure.fixes:
-                failure = StoreWriteError(failure.problem, fixes=[{"store": ...}, {"on_error": "warn"}])
-            raise failure from cause
         committed = self._store.steps if self._store is not None else 0
-        warnings.warn(
-            f"responsibility: {failure}. Training goes on WITHOUT recording; the store keeps its first {committed} "
-            "steps, later ones are not recorded.",
-            RuntimeWarning,
-            stacklevel=4,
-        )
+        storage_failure(self.on_error, failure, cause, committed)  # raises, or warns and we stop recording
         self.stopped_at = committed
         if self._recorder is not None:
             self._recorder.abort()

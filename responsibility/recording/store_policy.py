@@ -1,0 +1,123 @@
+"""A run's store policies, framework-free: the journal's layout, opening or creating the store (refusing a fresh run
+into a recorded one), and whether to fold R when the run ends."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from responsibility.choices import Codec, FoldMode, JournalDtype, OnError, RDtype
+from responsibility.errors import StoreExistsError, StoreWriteError
+from responsibility.store import FoldReport, ResponsibilityStore
+from responsibility.store.layout import Layout
+from responsibility.store.spec import RecordingSpec
+
+__all__ = ["fold_at_end", "journal_layout", "open_run_store", "storage_failure"]
+
+
+def journal_layout(
+    spec: RecordingSpec,
+    examples_per_step: int,
+    journal_buffer: int,
+    codec: Codec,
+    topk: int,
+    r_dtype: RDtype,
+    journal_dtype: JournalDtype,
+) -> Layout:
+    """The store's layout: journal chunks sized so two in-flight buffers fit ``journal_buffer`` bytes."""
+    # A step's buffer holds its journal row and, per example, the per-example values.
+    row_bytes = 4 * (spec.journal_width + spec.example_width * max(1, examples_per_step))
+    chunk_steps = int(max(1, min(256, journal_buffer // (2 * row_bytes))))
+    # ~4 MiB journal chunks: big enough to write at disk speed, small enough to read one weight's column.
+    cols = int(max(1024, (4 << 20) // (4 * chunk_steps)))
+    return Layout(
+        chunk_steps=chunk_steps,
+        journal_chunk_cols=cols,
+        codec=codec,
+        topk=topk,
+        r_dtype=r_dtype,
+        journal_dtype=journal_dtype,
+    )
+
+
+def open_run_store(
+    path: str,
+    spec: RecordingSpec,
+    *,
+    labels: np.ndarray | None,
+    resume: int | None,
+    overwrite: bool,
+    layout: Callable[[], Layout],
+    storage_options: dict[str, Any] | None,
+    info: Callable[[str], object],
+    meta: dict[str, Any],
+) -> ResponsibilityStore:
+    """Open the store of a run and roll it back to ``resume``, or create it for a fresh run.
+
+    Raises :class:`StoreMismatchError` for a store recorded with another model, data or settings, and
+    :class:`StoreExistsError` for a fresh run into a store with recorded steps unless ``overwrite``.
+    """
+    if ResponsibilityStore.exists(path, storage_options=storage_options):
+        if resume is not None or not overwrite:
+            store = ResponsibilityStore.open(path, mode="r+", storage_options=storage_options)
+            store.check_compatible(spec, labels)
+            if resume is not None:
+                store.rollback(resume)
+                info(f"responsibility: resuming store {path} at step {resume}")
+                return store
+            if store.steps > 0:
+                raise StoreExistsError(
+                    f"store {path} already holds {store.steps} recorded steps. Resume training from its "
+                    "checkpoint (trainer.fit(ckpt_path=...)), or start over.",
+                    fixes=[{"store": ...}, {"overwrite": True}],
+                )
+            # An empty store (perhaps half made by a killed run) holds nothing: make it afresh below.
+    elif resume:
+        raise FileNotFoundError(f"the checkpoint was recorded into {path}, which no longer exists")
+    return ResponsibilityStore.create(
+        path, spec, layout=layout(), labels=labels, info=meta, overwrite=True, storage_options=storage_options
+    )
+
+
+def fold_at_end(
+    store: ResponsibilityStore,
+    mode: FoldMode,
+    budget_bytes: int,
+    device: torch.device | str,
+    info: Callable[[str], object],
+) -> FoldReport | None:
+    """Fold R after the run when ``mode`` says so (``"auto"``: when R of both signs fits ``budget_bytes``)."""
+    r_bytes = 8 * store.num_examples * sum(p.units for p in store.spec.params)
+    if mode == "always" or (mode == "auto" and r_bytes <= budget_bytes):
+        report = store.fold(budget_bytes=budget_bytes, device=device)
+        if report is not None:
+            info(
+                f"responsibility: folded {report.steps} steps into R ({report.cells:.3g} cells, "
+                f"{report.seconds:.2f} s) at {store.path}"
+            )
+        return report
+    if mode == "auto":
+        info(
+            f"responsibility: R would take {r_bytes / 2**30:.1f} GiB (> fold budget); journal kept at "
+            f"{store.path}. Fold later with `responsibility fold {store.path}`; queries read the journal."
+        )
+    return None
+
+
+def storage_failure(on_error: OnError, failure: StoreWriteError, cause: BaseException | None, committed: int) -> None:
+    """Apply ``on_error`` to a storage failure: raise it (with advice), or warn that training goes on without
+    recording while the store keeps its first ``committed`` steps."""
+    if on_error == "raise":
+        if not failure.fixes:
+            failure = StoreWriteError(failure.problem, fixes=[{"store": ...}, {"on_error": "warn"}])
+        raise failure from cause
+    warnings.warn(
+        f"responsibility: {failure}. Training goes on WITHOUT recording; the store keeps its first {committed} "
+        "steps, later ones are not recorded.",
+        RuntimeWarning,
+        stacklevel=5,
+    )
