@@ -13,10 +13,11 @@ Scores, all "higher = look first":
 - ``class_agreement``: 1 − cosine between the example's signed push and its class's mean push.
 - ``final_loss``: cross-entropy of the trained model on the example's training label (a peer, no responsibility).
 
-Explanations of a test input: the output-layer weight of the predicted class that the input activates most
-(``responsibility.query.explain`` with ``target="predicted"`` on the output weight). Its inputs come from a ReLU
-(non-negative), so an example that pushed that weight up (R_pos) raised the predicted class's logit: it
-*supports* the prediction; one that pushed it down (R_neg) *opposes* it.
+Explanations of a test input: the library's default, input-specific explanation
+(:func:`responsibility.attribute`: each training example's recorded push on the weights, dotted with this input's
+gradient of its predicted class's score, normalised per layer). An example with a positive score raised the
+predicted class's score for this input: it *supports* the prediction; one with a negative score lowered it: it
+*opposes* it.
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ from responsibility.analysis import class_agreement, label_push, self_responsibi
 from responsibility.evaluation.peers import final_loss
 from responsibility.explorer.cache import Arrays
 from responsibility.explorer.run import Run
-from responsibility.query import explain
+from responsibility.progress import bar
+from responsibility.query import Explainer
 
 __all__ = ["EXPLANATION_DEPTH", "SCORES", "classes", "epochs", "explanations", "predictions", "score", "score_names"]
 
 EXPLANATION_DEPTH = 10
 _BATCH = 1024
+_EXPLAIN_BATCH = 256  # test inputs per attribute() call: (256, N) float32 scores at a time
 
 SCORES: dict[str, str] = {
     "label_push": "net push on its own label's output unit (mislabelled examples keep pushing)",
@@ -80,24 +83,23 @@ def score(run: Run, name: str) -> np.ndarray:
 
 
 def explanations(run: Run) -> Arrays:
-    """For every test input, the training examples that most support (``pos_*``) and oppose (``neg_*``) its
-    prediction: ids and scores ``(T, EXPLANATION_DEPTH)``, and the explained ``weight`` (flat index)."""
-    name = run.output_weight
-    if name is None:
-        raise ValueError(f"{run.name}: the output layer was not recorded, so predictions cannot be explained")
+    """For every test input, the training examples that most support (``pos_*``, highest scores) and oppose
+    (``neg_*``, lowest scores, given as their magnitude) its prediction: ids and scores ``(T, EXPLANATION_DEPTH)``."""
 
     def compute() -> Arrays:
         x = run.images("test")
         k = min(EXPLANATION_DEPTH, run.num_examples)
-        out: Arrays = {}
-        for sign in ("pos", "neg"):
-            ex = explain(run.model, run.store, x, k=k, layers=name, target="predicted", sign=sign)
-            out[f"{sign}_ids"], out[f"{sign}_scores"] = ex.example_ids, ex.scores
-            shape = run.store.param(name).r_shape
-            out["weight"] = np.array([np.ravel_multi_index(e.weights[0][1], shape) for e in ex], dtype=np.int64)
-        return out
+        explainer = Explainer(run.model, run.store)
+        parts: dict[str, list[np.ndarray]] = {key: [] for key in ("pos_ids", "pos_scores", "neg_ids", "neg_scores")}
+        for i in bar(range(0, len(x), _EXPLAIN_BATCH), desc="explaining test inputs", unit="batch"):
+            scores = torch.from_numpy(explainer.attribute(x[i : i + _EXPLAIN_BATCH]))
+            for key, values in (("pos", scores), ("neg", -scores)):
+                top = torch.topk(values, k, dim=1)  # the strongest supporters, or opponents of the prediction
+                parts[f"{key}_ids"].append(top.indices.numpy())
+                parts[f"{key}_scores"].append(top.values.numpy())
+        return {key: np.concatenate(v) for key, v in parts.items()}
 
-    return run.cache.arrays("explanations", compute)
+    return run.cache.arrays("explanations-contribution", compute)
 
 
 def classes(run: Run) -> Arrays:

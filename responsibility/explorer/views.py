@@ -159,8 +159,6 @@ def _explanation_rows(run: Run, ex: dict[str, np.ndarray], sign: str, i: int, st
 def test_input(run: Run, i: int, state: CurationState | None) -> dict[str, Any]:
     """One test input, its prediction and the training examples that most support and oppose it."""
     ex = derived.explanations(run)
-    name = run.output_weight
-    index = np.unravel_index(int(ex["weight"][i]), run.store.param(name).r_shape) if name else ()
     logits = derived.predictions(run)["test"][i]
     p = np.exp(logits - logits.max())
     p /= p.sum()
@@ -168,7 +166,6 @@ def test_input(run: Run, i: int, state: CurationState | None) -> dict[str, Any]:
     return {
         **_test_row(run, i),
         "probabilities": [{"class": int(c), "p": float(p[c])} for c in top],
-        "weight": {"parameter": name, "index": [int(v) for v in index]},
         "supports": _explanation_rows(run, ex, "pos", i, state),
         "opposes": _explanation_rows(run, ex, "neg", i, state),
     }

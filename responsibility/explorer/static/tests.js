@@ -34,7 +34,7 @@ function explanationRow(title, rows, hint) {
     { class: "explanation" },
     el("h3", { text: title }),
     el("p", { class: "muted", text: hint }),
-    rows.length ? el("div", { class: "cards" }, rows.map((row) => exampleCard(row, `score ${fmt(row.score, 3)}`))) : el("p", { class: "muted", text: "No training example changed this weight in that direction." })
+    rows.length ? el("div", { class: "cards" }, rows.map((row) => exampleCard(row, `score ${fmt(row.score, 3)}`))) : el("p", { class: "muted", text: "No training example moved this score in that direction." })
   );
 }
 
@@ -53,11 +53,11 @@ async function renderInput(root, i) {
         el("h3", { text: `Test input ${i}` }),
         el("p", {}, "true class ", el("b", { text: className(item.true) }), ", predicted ", el("b", { class: verdict, text: className(item.predicted) }), ` (${(100 * item.confidence).toFixed(1)}%)`),
         el("p", { class: "muted", text: `top classes: ${item.probabilities.map((p) => `${r.class_names[p.class]} ${(100 * p.p).toFixed(1)}%`).join(", ")}` }),
-        item.weight.parameter ? el("p", { class: "muted", text: `explained through ${item.weight.parameter}[${item.weight.index.join(", ")}], the weight of the predicted class this input activates most` }) : null
+        el("p", { class: "muted", text: "Each training example is scored by how much its recorded updates moved this input's predicted-class score (the input's gradient on each layer dotted with the example's push, per layer)." })
       )
     ),
-    explanationRow("Supports the prediction", item.supports, "Training examples that pushed that weight up (raising the predicted class's score), most first."),
-    explanationRow("Opposes the prediction", item.opposes, "Training examples that pushed it down, most first.")
+    explanationRow("Supports the prediction", item.supports, "Training examples whose updates raised the predicted class's score for this input, most first."),
+    explanationRow("Opposes the prediction", item.opposes, "Training examples whose updates lowered it, most first.")
   );
 }
 
