@@ -21,6 +21,7 @@ from responsibility.cli.run_dir import (
     parse_target,
     run_config,
 )
+from responsibility.recording.selection import matches
 from responsibility.store import ResponsibilityStore
 
 _MEANING = {
@@ -28,6 +29,10 @@ _MEANING = {
     "normalize={normalize}); negative = lowered it",
     "most_activated": "score = R ({sign}) of the input's most activated weight(s) (the paper's rule)",
 }
+
+
+# Above this much unfolded R a query says that forming it from the journal is slow.
+UNFOLDED_NOTE_BYTES = 256 * 2**20
 
 
 def register(sub: Any) -> None:
@@ -100,6 +105,16 @@ def cmd_query(args: argparse.Namespace) -> int:
     inputs = load_inputs(args.inputs, cfg, dm)
     if len(inputs.x) > 1000:
         print(f"explaining {len(inputs.x)} inputs...", file=sys.stderr)
+    patterns = options.layers or ("*",)
+    plan = store.fold_plan([n for n in store.parameters if any(matches(n, pat) for pat in patterns)])
+    if plan.r_bytes > UNFOLDED_NOTE_BYTES:
+        # Lazy reads form R from the journal on every query: say so before a long wait, with the one-off fix.
+        print(
+            f"responsibility query: note: R of {len(plan.parameters)} parameter(s) is not folded "
+            f"({plan.r_bytes / 2**30:.1f} GiB); this query forms it from the journal, which can take minutes. "
+            f"Fold once (about {plan.estimated_seconds / 60:.0f} min): responsibility fold {store_path}",
+            file=sys.stderr,
+        )
     ex = Explainer(model, store).explain(inputs.x, options)
     for b, item in enumerate(ex):
         item.source = None if inputs.sources is None else int(inputs.sources[b])

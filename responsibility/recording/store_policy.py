@@ -101,9 +101,11 @@ def fold_at_end(
             )
         return report
     if mode == "auto":
+        minutes = store.fold_plan().estimated_seconds / 60
         info(
-            f"responsibility: R would take {r_bytes / 2**30:.1f} GiB (> fold budget); journal kept at "
-            f"{store.path}. Fold later with `responsibility fold {store.path}`; queries read the journal."
+            f"responsibility: R would take {r_bytes / 2**30:.1f} GiB, more than fold_budget_mb="
+            f"{budget_bytes / 2**20:.0f}; the journal is committed at {store.path} and queries form R from it. "
+            f"Folding it (`responsibility fold {store.path}`, about {minutes:.0f} min) makes queries fast."
         )
     return None
 

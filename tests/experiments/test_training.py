@@ -168,7 +168,11 @@ def test_experiment_settings() -> None:
     assert (list(tshirt.classes), tshirt.num_samples, tshirt.label_noise, tshirt.batch_size) == ([0, 6], 1000, 0.1, 32)
     full = _compose("experiment=fashion_full")
     assert full.data.num_samples is None and full.data.label_noise == 0.1 and full.data.batch_size == 64
-    assert dict(full.callbacks.responsibility.granularity) == {"*": "neuron", "net.fc2": "weight"}
+    # Merged into the main job's mapping (Hydra merges mappings): neurons everywhere, weights of the output layer.
+    granularity = dict(full.callbacks.responsibility.granularity)
+    assert granularity == {"*": "neuron", "net.fc1": "neuron", "net.fc2": "weight"}
+    assert _compose().callbacks.responsibility.granularity == {"*": "weight", "net.fc1": "neuron"}
+    assert _compose("callbacks.responsibility.granularity=neuron").callbacks.responsibility.granularity == "neuron"
 
 
 def test_callbacks_group(tmp_path: Path) -> None:
@@ -178,7 +182,7 @@ def test_callbacks_group(tmp_path: Path) -> None:
     made = instantiate_callbacks(cfg.callbacks)
     assert [type(c).__name__ for c in made] == ["ResponsibilityCallback", "ModelCheckpoint", "TerminalProgressBar"]
     assert isinstance(made[0], ResponsibilityCallback)
-    assert made[0].granularity == {"*": "neuron", "net.fc2": "weight"}
+    assert made[0].granularity == {"*": "neuron", "net.fc1": "neuron", "net.fc2": "weight"}
     assert made[1].dirpath == str(tmp_path / "checkpoints") and made[1].save_last
     # An experiment that sets callback options under callbacks=none leaves an entry without _target_.
     assert instantiate_callbacks(_compose("experiment=fashion_full", "callbacks=none").callbacks) == []
