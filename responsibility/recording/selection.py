@@ -62,7 +62,7 @@ def select_parameters(
 
     ``layers=None`` takes every parameter with ``requires_grad``; otherwise every parameter (frozen ones too)
     whose name or enclosing module name matches one of the glob patterns. Each pattern, and each pattern of a
-    granularity mapping, must match at least one parameter: a typo is an error, not an empty recording.
+    granularity mapping, must match at least one parameter of the model: a typo is an error, not an empty recording.
     """
     validate_granularity(granularity)
     patterns = _normalise_layers(layers)
@@ -80,11 +80,12 @@ def select_parameters(
     if not chosen:
         raise LayerSelectionError("no parameter selected for tracking (is every parameter frozen?)")
     if isinstance(granularity, Mapping):
-        chosen_names = [n for n, _ in chosen]
-        unmatched = [pat for pat in granularity if not any(matches(n, pat) for n in chosen_names)]
+        # Against the whole model, not just the tracked layers: a project-wide mapping (say, fc1 per unit) stays
+        # valid when a run tracks fewer layers, while a typo is still caught.
+        unmatched = [pat for pat in granularity if not any(matches(n, pat) for n in all_names)]
         if unmatched:
             raise LayerSelectionError(
-                f"granularity pattern(s) {unmatched} match no tracked parameter; tracked: {chosen_names}"
+                f"granularity pattern(s) {unmatched} match no parameter of the model; parameters are: {all_names}"
             )
     return [
         (ParamSpec(name=n, shape=tuple(p.shape), granularity=resolve_granularity(n, granularity)), p) for n, p in chosen

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from responsibility.cli import main
-from responsibility.cli.run_dir import build_model
+from responsibility.cli.run_dir import build_model, load_checkpoint
 
 
 def _test_predictions(run_dir):
@@ -21,7 +21,8 @@ def _test_predictions(run_dir):
     OmegaConf.update(cfg, "paths.output_dir", str(run_dir), force_add=True)
     data = instantiate(cfg.data)
     data.setup("fit")
-    model = build_model(cfg, str(run_dir / "checkpoints" / "last.ckpt"))
+    checkpoint = str(run_dir / "checkpoints" / "last.ckpt")
+    model = build_model(cfg, load_checkpoint(checkpoint), checkpoint)
     with torch.no_grad():
         return model(data.test_set.images).argmax(1).numpy(), data.test_set.targets.numpy()
 
