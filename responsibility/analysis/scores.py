@@ -15,12 +15,13 @@
   same parameters; the two differ under momentum/Adam and with the uniform rule.)
 
 - :func:`held_out_loss`: the cross-entropy of an example's label under a linear read-out of its *recorded*
-  output-layer input, fitted on the other examples only (cross-fitting). With per-example attribution the journal
-  keeps, for a Linear layer, each example's input at every step that held it (the ``in`` factor of its gradient);
-  the read-out is a converged, regularised version of the output layer the run was training, and it judges each
-  example by what the rest of the training set says about examples that look like it: agreement with its class,
-  without its own label. On the paper's A.3 task and on full Fashion-MNIST it ranks flipped labels ahead of the
-  trained model's final loss and AUM (``docs/results/mislabel_score.md``).
+  output-layer input, fitted on the other examples only (cross-fitting). This is confident learning's recipe
+  (cleanlab's out-of-sample predicted probabilities and self-confidence, Northcutt et al., 2021) applied as a
+  linear probe, so its idea is not new; what the record adds is the features: with per-example attribution the
+  journal keeps each example's input to a Linear layer at every step that held it (the ``in`` factor of its
+  gradient), so the probe reads the representation the network had *at that example's own visit* without another
+  forward pass or any retraining. Measured in ``docs/results/mislabel_score.md``: ahead of final loss and AUM on
+  full Fashion-MNIST, not on the paper's 1,000-image A.3 task.
 
 Every score takes ``steps=(start, stop)`` to look at part of training only, e.g. the last epoch
 (``store.epoch_steps(-1)``): early steps, when every example is still unfitted, then do not drown the signal.
@@ -39,6 +40,7 @@ from torch.nn import functional as F
 from responsibility.analysis.groups import resolve_groups
 from responsibility.choices import Sign
 from responsibility.errors import LayerSelectionError
+from responsibility.evaluation.peers import cross_validated_probabilities
 from responsibility.store import DEFAULT_FOLD_BUDGET, ResponsibilityStore
 
 
@@ -139,34 +141,39 @@ def held_out_loss(
 
     The features of example m are its inputs to the Linear layers of ``parameters`` (their weights, recorded with
     per-example attribution; default: the last such layer with one output per class) at its last step inside
-    ``steps`` (default: the whole journal, so its last visit), standardised over the examples. The examples are
-    dealt into ``folds`` random folds (``seed``; the folds do not depend on the labels); for each fold a
-    multinomial logistic regression is fitted to the *training labels* of the other folds (L2 with
-    scikit-learn's convention: minimise ``c · Σ cross-entropy + ½‖W‖²``, bias not penalised) and gives ``q`` for
-    the held-out examples. So no example's own label shapes the read-out that judges it.
+    ``steps`` (default: the whole journal, so its last visit; :func:`recorded_inputs`), standardised over the
+    examples. The examples are dealt into ``folds`` folds stratified by label
+    (:func:`~responsibility.evaluation.peers.stratified_folds` with ``seed``); for each fold a multinomial logistic
+    regression is fitted to the labels of the other folds (L2 as scikit-learn's ``LogisticRegression(C=c)``:
+    minimise ``c · Σ cross-entropy + ½‖W‖²``, bias not penalised) and gives ``q`` for the held-out examples. So no
+    example's own label shapes the read-out that judges it. Higher = inspect first.
 
-    Why it finds flipped labels better than the run's own loss: the output layer the run trained is an early,
-    under-fitted read-out of the same inputs, shaped by every example's own label; the converged, regularised
-    read-out from the other examples estimates the label's probability given what the example looks like to the
-    network more reliably. Higher = inspect first.
+    This is cleanlab's self-confidence (``1 − q(label)``, here as ``−log q``) from out-of-sample probabilities of
+    a linear probe: confident learning (Northcutt et al., 2021) with the network's recorded representation as
+    the features. The run's own output layer is an under-fitted read-out of the same inputs shaped by every
+    example's own label (its final loss); the converged, regularised read-out from the other examples judges
+    each example by what the rest of the training set says about examples that look like it. What only the
+    training record gives is the features: each example's input at its own visit, read from the journal, with no
+    forward pass over the training set, no checkpoint and no retraining (cleanlab's usual recipe trains one model
+    per fold).
     """
     groups, g = resolve_groups(store, labels, None)
     names = _linear_weights(store, g) if parameters is None else list(parameters)
-    if not 2 <= folds <= store.num_examples:
-        raise ValueError(f"folds must be in [2, {store.num_examples}], got {folds}")
     if c <= 0:
         raise ValueError(f"c must be positive, got {c}")
+    if not 2 <= folds <= store.num_examples:
+        raise ValueError(f"folds must be in [2, {store.num_examples}], got {folds}")
     x = np.concatenate([recorded_inputs(store, name, steps, budget_bytes) for name in names], axis=1)
     std = x.std(axis=0)
-    x = torch.from_numpy((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))
+    features = torch.from_numpy((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))
     y = torch.from_numpy(groups)
-    fold = np.random.default_rng(seed).permutation(store.num_examples) % folds
-    log_q = np.zeros(store.num_examples)
-    for k in range(folds):
-        held = torch.from_numpy(fold == k)
-        w, b = _logistic_regression(x[~held], y[~held], g, c)
-        log_q[held.numpy()] = F.log_softmax(x[held] @ w + b, dim=1).gather(1, y[held].unsqueeze(1))[:, 0].numpy()
-    return -log_q
+
+    def fit_predict(train: np.ndarray, held: np.ndarray) -> np.ndarray:
+        w, b = _logistic_regression(features[train], y[train], g, c)
+        return F.softmax(features[held] @ w + b, dim=1).numpy()
+
+    q = cross_validated_probabilities(groups, fit_predict, g, folds, seed)
+    return -np.log(q[np.arange(len(groups)), groups])
 
 
 def recorded_inputs(
