@@ -40,7 +40,6 @@ from torch.nn import functional as F
 from responsibility.analysis.groups import resolve_groups
 from responsibility.choices import Sign
 from responsibility.errors import LayerSelectionError
-from responsibility.evaluation.peers import cross_validated_probabilities
 from responsibility.store import DEFAULT_FOLD_BUDGET, ResponsibilityStore
 
 
@@ -142,10 +141,10 @@ def held_out_loss(
     The features of example m are its inputs to the Linear layers of ``parameters`` (their weights, recorded with
     per-example attribution; default: the last such layer with one output per class) at its last step inside
     ``steps`` (default: the whole journal, so its last visit; :func:`recorded_inputs`), standardised over the
-    examples. The examples are dealt into ``folds`` folds stratified by label
-    (:func:`~responsibility.evaluation.peers.stratified_folds` with ``seed``); for each fold a multinomial logistic
-    regression is fitted to the labels of the other folds (L2 as scikit-learn's ``LogisticRegression(C=c)``:
-    minimise ``c · Σ cross-entropy + ½‖W‖²``, bias not penalised) and gives ``q`` for the held-out examples. So no
+    examples. The examples are dealt into ``folds`` random folds that do not depend on the labels
+    (``default_rng(seed).permutation(N)[m] % folds``); for each fold a multinomial logistic regression is fitted
+    to the labels of the other folds (L2 as scikit-learn's ``LogisticRegression(C=c)``: minimise
+    ``c · Σ cross-entropy + ½‖W‖²``, bias not penalised) and gives ``q`` for the held-out examples. So no
     example's own label shapes the read-out that judges it. Higher = inspect first.
 
     This is cleanlab's self-confidence (``1 − q(label)``, here as ``−log q``) from out-of-sample probabilities of
@@ -165,15 +164,16 @@ def held_out_loss(
         raise ValueError(f"folds must be in [2, {store.num_examples}], got {folds}")
     x = np.concatenate([recorded_inputs(store, name, steps, budget_bytes) for name in names], axis=1)
     std = x.std(axis=0)
-    features = torch.from_numpy((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))
+    x = torch.from_numpy((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))
     y = torch.from_numpy(groups)
-
-    def fit_predict(train: np.ndarray, held: np.ndarray) -> np.ndarray:
-        w, b = _logistic_regression(features[train], y[train], g, c)
-        return F.softmax(features[held] @ w + b, dim=1).numpy()
-
-    q = cross_validated_probabilities(groups, fit_predict, g, folds, seed)
-    return -np.log(q[np.arange(len(groups)), groups])
+    # Random folds that do not depend on the labels: fold[m] = permutation(N)[m] mod folds.
+    fold = np.random.default_rng(seed).permutation(store.num_examples) % folds
+    log_q = np.zeros(store.num_examples)
+    for k in range(folds):
+        held = torch.from_numpy(fold == k)
+        w, b = _logistic_regression(x[~held], y[~held], g, c)
+        log_q[held.numpy()] = F.log_softmax(x[held] @ w + b, dim=1).gather(1, y[held].unsqueeze(1))[:, 0].numpy()
+    return -log_q
 
 
 def recorded_inputs(
