@@ -164,15 +164,16 @@ def held_out_loss(
         raise ValueError(f"folds must be in [2, {store.num_examples}], got {folds}")
     x = np.concatenate([recorded_inputs(store, name, steps, budget_bytes) for name in names], axis=1)
     std = x.std(axis=0)
-    x = torch.from_numpy((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))
+    features = torch.from_numpy((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))
     y = torch.from_numpy(groups)
     # Random folds that do not depend on the labels: fold[m] = permutation(N)[m] mod folds.
     fold = np.random.default_rng(seed).permutation(store.num_examples) % folds
     log_q = np.zeros(store.num_examples)
     for k in range(folds):
         held = torch.from_numpy(fold == k)
-        w, b = _logistic_regression(x[~held], y[~held], g, c)
-        log_q[held.numpy()] = F.log_softmax(x[held] @ w + b, dim=1).gather(1, y[held].unsqueeze(1))[:, 0].numpy()
+        w, b = _logistic_regression(features[~held], y[~held], g, c)
+        logits = features[held] @ w + b
+        log_q[held.numpy()] = F.log_softmax(logits, dim=1).gather(1, y[held].unsqueeze(1))[:, 0].numpy()
     return -log_q
 
 
