@@ -14,9 +14,19 @@
   exact-SGD case, with non-negative inputs to the output layer, it is half of :func:`self_responsibility` of the
   same parameters; the two differ under momentum/Adam and with the uniform rule.)
 
+- :func:`held_out_loss`: the cross-entropy of an example's label under a linear read-out of its *recorded*
+  output-layer input, fitted on the other examples only (cross-fitting). This is confident learning's recipe
+  (cleanlab's out-of-sample predicted probabilities and self-confidence, Northcutt et al., 2021) applied as a
+  linear probe, so its idea is not new; what the record adds is the features: with per-example attribution the
+  journal keeps each example's input to a Linear layer at every step that held it (the ``in`` factor of its
+  gradient), so the probe reads the representation the network had *at that example's own visit* without another
+  forward pass or any retraining. Measured in ``docs/results/mislabel_score.md``: ahead of final loss and AUM on
+  full Fashion-MNIST, not on the paper's 1,000-image A.3 task.
+
 Every score takes ``steps=(start, stop)`` to look at part of training only, e.g. the last epoch
 (``store.epoch_steps(-1)``): early steps, when every example is still unfitted, then do not drown the signal.
-All of them stream R block by block (:meth:`ResponsibilityStore.iter_parts`), so memory stays bounded.
+The R-based scores stream R block by block (:meth:`ResponsibilityStore.iter_parts`), :func:`held_out_loss` the
+journal's per-example values; memory stays bounded either way.
 """
 
 from __future__ import annotations
@@ -24,9 +34,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import torch
+from torch.nn import functional as F
 
 from responsibility.analysis.groups import resolve_groups
 from responsibility.choices import Sign
+from responsibility.errors import LayerSelectionError
 from responsibility.store import DEFAULT_FOLD_BUDGET, ResponsibilityStore
 
 
@@ -110,3 +123,143 @@ def label_push(
             sums[:, unit[starts]] = np.add.reduceat(d, starts, axis=1)
             total += sums[rows, groups]
     return total
+
+
+def held_out_loss(
+    store: ResponsibilityStore,
+    parameters: Sequence[str] | None = None,
+    labels: np.ndarray | None = None,
+    budget_bytes: int = DEFAULT_FOLD_BUDGET,
+    steps: tuple[int, int] | None = None,
+    *,
+    folds: int = 5,
+    c: float = 0.01,
+    seed: int = 0,
+) -> np.ndarray:
+    """Held-out cross-entropy ``−log q(label(m))`` of every example under a read-out of its recorded input: (N,).
+
+    The features of example m are its inputs to the Linear layers of ``parameters`` (their weights, recorded with
+    per-example attribution; default: the last such layer with one output per class) at its last step inside
+    ``steps`` (default: the whole journal, so its last visit; :func:`recorded_inputs`), standardised over the
+    examples. The examples are dealt into ``folds`` random folds that do not depend on the labels
+    (``default_rng(seed).permutation(N)[m] % folds``); for each fold a multinomial logistic regression is fitted
+    to the labels of the other folds (L2 as scikit-learn's ``LogisticRegression(C=c)``: minimise
+    ``c · Σ cross-entropy + ½‖W‖²``, bias not penalised) and gives ``q`` for the held-out examples. So no
+    example's own label shapes the read-out that judges it. Higher = inspect first.
+
+    This is cleanlab's self-confidence (``1 − q(label)``, here as ``−log q``) from out-of-sample probabilities of
+    a linear probe: confident learning (Northcutt et al., 2021) with the network's recorded representation as
+    the features. The run's own output layer is an under-fitted read-out of the same inputs shaped by every
+    example's own label (its final loss); the converged, regularised read-out from the other examples judges
+    each example by what the rest of the training set says about examples that look like it. What only the
+    training record gives is the features: each example's input at its own visit, read from the journal, with no
+    forward pass over the training set, no checkpoint and no retraining (cleanlab's usual recipe trains one model
+    per fold).
+    """
+    groups, g = resolve_groups(store, labels, None)
+    names = _linear_weights(store, g) if parameters is None else list(parameters)
+    if c <= 0:
+        raise ValueError(f"c must be positive, got {c}")
+    if not 2 <= folds <= store.num_examples:
+        raise ValueError(f"folds must be in [2, {store.num_examples}], got {folds}")
+    x = np.concatenate([recorded_inputs(store, name, steps, budget_bytes) for name in names], axis=1)
+    std = x.std(axis=0)
+    features = torch.from_numpy((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))
+    y = torch.from_numpy(groups)
+    # Random folds that do not depend on the labels: fold[m] = permutation(N)[m] mod folds.
+    fold = np.random.default_rng(seed).permutation(store.num_examples) % folds
+    log_q = np.zeros(store.num_examples)
+    for k in range(folds):
+        held = torch.from_numpy(fold == k)
+        w, b = _logistic_regression(features[~held], y[~held], g, c)
+        logits = features[held] @ w + b
+        log_q[held.numpy()] = F.log_softmax(logits, dim=1).gather(1, y[held].unsqueeze(1))[:, 0].numpy()
+    return -log_q
+
+
+def recorded_inputs(
+    store: ResponsibilityStore,
+    name: str,
+    steps: tuple[int, int] | None = None,
+    budget_bytes: int = DEFAULT_FOLD_BUDGET,
+) -> np.ndarray:
+    """Each example's input to the Linear layer of weight ``name`` at its last step in ``steps``: (N, in), float64.
+
+    Read from the journal's per-example values (the ``in`` factor of the weight's per-example gradient), newest
+    steps first, in blocks of about ``budget_bytes``; stops once every example has been found.
+    """
+    p = store.param(name)
+    if p.example_form != "outer":
+        raise LayerSelectionError(
+            f"{name!r} keeps no per-example inputs in {store.path}: they are journaled for the weight of an "
+            "nn.Linear recorded with per-example attribution",
+            fixes=[{"attribution": "per_example"}],
+        )
+    start, stop = (0, store.steps) if steps is None else steps
+    if not 0 <= start <= stop <= store.steps:
+        raise IndexError(f"steps [{start}, {stop}) outside the journal's [0, {store.steps})")
+    columns = store.spec.example_columns()[name]["in"]
+    ids, counts = store.membership(start, stop)
+    offsets = np.concatenate([[0], np.cumsum(counts)])  # offsets[i]: ids of steps [start, start + i)
+    max_rows = max(1, budget_bytes // (4 * store.spec.example_width))
+    out = np.zeros((store.num_examples, p.shape[1]))
+    found = np.zeros(store.num_examples, dtype=bool)
+    last = stop
+    while last > start and not found.all():
+        # The block [first, last): as many steps back as fit the budget, at least one.
+        first = min(start + int(np.searchsorted(offsets, offsets[last - start] - max_rows)), last - 1)
+        block = ids[offsets[first - start] : offsets[last - start]]
+        values = store.journal_examples(first, last)[:, columns]
+        # Each example's newest visit in the block (its last occurrence), unless a newer block had it.
+        newest = len(block) - 1 - np.unique(block[::-1], return_index=True)[1]
+        newest = newest[~found[block[newest]]]
+        out[block[newest]] = values[newest]
+        found[block[newest]] = True
+        last = first
+    if not found.all():
+        missing = np.flatnonzero(~found)
+        raise ValueError(
+            f"{len(missing)} examples (ids {missing[:5].tolist()}...) are in no step of [{start}, {stop}): "
+            "nothing was recorded for them; widen steps"
+        )
+    return out
+
+
+def _linear_weights(store: ResponsibilityStore, num_classes: int) -> list[str]:
+    """The default of :func:`held_out_loss`: the last recorded Linear weight with inputs journaled and one output
+    per class."""
+    fitting = [
+        n for n in store.parameters if store.param(n).example_form == "outer" and store.param(n).shape[0] == num_classes
+    ]
+    if not fitting:
+        raise LayerSelectionError(
+            f"no Linear weight with {num_classes} outputs (one per class) is recorded with per-example attribution "
+            f"in {store.path}; pass parameters=[...] naming Linear weights recorded per example",
+            fixes=[{"attribution": "per_example"}],
+        )
+    return fitting[-1:]
+
+
+def _logistic_regression(x: torch.Tensor, y: torch.Tensor, classes: int, c: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (features, classes) and bias minimising ``mean cross-entropy + ‖W‖² / (2 c n)`` (L-BFGS, float64)."""
+    w = torch.zeros(x.shape[1], classes, dtype=x.dtype, requires_grad=True)
+    b = torch.zeros(classes, dtype=x.dtype, requires_grad=True)
+    penalty = 0.5 / (c * max(len(y), 1))
+    opt = torch.optim.LBFGS(
+        [w, b],
+        max_iter=500,
+        tolerance_grad=1e-7,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+
+    def objective() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(x @ w + b, y) + penalty * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(objective)
+    return w.detach(), b.detach()

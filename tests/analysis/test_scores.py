@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from responsibility.analysis.scores import class_agreement, label_push, self_responsibility
+from responsibility.analysis.scores import (
+    class_agreement,
+    held_out_loss,
+    label_push,
+    recorded_inputs,
+    self_responsibility,
+)
+from responsibility.errors import LayerSelectionError
 from responsibility.evaluation import detection_curve, mislabel_auc, recall_at
 from responsibility.recording.per_example import ExampleGradients
 from responsibility.recording.recorder import Recorder
@@ -138,3 +145,88 @@ def test_label_push_defaults_to_the_last_layer_with_one_unit_per_class(tmp_path)
     rec.close()
     np.testing.assert_allclose(label_push(store), [1.0, 3.0])  # out.bias only: ex0 unit 0, ex1 unit 1
     np.testing.assert_allclose(label_push(store, ["hidden.bias", "out.bias"]), [6.0, -2.0])
+
+
+def _probe_run(tmp_path, n=30, classes=3, batch=4, epochs=3):
+    """A per-example SGD run of hidden -> relu -> out with the out Linear's inputs captured by hand at every step."""
+    torch.manual_seed(0)
+    x, y = torch.randn(n, 5), torch.arange(n) % classes
+    hidden, out = torch.nn.Linear(5, 4), torch.nn.Linear(4, classes)
+    spec = ParamSpec("out.weight", (classes, 4), example_form="outer")
+    rspec = RecordingSpec((spec,), num_examples=n, attribution="per_example", share_rule="gradient")
+    store = ResponsibilityStore.create(tmp_path / "p.zarr", rspec, layout=Layout(chunk_steps=2), labels=y.numpy())
+    rec = Recorder(store, [(spec, out.weight)], background=False)
+    grads = ExampleGradients([(spec, out, "weight")])
+    grads.attach()
+    opt = torch.optim.SGD([*hidden.parameters(), *out.parameters()], lr=0.3)
+    seen = []  # (step, epoch, ids, the inputs fed to out)
+    for epoch in range(epochs):
+        for ids in torch.randperm(n, generator=torch.Generator().manual_seed(epoch)).split(batch):
+            h = torch.relu(hidden(x[ids]))
+            seen.append((len(seen), epoch, ids.numpy(), h.detach().double().numpy()))
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(out(h), y[ids]).backward()
+            rec.snapshot()
+            opt.step()
+            rec.record_step(ids, epoch=epoch, examples=grads.take())
+    rec.close()
+    return store, y.numpy(), seen
+
+
+def _last_inputs(seen, n, steps):
+    want = np.full((n, 4), np.nan)
+    for step, _, ids, h in seen:
+        if steps[0] <= step < steps[1]:
+            want[ids] = h  # later steps overwrite earlier ones: each example's last visit
+    return want
+
+
+def test_recorded_inputs_are_the_inputs_at_each_examples_last_step(tmp_path):
+    store, _, seen = _probe_run(tmp_path)
+    n = store.num_examples
+    np.testing.assert_allclose(recorded_inputs(store, "out.weight"), _last_inputs(seen, n, (0, store.steps)), rtol=1e-6)
+    first = store.epoch_steps(0)
+    # A budget of one row per block walks the journal one step at a time.
+    got = recorded_inputs(store, "out.weight", steps=first, budget_bytes=1)
+    np.testing.assert_allclose(got, _last_inputs(seen, n, first), rtol=1e-6)
+    with pytest.raises(ValueError, match="in no step"):
+        recorded_inputs(store, "out.weight", steps=(0, 2))  # 8 of the 30 examples
+    with pytest.raises(IndexError):
+        recorded_inputs(store, "out.weight", steps=(0, store.steps + 1))
+
+
+def test_held_out_loss_equals_a_cross_fit_by_hand(tmp_path):
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    store, y, seen = _probe_run(tmp_path)
+    n, folds, c = store.num_examples, 3, 0.5
+    x = _last_inputs(seen, n, (0, store.steps))
+    x = (x - x.mean(0)) / x.std(0)
+
+    def by_hand(labels):
+        fold = np.random.default_rng(7).permutation(n) % folds  # the documented folds
+        want = np.zeros(n)
+        for k in range(folds):
+            fit = linear_model.LogisticRegression(C=c, tol=1e-10, max_iter=10_000)
+            fit.fit(x[fold != k], labels[fold != k])
+            want[fold == k] = -np.log(fit.predict_proba(x[fold == k])[np.arange((fold == k).sum()), labels[fold == k]])
+        return want
+
+    np.testing.assert_allclose(held_out_loss(store, folds=folds, c=c, seed=7), by_hand(y), rtol=1e-4, atol=1e-6)
+    flipped = y.copy()
+    flipped[:6] = (y[:6] + 1) % 3  # labels given as an argument are the ones fitted and scored
+    got = held_out_loss(store, labels=flipped, folds=folds, c=c, seed=7)
+    np.testing.assert_allclose(got, by_hand(flipped), rtol=1e-4, atol=1e-6)
+
+
+def test_held_out_loss_errors(tmp_path):
+    store, _, _ = _probe_run(tmp_path)
+    for bad in (dict(folds=1), dict(folds=store.num_examples + 1)):
+        with pytest.raises(ValueError, match="folds"):
+            held_out_loss(store, **bad)
+    with pytest.raises(ValueError, match="c must be positive"):
+        held_out_loss(store, c=0.0)
+    uniform = _store(tmp_path, [([0], [1.0, 1.0]), ([1, 2, 3], [-1.0, 0.5])])
+    with pytest.raises(LayerSelectionError, match="per-example"):
+        held_out_loss(uniform)
+    with pytest.raises(LayerSelectionError, match="per-example"):
+        recorded_inputs(uniform, "w")
