@@ -19,6 +19,7 @@ from responsibility.evaluation import (
     class_detection,
     linear_datamodeling_score,
     model_randomization,
+    randomization_test,
     rankdata,
     spearman,
     topk_cardinality,
@@ -46,6 +47,36 @@ def test_model_randomization_by_hand():
     assert model_randomization(s, r) == pytest.approx(0.8)
     with pytest.raises(ValueError, match="constant"):
         model_randomization(np.ones((2, 3)), s[:, :3])
+
+
+class _TableModel:
+    """A hand-built "model": a fixed prediction for every input and, per class, fixed scores of 4 examples."""
+
+    def __init__(self, predicts: int, table: dict[int, list[float]]) -> None:
+        self.predicts, self.table = predicts, table
+
+
+def _explain_table(model: _TableModel, targets: np.ndarray) -> np.ndarray:
+    return np.array([model.table[int(t)] for t in targets])
+
+
+def test_randomization_test_uses_the_trained_models_targets():
+    """The re-initialised model predicts class 1 everywhere, the trained one class 0. Explaining class 0 the two
+    models rank the examples identically (Spearman 1); the random model's own class 1 reverses the ranking.
+    Same-target randomization (quanda, Adebayo et al.) must report 1.0, not the own-prediction -1.0."""
+    trained = _TableModel(0, {0: [1.0, 2.0, 3.0, 4.0], 1: [4.0, 3.0, 2.0, 1.0]})
+    randomized = _TableModel(1, {0: [10.0, 20.0, 30.0, 40.0], 1: [40.0, 30.0, 20.0, 10.0]})
+    targets = np.full(3, trained.predicts)
+    asked: list[tuple[int, list[int]]] = []
+
+    def explain(model: _TableModel, t: np.ndarray) -> np.ndarray:
+        asked.append((model.predicts, t.tolist()))
+        return _explain_table(model, t)
+
+    assert randomization_test(explain, trained, randomized, targets) == pytest.approx(1.0)
+    assert asked == [(0, [0, 0, 0]), (1, [0, 0, 0])]  # the random model was asked for the trained class
+    own = _explain_table(randomized, np.full(3, randomized.predicts))
+    assert model_randomization(_explain_table(trained, targets), own) == pytest.approx(-1.0)  # the old protocol
 
 
 def test_class_detection_and_cardinality_by_hand():
