@@ -148,7 +148,8 @@ def test_attribute_reproduces_explain_of_the_paper_rule(tmp_path):
 
 
 def test_evaluate_end_to_end_on_digits(tmp_path):
-    """conf/evaluate.yaml composed on scikit-learn's digits: every table and file is written, metrics in range."""
+    """conf/evaluate.yaml composed on scikit-learn's digits, two seeds: every table and file is written for each
+    seed, metrics in range, and the summary holds each seed's metric and their mean and spread."""
     from hydra import compose, initialize_config_dir
 
     from responsibility.experiments.evaluate import evaluate
@@ -164,6 +165,7 @@ def test_evaluate_end_to_end_on_digits(tmp_path):
         "model.optimizer=sgd",
         "model.lr=0.05",
         "trainer.max_epochs=1",
+        "seeds=[0,1]",
         f"peers.cleanlab.folds={2 if cleanlab else 0}",
         "sanity.n_test=8",
         "lds.subsets=2",
@@ -174,14 +176,31 @@ def test_evaluate_end_to_end_on_digits(tmp_path):
     ]
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=overrides)
-    results = evaluate(cfg, command="test")
-    names = [r["score"] for r in results["mislabel"]]
+    summary = evaluate(cfg, command="test")
+    assert summary["seeds"] == [0, 1]
+    runs = [json.loads((tmp_path / f"seed{s}" / "results.json").read_text()) for s in (0, 1)]
     peers = ["final_loss", "aum", "tracin_self_influence"] + ["cleanlab_label_quality"] * cleanlab
-    assert names == [*cfg.scores, *peers, "random"]
-    assert all(0 <= r["recall@20%"] <= 1 and 0 <= r["auc"] <= 1 for r in results["mislabel"])
-    assert set(results["sanity"]) == {"responsibility", "responsibility_signed", "tracin"}
-    assert set(results["lds"]) == set(results["sanity"])
-    assert results["fix_labels"]["fractions"] == [0.0, 1.0] and results["fix_labels"]["retrained_models"] == 2
-    for name in ("results.json", "mislabel.csv", "results.md", "detection.png", "fix_labels.png"):
+    for seed, results in enumerate(runs):
+        assert results["seed"] == seed
+        names = [r["score"] for r in results["mislabel"]]
+        assert names == [*cfg.scores, *peers, "random"]
+        assert all(0 <= r["recall@20%"] <= 1 and 0 <= r["auc"] <= 1 for r in results["mislabel"])
+        assert set(results["sanity"]) == {"responsibility", "paper_rule", "tracin"}
+        assert set(results["lds"]) == set(results["sanity"])
+        assert results["fix_labels"]["fractions"] == [0.0, 1.0] and results["fix_labels"]["retrained_models"] == 2
+        for name in ("results.json", "mislabel.csv", "results.md", "detection.png", "fix_labels.png"):
+            assert (tmp_path / f"seed{seed}" / name).stat().st_size > 0
+            assert (tmp_path / "docs" / f"seed{seed}" / name).exists()
+        assert results["setup"]["flipped"] == 12
+    assert runs[0]["flipped_ids"] != runs[1]["flipped_ids"]  # the seed draws the data and the flips
+    for name in ("results.json", "results.md"):
         assert (tmp_path / name).stat().st_size > 0 and (tmp_path / "docs" / name).exists()
-    assert json.loads((tmp_path / "results.json").read_text())["setup"]["flipped"] == 12
+    for method in ("responsibility", "paper_rule", "tracin"):
+        for metric in ("class_detection", "model_randomization", "topk_cardinality", "lds"):
+            got = summary["explanations"][method][metric]
+            want = [r["lds"][method] if metric == "lds" else r["sanity"][method][metric] for r in runs]
+            assert got["per_seed"] == want
+            assert got["mean"] == pytest.approx(np.mean(want)) and got["std"] == pytest.approx(np.std(want))
+    auc = summary["mislabel"]["final_loss"]["auc"]
+    assert auc["per_seed"] == [next(r["auc"] for r in run["mislabel"] if r["score"] == "final_loss") for run in runs]
+    assert "same targets" in (tmp_path / "results.md").read_text().lower()
