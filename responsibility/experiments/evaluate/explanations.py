@@ -69,21 +69,20 @@ def sanity_metrics(
     """Class detection, model randomization (the re-initialised model explains the trained model's ``targets``:
     :func:`randomization_test`) and top-k cardinality of each method; and each method's trained attributions."""
     labels = y.numpy()
-    metrics, attributions = {}, {}
+    metrics: dict[str, dict[str, float]] = {}
+    attributions: dict[str, np.ndarray] = {}
     for name, explain in methods.items():
-        att = explain(trained, targets)
+        att = attributions[name] = explain(trained, targets)
         top = np.argsort(-att, axis=1, kind="stable")[:, :k]
+
+        def reuse(s: Subject, t: np.ndarray, att: np.ndarray = att, explain: Explain = explain) -> np.ndarray:
+            return att if s is trained else explain(s, t)  # the trained model's scores are computed above
+
         metrics[name] = {
             "class_detection": class_detection(labels[top[:, 0]], targets),
-            "model_randomization": randomization_test(
-                lambda s, t, att=att, explain=explain: att if s is trained else explain(s, t),
-                trained,
-                randomized,
-                targets,
-            ),
+            "model_randomization": randomization_test(reuse, trained, randomized, targets),
             "topk_cardinality": topk_cardinality(top),
         }
-        attributions[name] = att
     return metrics, attributions
 
 

@@ -98,7 +98,9 @@ def _markdown(results: dict[str, Any]) -> str:
                 if lds
                 else ""
             )
-            + " Methods: " + "; ".join(f"`{n}` = {_method(n, o)}" for n, o in _methods(setup).items()) + ".",
+            + " Methods: "
+            + "; ".join(f"`{n}` = {_method(n, o)}" for n, o in _methods(setup).items())
+            + ".",
             "",
         ]
         metrics = [m for m in EXPLANATION_METRICS if m in next(iter(results["explanations"].values()))]
