@@ -2,7 +2,8 @@
 
 - Mislabel detection from a ranking score (higher = inspect first): :func:`detection_curve`, :func:`recall_at`,
   :func:`mislabel_auc`.
-- quanda-style metrics, reimplemented (no quanda dependency): :func:`model_randomization`,
+- quanda-style metrics, reimplemented (no quanda dependency): :func:`randomization_test` (the trained and the
+  re-initialised model explain the same targets) with its correlation :func:`model_randomization`,
   :func:`class_detection`, :func:`topk_cardinality`, :func:`auprc` (spurious-correlation test) and
   :func:`linear_datamodeling_score`; :func:`spearman` is their rank correlation.
 - Every training example's score for a test input (what these metrics take) is
@@ -11,7 +12,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
+
+Model = TypeVar("Model")
 
 
 def detection_curve(scores: np.ndarray, flipped: np.ndarray) -> np.ndarray:
@@ -82,10 +88,30 @@ def _mean_defined(values: np.ndarray, what: str) -> float:
 
 
 def model_randomization(scores: np.ndarray, randomized_scores: np.ndarray) -> float:
-    """Model randomization test: mean over test inputs of the Spearman correlation between the explanation
-    scores (n_test, N) under the trained model and under a re-initialised model. Lower is better: explanations
-    that survive randomising the model do not depend on what it learnt. Constant rows are skipped."""
+    """Mean over test inputs of the Spearman correlation between the explanation scores (n_test, N) under the
+    trained model and under a re-initialised model. Lower is better: explanations that survive randomising the
+    model do not depend on what it learnt. Constant rows are skipped.
+
+    Both score arrays must explain the SAME targets (the trained model's); :func:`randomization_test` computes
+    them that way.
+    """
     return _mean_defined(spearman(scores, randomized_scores), "model randomization")
+
+
+def randomization_test(
+    explain: Callable[[Model, np.ndarray], np.ndarray], trained: Model, randomized: Model, targets: np.ndarray
+) -> float:
+    """The model randomization test as quanda runs it and in Adebayo et al.'s (2018) sense.
+
+    ``explain(model, targets)`` returns the (n_test, N) scores of every training example for each test input,
+    explaining class ``targets[i]`` for input i; ``targets`` are the trained model's predictions. The
+    re-initialised model explains the SAME targets, not its own predictions: the test asks whether the
+    explanation of one fixed output depends on the learnt weights. (Letting the randomized model explain its own
+    prediction mixes in how often it changes class, which in a two-class task flips a signed ranking and so
+    lowers the correlation for a reason unrelated to the explanation.) Returns :func:`model_randomization`.
+    """
+    targets = np.asarray(targets)
+    return model_randomization(explain(trained, targets), explain(randomized, targets))
 
 
 def class_detection(top1_labels: np.ndarray, predicted: np.ndarray) -> float:

@@ -9,12 +9,16 @@ inspect first". Only numpy and torch are imported here; cleanlab is imported laz
   AUM (Pleiss et al., 2020) averages it over training epochs (low = suspicious). The epoch margins come from
   :class:`responsibility.callbacks.margins.MarginCallback`.
 - :func:`tracin_self_influence` / :func:`tracin_influence`: TracIn restricted to the last Linear layer, with one
-  term per saved checkpoint, as captum's ``TracInCPFast`` computes it (reimplemented here in a few lines rather
+  term per saved checkpoint, in the manner of captum's ``TracInCPFast`` (reimplemented here in a few lines rather
   than depending on captum). For cross-entropy the gradient of the loss with respect to the logits is
   ``g = softmax(z) − onehot(y)``, and the gradient with respect to the last layer's weights and bias is the outer
   product of ``g`` with ``[a, 1]`` (``a`` = the layer's input), so
   ``TracIn(x, z) = Σ_checkpoints lr · (g_x · g_z) · (a_x · a_z + 1)`` and the self-influence is
   ``Σ_checkpoints lr · ‖g‖² · (‖a‖² + 1)`` (high = suspicious).
+  **Difference from captum:** ``TracInCPFast`` takes the gradient with respect to the final layer's weight only
+  and leaves out its bias, i.e. it computes ``Σ lr · (g_x · g_z) · (a_x · a_z)``. These functions include the
+  bias whenever the layer has one (:attr:`LastLayerState.bias`), so they differ from captum by the bias term
+  ``Σ lr · (g_x · g_z)``; with ``bias=False`` they are captum's formula.
 - :func:`cross_validated_probabilities`: out-of-fold predicted probabilities (stratified K folds).
 - :func:`self_confidence` and :func:`cleanlab_label_quality`: the predicted probability of the given label, which
   is cleanlab's default label-quality method (``cleanlab.rank.get_label_quality_scores``); low = suspicious.

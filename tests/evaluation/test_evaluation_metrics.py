@@ -19,6 +19,7 @@ from responsibility.evaluation import (
     class_detection,
     linear_datamodeling_score,
     model_randomization,
+    randomization_test,
     rankdata,
     spearman,
     topk_cardinality,
@@ -46,6 +47,36 @@ def test_model_randomization_by_hand():
     assert model_randomization(s, r) == pytest.approx(0.8)
     with pytest.raises(ValueError, match="constant"):
         model_randomization(np.ones((2, 3)), s[:, :3])
+
+
+class _TableModel:
+    """A hand-built "model": a fixed prediction for every input and, per class, fixed scores of 4 examples."""
+
+    def __init__(self, predicts: int, table: dict[int, list[float]]) -> None:
+        self.predicts, self.table = predicts, table
+
+
+def _explain_table(model: _TableModel, targets: np.ndarray) -> np.ndarray:
+    return np.array([model.table[int(t)] for t in targets])
+
+
+def test_randomization_test_uses_the_trained_models_targets():
+    """The re-initialised model predicts class 1 everywhere, the trained one class 0. Explaining class 0 the two
+    models rank the examples identically (Spearman 1); the random model's own class 1 reverses the ranking.
+    Same-target randomization (quanda, Adebayo et al.) must report 1.0, not the own-prediction -1.0."""
+    trained = _TableModel(0, {0: [1.0, 2.0, 3.0, 4.0], 1: [4.0, 3.0, 2.0, 1.0]})
+    randomized = _TableModel(1, {0: [10.0, 20.0, 30.0, 40.0], 1: [40.0, 30.0, 20.0, 10.0]})
+    targets = np.full(3, trained.predicts)
+    asked: list[tuple[int, list[int]]] = []
+
+    def explain(model: _TableModel, t: np.ndarray) -> np.ndarray:
+        asked.append((model.predicts, t.tolist()))
+        return _explain_table(model, t)
+
+    assert randomization_test(explain, trained, randomized, targets) == pytest.approx(1.0)
+    assert asked == [(0, [0, 0, 0]), (1, [0, 0, 0])]  # the random model was asked for the trained class
+    own = _explain_table(randomized, np.full(3, randomized.predicts))
+    assert model_randomization(_explain_table(trained, targets), own) == pytest.approx(-1.0)  # the old protocol
 
 
 def test_class_detection_and_cardinality_by_hand():
@@ -117,7 +148,8 @@ def test_attribute_reproduces_explain_of_the_paper_rule(tmp_path):
 
 
 def test_evaluate_end_to_end_on_digits(tmp_path):
-    """conf/evaluate.yaml composed on scikit-learn's digits: every table and file is written, metrics in range."""
+    """conf/evaluate.yaml composed on scikit-learn's digits, two seeds: every table and file is written for each
+    seed, metrics in range, and the summary holds each seed's metric and their mean and spread."""
     from hydra import compose, initialize_config_dir
 
     from responsibility.experiments.evaluate import evaluate
@@ -133,6 +165,7 @@ def test_evaluate_end_to_end_on_digits(tmp_path):
         "model.optimizer=sgd",
         "model.lr=0.05",
         "trainer.max_epochs=1",
+        "seeds=[0,1]",
         f"peers.cleanlab.folds={2 if cleanlab else 0}",
         "sanity.n_test=8",
         "lds.subsets=2",
@@ -143,14 +176,31 @@ def test_evaluate_end_to_end_on_digits(tmp_path):
     ]
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
         cfg = compose(config_name="evaluate", overrides=overrides)
-    results = evaluate(cfg, command="test")
-    names = [r["score"] for r in results["mislabel"]]
+    summary = evaluate(cfg, command="test")
+    assert summary["seeds"] == [0, 1]
+    runs = [json.loads((tmp_path / f"seed{s}" / "results.json").read_text()) for s in (0, 1)]
     peers = ["final_loss", "aum", "tracin_self_influence"] + ["cleanlab_label_quality"] * cleanlab
-    assert names == [*cfg.scores, *peers, "random"]
-    assert all(0 <= r["recall@20%"] <= 1 and 0 <= r["auc"] <= 1 for r in results["mislabel"])
-    assert set(results["sanity"]) == {"responsibility", "responsibility_signed", "tracin"}
-    assert set(results["lds"]) == set(results["sanity"])
-    assert results["fix_labels"]["fractions"] == [0.0, 1.0] and results["fix_labels"]["retrained_models"] == 2
-    for name in ("results.json", "mislabel.csv", "results.md", "detection.png", "fix_labels.png"):
+    for seed, results in enumerate(runs):
+        assert results["seed"] == seed
+        names = [r["score"] for r in results["mislabel"]]
+        assert names == [*cfg.scores, *peers, "random"]
+        assert all(0 <= r["recall@20%"] <= 1 and 0 <= r["auc"] <= 1 for r in results["mislabel"])
+        assert set(results["sanity"]) == {"responsibility", "paper_rule", "tracin"}
+        assert set(results["lds"]) == set(results["sanity"])
+        assert results["fix_labels"]["fractions"] == [0.0, 1.0] and results["fix_labels"]["retrained_models"] == 2
+        for name in ("results.json", "mislabel.csv", "results.md", "detection.png", "fix_labels.png"):
+            assert (tmp_path / f"seed{seed}" / name).stat().st_size > 0
+            assert (tmp_path / "docs" / f"seed{seed}" / name).exists()
+        assert results["setup"]["flipped"] == 12
+    assert runs[0]["flipped_ids"] != runs[1]["flipped_ids"]  # the seed draws the data and the flips
+    for name in ("results.json", "results.md"):
         assert (tmp_path / name).stat().st_size > 0 and (tmp_path / "docs" / name).exists()
-    assert json.loads((tmp_path / "results.json").read_text())["setup"]["flipped"] == 12
+    for method in ("responsibility", "paper_rule", "tracin"):
+        for metric in ("class_detection", "model_randomization", "topk_cardinality", "lds"):
+            got = summary["explanations"][method][metric]
+            want = [r["lds"][method] if metric == "lds" else r["sanity"][method][metric] for r in runs]
+            assert got["per_seed"] == want
+            assert got["mean"] == pytest.approx(np.mean(want)) and got["std"] == pytest.approx(np.std(want))
+    auc = summary["mislabel"]["final_loss"]["auc"]
+    assert auc["per_seed"] == [next(r["auc"] for r in run["mislabel"] if r["score"] == "final_loss") for run in runs]
+    assert "same targets" in (tmp_path / "results.md").read_text().lower()

@@ -2,72 +2,88 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
 import lightning as L
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from responsibility.evaluation import (
     class_detection,
     linear_datamodeling_score,
-    model_randomization,
+    randomization_test,
     topk_cardinality,
 )
 from responsibility.evaluation.peers import tracin_influence
 from responsibility.experiments.runs import Checkpoints, checkpoint_states, fit_fresh, predict
-from responsibility.query import QueryOptions, attribute
+from responsibility.query import attribute
 from responsibility.store import ResponsibilityStore
 
-__all__ = ["explain_test_inputs", "lds_scores", "sanity_metrics"]
+__all__ = ["Subject", "explainers", "lds_scores", "sanity_metrics"]
 
 
-def explain_test_inputs(
-    cfg: DictConfig,
-    model: L.LightningModule,
-    store: ResponsibilityStore,
-    checkpoints: Checkpoints,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    x_test: torch.Tensor,
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(predicted classes, {method: (n_test, N) attributions}) for test inputs, explaining the prediction.
+@dataclass
+class Subject:
+    """A model to explain and the checkpoints TracIn replays for it."""
 
-    Responsibility: the paper's rule (:func:`attribute` with ``method="most_activated"``) with ``cfg.sanity``'s
-    layers and sign, and a signed variant (R_pos − R_neg of the same chosen weights). TracIn: last-layer TracInCP
-    over ``checkpoints``.
+    model: L.LightningModule
+    checkpoints: Checkpoints
+
+
+Explain = Callable[[Subject, np.ndarray], np.ndarray]
+
+
+def explainers(
+    cfg: DictConfig, store: ResponsibilityStore, x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor
+) -> dict[str, Explain]:
+    """``{name: explain(subject, targets) -> (n_test, N) scores}`` for every method to measure.
+
+    Responsibility: one entry per ``cfg.sanity.methods`` (``name: {attribute() keywords}``; ``{}`` is
+    :func:`attribute`'s default explanation). Peer: ``tracin``, last-layer TracInCP over the subject's
+    checkpoints. ``targets`` (one class per test input) is what every method explains.
     """
-    s = cfg.sanity
-    layers = None if s.layers is None else [str(v) for v in s.layers]
-    opts = QueryOptions(method="most_activated", layers=layers, sign=s.sign)
-    predicted = predict(model, x_test).argmax(1).numpy()
-    tracin = tracin_influence(
-        checkpoint_states(cfg, checkpoints, x_test), predicted, checkpoint_states(cfg, checkpoints, x), y
-    )
-    return predicted, {
-        "responsibility": attribute(model, store, x_test, opts),
-        "responsibility_signed": attribute(model, store, x_test, opts, sign="net"),
-        "tracin": tracin,
-    }
+    methods = cast(dict[str, Any], OmegaConf.to_container(cfg.sanity.methods, resolve=True))
+
+    def responsibility(options: dict[str, Any]) -> Explain:
+        return lambda s, targets: attribute(s.model, store, x_test, **options, targets=targets)
+
+    def tracin(s: Subject, targets: np.ndarray) -> np.ndarray:
+        test_states = checkpoint_states(cfg, s.checkpoints, x_test)
+        return tracin_influence(test_states, targets, checkpoint_states(cfg, s.checkpoints, x), y)
+
+    out = {str(name): responsibility(dict(options or {})) for name, options in methods.items()}
+    return out | {"tracin": tracin}
 
 
 def sanity_metrics(
-    attributions: dict[str, np.ndarray],
-    randomized: dict[str, np.ndarray],
-    predicted: np.ndarray,
+    methods: dict[str, Explain],
+    trained: Subject,
+    randomized: Subject,
+    targets: np.ndarray,
     y: torch.Tensor,
     k: int,
-) -> dict[str, dict[str, float]]:
-    """Class detection, model randomization and top-k cardinality of each attribution method."""
+) -> tuple[dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """Class detection, model randomization (the re-initialised model explains the trained model's ``targets``:
+    :func:`randomization_test`) and top-k cardinality of each method; and each method's trained attributions."""
     labels = y.numpy()
-    out = {}
-    for name, att in attributions.items():
+    metrics: dict[str, dict[str, float]] = {}
+    attributions: dict[str, np.ndarray] = {}
+    for name, explain in methods.items():
+        att = attributions[name] = explain(trained, targets)
         top = np.argsort(-att, axis=1, kind="stable")[:, :k]
-        out[name] = {
-            "class_detection": class_detection(labels[top[:, 0]], predicted),
-            "model_randomization": model_randomization(att, randomized[name]),
+
+        def reuse(s: Subject, t: np.ndarray, att: np.ndarray = att, explain: Explain = explain) -> np.ndarray:
+            return att if s is trained else explain(s, t)  # the trained model's scores are computed above
+
+        metrics[name] = {
+            "class_detection": class_detection(labels[top[:, 0]], targets),
+            "model_randomization": randomization_test(reuse, trained, randomized, targets),
             "topk_cardinality": topk_cardinality(top),
         }
-    return out
+    return metrics, attributions
 
 
 def lds_scores(

@@ -58,7 +58,7 @@ def _plot_fix_labels(path: Path, fix: dict[str, Any], title: str) -> None:
 def _markdown(results: dict[str, Any]) -> str:
     s = results["setup"]
     lines = [
-        f"# {results['experiment']}: {results['run']}",
+        f"# {results['experiment']}: {results['run']}, seed {results['seed']}",
         "",
         f"`{results['command']}`",
         "",
@@ -86,10 +86,13 @@ def _markdown(results: dict[str, Any]) -> str:
         setup = results["sanity_setup"]
         lines += [
             "",
-            f"## Explanations of {setup['n_test']} test inputs (layers {setup['layers']}, k = {setup['k']})",
+            f"## Explanations of {setup['n_test']} test inputs (k = {setup['k']}; methods: {setup['methods']} "
+            "and last-layer TracIn)",
+            "",
+            "Every method and both models explain the trained model's predicted class (randomization: same targets).",
             "",
         ]
-        header = ["attribution", "class detection", "model randomization (Spearman, lower is better)"]
+        header = ["attribution", "class detection", "model randomization (same targets; lower is better)"]
         lines += markdown_table(
             header + ["top-k cardinality"] + (["LDS"] if lds else []),
             (

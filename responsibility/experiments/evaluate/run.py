@@ -1,28 +1,54 @@
-"""The evaluation of ``scripts/evaluate.py``: one recorded run, every ranking on it, the metrics, the outputs."""
+"""The evaluation of ``scripts/evaluate.py``: for each seed one recorded run, every ranking and explanation on it,
+the metrics and that seed's outputs; then every metric over the seeds (mean, spread and per seed)."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any, cast
 
 import lightning as L
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from responsibility.callbacks.margins import MarginCallback
-from responsibility.experiments.evaluate.explanations import explain_test_inputs, lds_scores, sanity_metrics
+from responsibility.experiments.evaluate.explanations import Subject, explainers, lds_scores, sanity_metrics
 from responsibility.experiments.evaluate.fix_labels import fix_labels_curve, fix_labels_orders
 from responsibility.experiments.evaluate.rankings import cleanlab_scores, peer_scores, responsibility_scores
 from responsibility.experiments.evaluate.report import PUBLISHED, mislabel_rows, write_outputs
+from responsibility.experiments.evaluate.summary import SUMMARY, summarize, write_summary
 from responsibility.experiments.reporting import Clock, publish, run_setup
-from responsibility.experiments.runs import checkpoint_states, prepared_data, record_run
+from responsibility.experiments.runs import checkpoint_states, predict, prepared_data, record_run
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "evaluate_seed"]
 
 
 def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
-    """Run the whole evaluation of ``cfg`` (see :mod:`responsibility.experiments.evaluate`); returns what
+    """Run the whole evaluation of ``cfg`` once per entry of ``cfg.seeds`` (see
+    :mod:`responsibility.experiments.evaluate`); returns what the top-level ``results.json`` holds."""
+    seeds = [int(s) for s in cfg.seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
+    out_dir = Path(cfg.results_dir)
+    runs = []
+    for seed in seeds:
+        seed_cfg = copy.deepcopy(cfg)
+        with open_dict(seed_cfg):
+            seed_cfg.seed = seed  # read by the data (the subset and the flips), training and the retrainings
+        runs.append(evaluate_seed(seed_cfg, out_dir / f"seed{seed}", command))
+    results = summarize(runs, command)
+    results["config"] = _container(cfg)
+    write_summary(out_dir, results)
+    if cfg.publish:
+        publish(out_dir, cfg.docs_dir, SUMMARY)
+        for seed in seeds:
+            publish(out_dir / f"seed{seed}", Path(cfg.docs_dir) / f"seed{seed}", PUBLISHED)
+    return results
+
+
+def evaluate_seed(cfg: DictConfig, out_dir: Path, command: str = "") -> dict[str, Any]:
+    """The evaluation of one seed (``cfg.seed``), its outputs written into ``out_dir``; returns what its
     ``results.json`` holds."""
     clock = Clock()
     dm = prepared_data(cfg)
@@ -31,7 +57,6 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     if len(flipped) == 0:
         raise ValueError("the training set has no flipped labels (data.label_noise = 0): nothing to detect")
     x, y, y_clean = train.images, train.targets, train.clean_targets
-    out_dir = Path(cfg.results_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     margins_cb = MarginCallback(train, keep_checkpoints=True)
@@ -55,6 +80,7 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     results: dict[str, Any] = {
         "experiment": cfg.task_name,
         "run": cfg.run_name,
+        "seed": cfg.seed,
         "command": command,
         "setup": {
             "train_examples": len(x),
@@ -67,17 +93,23 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     }
     if cfg.sanity.n_test:
         x_test = test.images[: cfg.sanity.n_test]
-        predicted, attributions = explain_test_inputs(cfg, model, store, margins_cb.checkpoints, x, y, x_test)
+        targets = predict(model, x_test).argmax(1).numpy()  # every method, both models, explain these
         L.seed_everything(cfg.seed + 1, verbose=False)
         random_model = instantiate(cfg.model)  # re-initialised: same architecture, untrained weights
         random_ckpt = [({k: v.detach().clone() for k, v in random_model.state_dict().items()}, 1.0)]
-        _, randomized = explain_test_inputs(cfg, random_model, store, random_ckpt, x, y, x_test)
+        results["sanity"], attributions = sanity_metrics(
+            explainers(cfg, store, x, y, x_test),
+            Subject(model, margins_cb.checkpoints),
+            Subject(random_model, random_ckpt),
+            targets,
+            y,
+            cfg.sanity.k,
+        )
         results["sanity_setup"] = {**_container(cfg.sanity), "n_test": len(x_test)}
-        results["sanity"] = sanity_metrics(attributions, randomized, predicted, y, cfg.sanity.k)
         clock.lap("sanity")
         if cfg.lds.subsets:
             results["lds_setup"] = _container(cfg.lds)
-            results["lds"] = lds_scores(cfg, x, y, x_test, predicted, attributions)
+            results["lds"] = lds_scores(cfg, x, y, x_test, targets, attributions)
             clock.lap("lds")
     if cfg.fix_labels.steps:
         orders = fix_labels_orders(mislabel, rankings, cfg.seed)
@@ -87,8 +119,6 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
     results["config"] = _container(cfg)
 
     write_outputs(out_dir, results, rankings)
-    if cfg.publish:
-        publish(out_dir, cfg.docs_dir, PUBLISHED)
     return results
 
 
