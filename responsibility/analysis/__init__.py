@@ -5,15 +5,23 @@
 
 from responsibility.analysis import offline
 from responsibility.analysis.groups import class_share, diagonal_dominance, group_responsibility, interclass_matrix
-from responsibility.analysis.scores import class_agreement, label_push, self_responsibility
+from responsibility.analysis.scores import (
+    class_agreement,
+    held_out_loss,
+    label_push,
+    recorded_inputs,
+    self_responsibility,
+)
 
 __all__ = [
     "class_agreement",
     "class_share",
     "diagonal_dominance",
     "group_responsibility",
+    "held_out_loss",
     "interclass_matrix",
     "label_push",
     "offline",
+    "recorded_inputs",
     "self_responsibility",
 ]

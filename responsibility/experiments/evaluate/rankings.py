@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, ListConfig
 
-from responsibility.analysis.scores import class_agreement, label_push, self_responsibility
+from responsibility.analysis.scores import class_agreement, held_out_loss, label_push, self_responsibility
 from responsibility.callbacks.margins import MarginCallback
 from responsibility.choices import check_choice
 from responsibility.evaluation.peers import (
@@ -30,6 +30,8 @@ SCORE_KINDS: dict[str, Callable[..., np.ndarray]] = {
     "self_responsibility": self_responsibility,
     "class_agreement": class_agreement,
     "label_push": label_push,
+    # Needs the output layer recorded with per-example attribution (docs/results/mislabel_score.md).
+    "held_out_loss": held_out_loss,
 }
 
 
