@@ -148,7 +148,8 @@ def print_next_steps(run_dir: Path, store: str | None) -> None:
     if store is not None and Path(store).exists() and checkpoint.is_file():
         print("Next, explain some test predictions by their most responsible training examples:")
         print(f"  responsibility query --run-dir {run_dir} --inputs test:0,1,2 -k 5")
-        print('or explore the run, fix its data and retrain, in the browser (pip install -c constraints.txt -e ".[explore]"):')
+        print("or explore the run, fix its data and retrain, in the browser", end="")
+        print(' (pip install -c constraints.txt -e ".[explore]"):')
         print(f"  responsibility explore {run_dir}")
     elif store is not None and Path(store).exists():
         print(f"Next, see what was recorded:\n  responsibility inspect {store}")
