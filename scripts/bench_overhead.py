@@ -5,8 +5,9 @@ Adam), CPU (``--accelerator gpu`` on a CUDA machine). Runs alternate
 (baseline, setting a, setting b, ...) so drifts in machine speed hit all settings alike; the reported ratio is the
 median over repeats of (fit time with callback) / (fit time of the baseline of the same repeat).
 
-Settings: (a) every weight tracked at weight granularity (the worst case: ~2.8 MB of Δw per step);
-(b) neuron granularity everywhere plus weight granularity on the last layer; (c) every weight, per-example
+Settings: (a) every weight tracked at weight granularity, uniform attribution (the worst case: ~2.8 MB of Δw per
+step; ``_bf16`` with the opt-in bfloat16 journal); (b) neuron granularity everywhere plus weight granularity on the
+last layer, attribution left at the callback's default ('auto'); (c) every weight, per-example
 attribution (journal: Δw per step plus each example's gradient factors). These time the journal path alone
 (``fold="never"``); ``b_defaults`` is (b) with every other callback setting at its default, so its fit time
 includes whatever the default does at fit end.
@@ -92,8 +93,8 @@ MODELS = {
     "paper_cnn": (
         lambda: PaperCNN(),
         {
-            "a_all_weights": dict(granularity="weight"),
-            "a_all_weights_bf16": dict(granularity="weight", journal_dtype="bfloat16"),
+            "a_all_weights": dict(granularity="weight", attribution="uniform"),
+            "a_all_weights_bf16": dict(granularity="weight", attribution="uniform", journal_dtype="bfloat16"),
             "b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc2": "weight"}),
             "b_defaults": dict(granularity={"*": "neuron", "net.fc2": "weight"}, fold=None),
             "c_all_weights_per_example": dict(granularity="weight", attribution="per_example"),
@@ -102,7 +103,7 @@ MODELS = {
     "lenet5": (
         lambda: LeNet5(),
         {
-            "a_all_weights": dict(granularity="weight"),
+            "a_all_weights": dict(granularity="weight", attribution="uniform"),
             "b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc3": "weight"}),
             "c_all_weights_per_example": dict(granularity="weight", attribution="per_example"),
         },
@@ -115,7 +116,7 @@ MODELS = {
     # The GPU check's model: neurons everywhere, weights on the classifier (uniform attribution).
     "resnet18": (
         lambda: ResNet18(),
-        {"b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc": "weight"})},
+        {"b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc": "weight"}, attribution="uniform")},
     ),
 }
 
