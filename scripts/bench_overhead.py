@@ -308,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "seconds": report.seconds,
                 "cells": report.cells,
                 "cells_per_second": report.cells_per_second,
+                "r_bytes": report.r_bytes,
+                "topk_seconds": report.topk_seconds,
             }
         results["settings"][name] = entry
 
