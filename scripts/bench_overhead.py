@@ -18,8 +18,6 @@ includes whatever the default does at fit end.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import json
 import os
 import platform
@@ -28,7 +26,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -42,7 +40,6 @@ from responsibility.experiments.classifier import ImageClassifier
 from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
 from responsibility.experiments.models import MLP, LeNet5, PaperCNN
 from responsibility.experiments.trainers import quiet_trainer
-from responsibility.recording.session import RecordingSession
 
 
 class ResNet18(torch.nn.Module):
@@ -145,21 +142,6 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-@contextlib.contextmanager
-def journal_dtype(dtype: str | None) -> Iterator[None]:
-    """Runs within record a ``dtype`` journal. The callback has no journal_dtype argument yet (helper B adds it to
-    RecordingSession); until then the session's layout is amended here."""
-    if dtype is None:
-        yield
-        return
-    original = RecordingSession._layout
-    RecordingSession._layout = lambda self, *a: dataclasses.replace(original(self, *a), journal_dtype=dtype)
-    try:
-        yield
-    finally:
-        RecordingSession._layout = original
-
-
 def disk_write_bandwidth(directory: Path, nbytes: int) -> float:
     """Plain sequential write (+fsync-free, like the store) of nbytes, in bytes/s."""
     block = np.random.default_rng(0).standard_normal(1 << 22, dtype=np.float32).tobytes()
@@ -229,10 +211,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             shutil.rmtree(path, ignore_errors=True)
             # fold="never" times the journal path alone; fold=None keeps the callback's default (fit end included).
             options = {"fold": "never", **kw}
-            dtype = options.pop("journal_dtype", None)
             cb = ResponsibilityCallback(path, **{k: v for k, v in options.items() if v is not None})
-            with journal_dtype(dtype):
-                wall, used = fit_once(data, net, args, args.epochs, cb, r)
+            wall, used = fit_once(data, net, args, args.epochs, cb, r)
             times[name].append(wall)
             cpu[name].append(used)
         print(
