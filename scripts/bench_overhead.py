@@ -5,8 +5,9 @@ Adam), CPU (``--accelerator gpu`` on a CUDA machine). Runs alternate
 (baseline, setting a, setting b, ...) so drifts in machine speed hit all settings alike; the reported ratio is the
 median over repeats of (fit time with callback) / (fit time of the baseline of the same repeat).
 
-Settings: (a) every weight tracked at weight granularity (the worst case: ~2.8 MB of Δw per step);
-(b) neuron granularity everywhere plus weight granularity on the last layer; (c) every weight, per-example
+Settings: (a) every weight tracked at weight granularity, uniform attribution (the worst case: ~2.8 MB of Δw per
+step; ``_bf16`` with the opt-in bfloat16 journal); (b) neuron granularity everywhere plus weight granularity on the
+last layer, attribution left at the callback's default ('auto'); (c) every weight, per-example
 attribution (journal: Δw per step plus each example's gradient factors). These time the journal path alone
 (``fold="never"``); ``b_defaults`` is (b) with every other callback setting at its default, so its fit time
 includes whatever the default does at fit end.
@@ -17,8 +18,6 @@ includes whatever the default does at fit end.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import json
 import os
 import platform
@@ -27,7 +26,7 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
@@ -41,7 +40,6 @@ from responsibility.experiments.classifier import ImageClassifier
 from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
 from responsibility.experiments.models import MLP, LeNet5, PaperCNN
 from responsibility.experiments.trainers import quiet_trainer
-from responsibility.recording.session import RecordingSession
 
 
 class ResNet18(torch.nn.Module):
@@ -92,8 +90,8 @@ MODELS = {
     "paper_cnn": (
         lambda: PaperCNN(),
         {
-            "a_all_weights": dict(granularity="weight"),
-            "a_all_weights_bf16": dict(granularity="weight", journal_dtype="bfloat16"),
+            "a_all_weights": dict(granularity="weight", attribution="uniform"),
+            "a_all_weights_bf16": dict(granularity="weight", attribution="uniform", journal_dtype="bfloat16"),
             "b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc2": "weight"}),
             "b_defaults": dict(granularity={"*": "neuron", "net.fc2": "weight"}, fold=None),
             "c_all_weights_per_example": dict(granularity="weight", attribution="per_example"),
@@ -102,7 +100,7 @@ MODELS = {
     "lenet5": (
         lambda: LeNet5(),
         {
-            "a_all_weights": dict(granularity="weight"),
+            "a_all_weights": dict(granularity="weight", attribution="uniform"),
             "b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc3": "weight"}),
             "c_all_weights_per_example": dict(granularity="weight", attribution="per_example"),
         },
@@ -115,7 +113,7 @@ MODELS = {
     # The GPU check's model: neurons everywhere, weights on the classifier (uniform attribution).
     "resnet18": (
         lambda: ResNet18(),
-        {"b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc": "weight"})},
+        {"b_neurons_plus_last_layer": dict(granularity={"*": "neuron", "net.fc": "weight"}, attribution="uniform")},
     ),
 }
 
@@ -142,21 +140,6 @@ def fit_once(
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
-
-
-@contextlib.contextmanager
-def journal_dtype(dtype: str | None) -> Iterator[None]:
-    """Runs within record a ``dtype`` journal. The callback has no journal_dtype argument yet (helper B adds it to
-    RecordingSession); until then the session's layout is amended here."""
-    if dtype is None:
-        yield
-        return
-    original = RecordingSession._layout
-    RecordingSession._layout = lambda self, *a: dataclasses.replace(original(self, *a), journal_dtype=dtype)
-    try:
-        yield
-    finally:
-        RecordingSession._layout = original
 
 
 def disk_write_bandwidth(directory: Path, nbytes: int) -> float:
@@ -228,10 +211,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             shutil.rmtree(path, ignore_errors=True)
             # fold="never" times the journal path alone; fold=None keeps the callback's default (fit end included).
             options = {"fold": "never", **kw}
-            dtype = options.pop("journal_dtype", None)
             cb = ResponsibilityCallback(path, **{k: v for k, v in options.items() if v is not None})
-            with journal_dtype(dtype):
-                wall, used = fit_once(data, net, args, args.epochs, cb, r)
+            wall, used = fit_once(data, net, args, args.epochs, cb, r)
             times[name].append(wall)
             cpu[name].append(used)
         print(
@@ -307,6 +288,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 "seconds": report.seconds,
                 "cells": report.cells,
                 "cells_per_second": report.cells_per_second,
+                "r_bytes": report.r_bytes,
+                "topk_seconds": report.topk_seconds,
             }
         results["settings"][name] = entry
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from responsibility.errors import LayerSelectionError, StoreMismatchError
 from responsibility.kernels import topk_rows
+from responsibility.progress import bar
 from responsibility.query.activations import activation_modules, compute_activations
 from responsibility.query.choice import Chosen, choose, eligible, final_layer
 from responsibility.query.contribution import PUSH_CACHE_BYTES, Pushes, contribution_scores
@@ -179,7 +180,8 @@ class Explainer:
         names, unsupported = self.resolve_layers(opts.layers, opts.method)
         device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
         called: set[str] = set()
-        with _eval(self.model):
+        # A bar only for queries that last (a test set), as for reads over many columns.
+        with _eval(self.model), bar(total=len(x), desc="inputs", unit="input", delay=2.0) as shown:
             for start in range(0, len(x), opts.batch_size):
                 chunk = x[start : start + opts.batch_size].to(device)
                 targets = opts.targets[start : start + len(chunk)] if isinstance(opts.targets, tuple) else opts.targets
@@ -191,6 +193,7 @@ class Explainer:
                 batch.names = [n for n in names if n in called]
                 batch.unsupported = unsupported + [n for n in names if n not in called]
                 yield start, batch
+                shown.update(len(chunk))
 
     def _contribution_batch(self, x: torch.Tensor, names: list[str], targets: Any, opts: QueryOptions) -> _Batch:
         by_module: dict[nn.Module, list[tuple[ParamSpec, str]]] = {}

@@ -44,9 +44,13 @@ def accumulate(
     per_example = p.example_form in ("outer", "dense")  # shares formed here
     units = p.example_form == "units"  # shares journaled per unit
     mean = spec.batch_share == "mean"
-    # Journal is read a chunk-row range at a time; the gathered source of a step group is bounded too
-    # (per-example folds hold a few (ids, columns) temporaries: gradients, shares and their two parts).
-    step_block = max(layout.chunk_steps, (budget // 4) // max(1, 4 * ncols * 2))
+    # Journal is read a chunk-row range at a time: a step's row (and its sign split) and, per example recorded
+    # per example, its values of these columns (a step holds up to a batch of them). The gathered source of a step
+    # group is bounded too (per-example folds hold a few (ids, columns) temporaries: gradients, shares, parts).
+    need = _needed_columns(journal, p, cols) if per_example or units else {}
+    id_bytes = 4 * sum(_count(sel) for sel in need.values())
+    step_bytes = 4 * ncols * 2 + id_bytes * (int(counts_all.max()) if len(counts_all) else 0)
+    step_block = max(layout.chunk_steps, (budget // 4) // max(1, step_bytes))
     step_block = max(1, step_block // layout.chunk_steps) * layout.chunk_steps
     if per_example or units:
         max_ids = max(1, (budget // 4) // max(1, 4 * ncols * 5))
@@ -59,10 +63,10 @@ def accumulate(
         if per_example:
             delta = tensor(read(steps, shift(cols, kinds["delta"].start)), device)
             lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
-            values = _example_values(journal, p, cols, first + lo, first + hi, device)
+            values = _example_values(journal, need, first + lo, first + hi, device)
         elif units:
             lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
-            values = _example_values(journal, p, cols, first + lo, first + hi, device)
+            values = _example_values(journal, need, first + lo, first + hi, device)
         elif p.granularity == "weight":
             block = read(steps, shift(cols, kinds["delta"].start))
             pos_rows, neg_rows = split_signed(tensor(block, device))
@@ -103,18 +107,24 @@ def accumulate(
             kernel(acc_neg, neg_rows, ids, row_of_id, scale)
 
 
-def _example_values(
-    journal: Journal, p: ParamSpec, cols: slice | np.ndarray, lo: int, hi: int, device: torch.device
-) -> dict[str, torch.Tensor]:
-    """The journaled per-example values of ``p`` that columns ``cols`` need, for flat id positions [lo, hi)."""
-    arr = journal.zarr_arrays["examples"]
+def _needed_columns(journal: Journal, p: ParamSpec, cols: slice | np.ndarray) -> dict[str, slice | np.ndarray]:
+    """The columns of ``journal/examples`` (by kind, as absolute row positions) that columns ``cols`` of ``p`` need:
+    per-unit sums column for column; gradients the columns their factors span."""
     where = journal.state.spec.example_columns()[p.name]
-    # Per-unit sums are read column for column; gradients need the columns their factors span.
     need = {kind: cols for kind in where} if p.example_form == "units" else needed_columns(p, cols)
-    return {
-        kind: tensor(journal.arrays.read(arr, slice(lo, hi), shift(sel, where[kind].start)), device)
-        for kind, sel in need.items()
-    }
+    return {kind: shift(sel, where[kind].start) for kind, sel in need.items()}
+
+
+def _count(sel: slice | np.ndarray) -> int:
+    return sel.stop - sel.start if isinstance(sel, slice) else len(sel)
+
+
+def _example_values(
+    journal: Journal, need: dict[str, slice | np.ndarray], lo: int, hi: int, device: torch.device
+) -> dict[str, torch.Tensor]:
+    """The journaled per-example values in columns ``need`` (see :func:`_needed_columns`), id positions [lo, hi)."""
+    arr = journal.zarr_arrays["examples"]
+    return {kind: tensor(journal.arrays.read(arr, slice(lo, hi), sel), device) for kind, sel in need.items()}
 
 
 def tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
