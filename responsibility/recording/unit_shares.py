@@ -42,9 +42,10 @@ def unit_shares(
         if rule == "magnitude":
             out, inp = out.abs(), inp.abs()
         scale, even = _ratios(d, out.T @ inp, n)
-        s_pos, s_neg = scale.clamp(min=0), scale.clamp(max=0).neg_()
+        s_pos = scale.clamp(min=0)
+        s_neg = s_pos - scale  # max(-scale, 0), in one pass
         if bool((inp >= 0).all()):  # inputs after a ReLU, or |a| (magnitude rule): a⁻ = 0, half the work
-            pq = inp @ torch.cat([s_pos, s_neg], 0).T
+            pq = torch.cat([inp @ s_pos.T, inp @ s_neg.T], 1)
         else:  # [P | Q] = [a⁺ | a⁻] @ [[S⁺ᵀ, S⁻ᵀ], [S⁻ᵀ, S⁺ᵀ]] in one product
             a_pos, a_neg = inp.clamp(min=0), inp.clamp(max=0).neg_()
             blocks = torch.cat([torch.cat([s_pos, s_neg], 0), torch.cat([s_neg, s_pos], 0)], 1)
@@ -58,15 +59,18 @@ def unit_shares(
         scale, even = _ratios(d, weight.sum(0), n)
         share = weight * scale
         pos, neg = share.clamp(min=0).sum(2), share.clamp(max=0).sum(2).neg_()
-    # The evenly split weights add the same amount to every example of the step.
-    pos = pos + even.clamp(min=0).sum(1)
-    neg = neg + even.clamp(max=0).sum(1).neg()
+    if even is not None:  # the evenly split weights add the same amount to every example of the step
+        pos = pos + even.clamp(min=0).sum(1)
+        neg = neg + even.clamp(max=0).sum(1).neg()
     return torch.cat([pos, neg], 1)
 
 
-def _ratios(delta: torch.Tensor, denom: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``Δw / Σ_k w_k`` where finite (else 0), and the evenly split ``Δw / n`` where not (else 0)."""
+def _ratios(delta: torch.Tensor, denom: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``Δw / Σ_k w_k`` where finite (else 0), and the evenly split ``Δw / n`` where not (else 0; None when every
+    ratio is finite, the usual case, which saves the passes over the weights)."""
     scale = delta / denom
     usable = torch.isfinite(scale)
+    if bool(usable.all()):
+        return scale, None
     zero = torch.zeros((), dtype=scale.dtype, device=scale.device)
     return torch.where(usable, scale, zero), torch.where(usable, zero, delta / n)
