@@ -135,3 +135,24 @@ def test_topk_rows_matches_stable_sort_with_heavy_ties():
         order = np.argsort(-v, axis=1, kind="stable")[:, :k]
         np.testing.assert_array_equal(ids.numpy(), order)
         np.testing.assert_array_equal(vals.numpy(), np.take_along_axis(v, order, 1))
+
+
+def test_callback_bfloat16_journal_is_within_its_stated_error(tmp_path):
+    """journal_dtype="bfloat16" from the callback: the store says so, and R stays within 2^-8 (relative, per step's
+    Δw, summed) of the exact float32 journal of the same run."""
+    for dtype in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        cb = ResponsibilityCallback(tmp_path / f"{dtype}.zarr", attribution="uniform", journal_dtype=dtype)
+        make_trainer(tmp_path / dtype, [cb]).fit(TinyNet(), loader_48())
+    exact = ResponsibilityStore.open(tmp_path / "float32.zarr")
+    compact = ResponsibilityStore.open(tmp_path / "bfloat16.zarr")
+    assert (exact.layout.journal_dtype, compact.layout.journal_dtype) == ("float32", "bfloat16")
+    differs = False
+    for name in exact.parameters:
+        for sign in ("pos", "neg"):
+            r, c = exact.read(name, sign), compact.read(name, sign)
+            # Each step's |Δw| is rounded to bfloat16 (relative error <= 2^-8) before the sum of non-negative
+            # terms, so the sum is within 2^-8 of R (plus float32 summation noise).
+            assert np.all(np.abs(c - r) <= 2**-8 * np.abs(r) * (1 + 1e-4) + 1e-12), (name, sign)
+            differs |= not np.array_equal(c, r)
+    assert differs  # the compact journal was really used
