@@ -19,6 +19,7 @@ from responsibility.evaluation import (
 )
 from responsibility.evaluation.peers import tracin_influence
 from responsibility.experiments.runs import Checkpoints, checkpoint_states, fit_fresh, predict
+from responsibility.progress import bar
 from responsibility.query import attribute
 from responsibility.store import ResponsibilityStore
 
@@ -101,7 +102,7 @@ def lds_scores(
     n = len(x)
     masks = np.zeros((c.subsets, n), dtype=bool)
     outputs = np.zeros((c.subsets, len(x_test)))
-    for s in range(c.subsets):
+    for s in bar(range(c.subsets), desc="LDS retrainings", unit="model"):
         ids = np.sort(rng.choice(n, size=round(c.fraction * n), replace=False))
         masks[s, ids] = True
         m = fit_fresh(cfg, x[ids], y[ids], c.epochs, c.batch_size, cfg.seed)

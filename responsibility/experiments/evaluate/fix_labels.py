@@ -9,6 +9,7 @@ import torch
 from omegaconf import DictConfig
 
 from responsibility.experiments.runs import accuracy, fit_fresh
+from responsibility.progress import bar
 
 __all__ = ["fix_labels_curve", "fix_labels_orders"]
 
@@ -44,7 +45,7 @@ def fix_labels_curve(
     fractions = np.linspace(0.0, 1.0, c.steps + 1)
     trained: dict[bytes, float] = {}
     curves = {}
-    for name, order in orders.items():
+    for name, order in bar(orders.items(), desc="fix-labels curves", unit="ranking"):
         curve = []
         for f in fractions:
             checked = torch.as_tensor(order[: round(f * len(x))])

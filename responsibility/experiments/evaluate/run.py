@@ -20,6 +20,7 @@ from responsibility.experiments.evaluate.report import PUBLISHED, mislabel_rows,
 from responsibility.experiments.evaluate.summary import SUMMARY, summarize, write_summary
 from responsibility.experiments.reporting import Clock, publish, run_setup
 from responsibility.experiments.runs import checkpoint_states, predict, prepared_data, record_run
+from responsibility.progress import bar
 
 __all__ = ["evaluate", "evaluate_seed"]
 
@@ -32,7 +33,7 @@ def evaluate(cfg: DictConfig, command: str = "") -> dict[str, Any]:
         raise ValueError(f"seeds must be a non-empty list of distinct integers, got {seeds}")
     out_dir = Path(cfg.results_dir)
     runs = []
-    for seed in seeds:
+    for seed in bar(seeds, desc="seeds", unit="seed"):
         seed_cfg = copy.deepcopy(cfg)
         with open_dict(seed_cfg):
             seed_cfg.seed = seed  # read by the data (the subset and the flips), training and the retrainings
