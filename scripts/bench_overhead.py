@@ -38,52 +38,8 @@ from torch.utils.data import DataLoader
 from responsibility import ResponsibilityStore
 from responsibility.experiments.classifier import ImageClassifier
 from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
-from responsibility.experiments.models import MLP, LeNet5, PaperCNN
+from responsibility.experiments.models import MLP, LeNet5, PaperCNN, ResNet18
 from responsibility.experiments.trainers import quiet_trainer
-
-
-class ResNet18(torch.nn.Module):
-    """ResNet-18 (He et al.: four stages of two basic blocks, 64 to 512 channels, 11.2M parameters) for 28x28
-    single-channel images: a 3x3 stem without max pooling, as CIFAR-style ResNets do. For the GPU check only."""
-
-    def __init__(self, num_classes: int = 10) -> None:
-        super().__init__()
-        nn = torch.nn
-
-        def block(cin: int, cout: int, stride: int) -> nn.Module:
-            return _BasicBlock(cin, cout, stride)
-
-        self.stem = nn.Sequential(nn.Conv2d(1, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
-        widths = [64, 128, 256, 512]
-        stages, cin = [], 64
-        for i, w in enumerate(widths):
-            stages += [block(cin, w, 1 if i == 0 else 2), block(w, w, 1)]
-            cin = w
-        self.stages = nn.Sequential(*stages)
-        self.fc = nn.Linear(512, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(torch.flatten(torch.nn.functional.adaptive_avg_pool2d(self.stages(self.stem(x)), 1), 1))
-
-
-class _BasicBlock(torch.nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int) -> None:
-        super().__init__()
-        nn = torch.nn
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.down = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            if stride != 1 or cin != cout
-            else nn.Identity()
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.down(x))
-
 
 # model -> (network factory, recorder settings). Setting a tracks every weight, b neurons plus the last layer.
 MODELS = {

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["LeNet5", "MLP", "PaperCNN"]
+__all__ = ["BasicBlock", "LeNet5", "MLP", "PaperCNN", "ResNet18"]
 
 
 def _check_positive(**values: int) -> None:
@@ -96,3 +96,45 @@ class MLP(nn.Module):
         for i in range(1, self.num_layers):
             x = F.relu(getattr(self, f"fc{i}")(x))
         return getattr(self, f"fc{self.num_layers}")(x)
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block (torchvision's names): two 3x3 conv-BatchNorm pairs and a shortcut, projected by a 1x1
+    conv-BatchNorm when the shape changes."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        _check_positive(cin=cin, cout=cout, stride=stride)
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample: nn.Module = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.downsample(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 (He et al.: four stages of two basic blocks, 64 to 512 channels, 11.2M parameters for one input
+    channel) for small images: a 3x3 stem without max pooling, as CIFAR-style ResNets do."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        _check_positive(in_channels=in_channels, num_classes=num_classes)
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU())
+        stages: list[nn.Module] = []
+        cin = 64
+        for i, width in enumerate((64, 128, 256, 512)):
+            stages += [BasicBlock(cin, width, 1 if i == 0 else 2), BasicBlock(width, width)]
+            cin = width
+        self.stages = nn.Sequential(*stages)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.adaptive_avg_pool2d(self.stages(self.stem(x)), 1).flatten(1))

@@ -61,3 +61,13 @@ def test_mlp_layers_and_gradients() -> None:
     assert MLP(4, [], 3)(torch.rand(2, 4)).shape == (2, 3)
     with pytest.raises(ValueError, match=r"hidden\[1\]"):
         MLP(4, [8, 0], 3)
+
+
+def test_resnet18_has_torchvisions_parameters_but_a_small_image_stem() -> None:
+    from responsibility.experiments.models import ResNet18
+
+    model = ResNet18(in_channels=1, num_classes=10)
+    # torchvision's resnet18 with 10 classes has 11,181,642 parameters; its 7x7 stem on 3 channels (9,408 weights)
+    # is a 3x3 stem on 1 channel here (576).
+    assert sum(p.numel() for p in model.parameters()) == 11_181_642 - 9_408 + 576
+    assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from responsibility import ResponsibilityCallback, ResponsibilityStore
+from responsibility.experiments.models import BasicBlock
 from responsibility.recording.attribution import DENSE_LIMIT
 
 N, BATCH, VOCAB, BLOCK = 16, 4, 30, 8
@@ -49,26 +50,6 @@ class SmallTransformer(LightningTransformer):
 
     def prepare_data(self) -> None:
         """The demo downloads WikiText2 here; these tests generate their tokens."""
-
-
-class BasicBlock(nn.Module):
-    """torchvision's ResNet BasicBlock: two 3x3 conv-BN pairs and a (projected) shortcut."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-            if stride != 1 or cin != cout
-            else nn.Identity()
-        )
-
-    def forward(self, x):
-        out = torch.relu(self.bn1(self.conv1(x)))
-        return torch.relu(self.bn2(self.conv2(out)) + self.downsample(x))
 
 
 class ResNet(L.LightningModule):
