@@ -21,7 +21,6 @@ from responsibility.cli.run_dir import (
     parse_target,
     run_config,
 )
-from responsibility.recording.selection import matches
 from responsibility.store import ResponsibilityStore
 
 _MEANING = {
@@ -105,8 +104,8 @@ def cmd_query(args: argparse.Namespace) -> int:
     inputs = load_inputs(args.inputs, cfg, dm)
     if len(inputs.x) > 1000:
         print(f"explaining {len(inputs.x)} inputs...", file=sys.stderr)
-    patterns = options.layers or ("*",)
-    plan = store.fold_plan([n for n in store.parameters if any(matches(n, pat) for pat in patterns)])
+    explainer = Explainer(model, store)
+    plan = store.fold_plan(explainer.resolve_layers(options.layers, options.method)[0])  # what the query reads
     if plan.r_bytes > UNFOLDED_NOTE_BYTES:
         # Lazy reads form R from the journal on every query: say so before a long wait, with the one-off fix.
         print(
@@ -115,7 +114,7 @@ def cmd_query(args: argparse.Namespace) -> int:
             f"Fold once (about {plan.estimated_seconds / 60:.0f} min): responsibility fold {store_path}",
             file=sys.stderr,
         )
-    ex = Explainer(model, store).explain(inputs.x, options)
+    ex = explainer.explain(inputs.x, options)
     for b, item in enumerate(ex):
         item.source = None if inputs.sources is None else int(inputs.sources[b])
         item.true_label = None if inputs.labels is None else int(inputs.labels[b])
