@@ -31,7 +31,7 @@ from responsibility.analysis import class_agreement, label_push, self_responsibi
 from responsibility.evaluation.peers import final_loss
 from responsibility.explorer.cache import Arrays
 from responsibility.explorer.run import Run
-from responsibility.progress import bar
+from responsibility.progress import bar, quiet
 from responsibility.query import Explainer
 
 __all__ = ["EXPLANATION_DEPTH", "SCORES", "classes", "epochs", "explanations", "predictions", "score", "score_names"]
@@ -92,7 +92,8 @@ def explanations(run: Run) -> Arrays:
         explainer = Explainer(run.model, run.store)
         parts: dict[str, list[np.ndarray]] = {key: [] for key in ("pos_ids", "pos_scores", "neg_ids", "neg_scores")}
         for i in bar(range(0, len(x), _EXPLAIN_BATCH), desc="explaining test inputs", unit="batch"):
-            scores = torch.from_numpy(explainer.attribute(x[i : i + _EXPLAIN_BATCH]))
+            with quiet():  # one bar over the test set, not one per batch under it
+                scores = torch.from_numpy(explainer.attribute(x[i : i + _EXPLAIN_BATCH]))
             for key, values in (("pos", scores), ("neg", -scores)):
                 top = torch.topk(values, k, dim=1)  # the strongest supporters, or opponents of the prediction
                 parts[f"{key}_ids"].append(top.indices.numpy())
