@@ -279,14 +279,21 @@ class RecordingSession:
         )
         if run.writer and self.stopped_at is None:
             with self._storage_guard():
-                options = (self.journal_buffer, self.codec, self.topk, self.r_dtype, self.journal_dtype)
                 self._store = open_run_store(
                     self.store_path,
                     spec,
                     labels=run.labels,
                     resume=run.resume,
                     overwrite=self.overwrite,
-                    layout=lambda: journal_layout(spec, run.examples_per_step, *options),
+                    layout=journal_layout(
+                        spec,
+                        run.examples_per_step,
+                        self.journal_buffer,
+                        self.codec,
+                        self.topk,
+                        self.r_dtype,
+                        self.journal_dtype,
+                    ),
                     storage_options=self.storage_options,
                     info=self.info,
                     meta={"layers": self.layers, "granularity": self.granularity, "created_by": type(self).__name__},

@@ -51,7 +51,7 @@ def open_run_store(
     labels: np.ndarray | None,
     resume: int | None,
     overwrite: bool,
-    layout: Callable[[], Layout],
+    layout: Layout,
     storage_options: dict[str, Any] | None,
     info: Callable[[str], object],
     meta: dict[str, Any],
@@ -79,7 +79,7 @@ def open_run_store(
     elif resume:
         raise FileNotFoundError(f"the checkpoint was recorded into {path}, which no longer exists")
     return ResponsibilityStore.create(
-        path, spec, layout=layout(), labels=labels, info=meta, overwrite=True, storage_options=storage_options
+        path, spec, layout=layout, labels=labels, info=meta, overwrite=True, storage_options=storage_options
     )
 
 
