@@ -24,6 +24,20 @@ class FixedBatches(torch.utils.data.Sampler[list[int]]):
         return len(self.batches)
 
 
+def _one_process_on_the_same_batches(tmp_path, data, ddp: ResponsibilityStore, attribution: str):
+    """One process trained from the same seed on the global batches the DDP run recorded, in the same order."""
+    ids, counts = ddp.membership()
+    batches = np.split(ids, np.cumsum(counts)[:-1])
+    single = ResponsibilityCallback(tmp_path / "one.zarr", attribution=attribution)
+    torch.manual_seed(0)
+    make_trainer(tmp_path, [single], max_epochs=1).fit(
+        TinyNet(), DataLoader(data, batch_sampler=FixedBatches([b.tolist() for b in batches]))
+    )
+    one = ResponsibilityStore.open(tmp_path / "one.zarr")
+    np.testing.assert_array_equal(one.membership()[0], ids)
+    return one
+
+
 @pytest.mark.parametrize("n", [48, 47])  # 47: the DistributedSampler pads by repeating an id
 def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
     data = IndexedData(n)
@@ -39,15 +53,7 @@ def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
     for epoch in per_epoch:  # each epoch covers the data set, padded to a multiple of the world size
         assert set(epoch.tolist()) == set(range(n))
         assert len(epoch) == 48
-    batches = np.split(ids, np.cumsum(counts)[:-1])
-
-    single = ResponsibilityCallback(tmp_path / "one.zarr", attribution="uniform")
-    torch.manual_seed(0)
-    make_trainer(tmp_path, [single], max_epochs=1).fit(
-        TinyNet(), DataLoader(data, batch_sampler=FixedBatches([b.tolist() for b in batches]))
-    )
-    one = ResponsibilityStore.open(tmp_path / "one.zarr")
-    np.testing.assert_array_equal(one.membership()[0], ids)
+    one = _one_process_on_the_same_batches(tmp_path, data, ddp, "uniform")
     for name in ddp.parameters:
         # Gradients are all-reduced across ranks, so Δw agrees to float32 rounding, not bit for bit.
         np.testing.assert_allclose(ddp.read(name), one.read(name), rtol=1e-4, atol=1e-7)
@@ -70,18 +76,11 @@ def test_ddp_per_example_equals_single_process_and_sums_to_the_weight_change(tmp
     assert ddp.spec.attribution == "per_example"
     ids, counts = ddp.membership()
     assert counts.tolist() == [8] * 6 * 2
-    batches = np.split(ids, np.cumsum(counts)[:-1])
     for name, value in model.state_dict().items():  # ddp_spawn hands the trained weights back
         signed = (ddp.read(name, "pos") - ddp.read(name, "neg")).sum(0, dtype=np.float64)
         np.testing.assert_allclose(signed, (value - start[name]).numpy(), rtol=1e-4, atol=1e-6, err_msg=name)
 
-    single = ResponsibilityCallback(tmp_path / "one.zarr", attribution="per_example")
-    torch.manual_seed(0)
-    make_trainer(tmp_path, [single], max_epochs=1).fit(
-        TinyNet(), DataLoader(data, batch_sampler=FixedBatches([b.tolist() for b in batches]))
-    )
-    one = ResponsibilityStore.open(tmp_path / "one.zarr")
-    np.testing.assert_array_equal(one.membership()[0], ids)
+    one = _one_process_on_the_same_batches(tmp_path, data, ddp, "per_example")
     for name in ddp.parameters:
         for sign in ("pos", "neg"):
             want = one.read(name, sign)
