@@ -12,8 +12,9 @@ For a Linear weight with (batch, features) inputs ``w_j[o, i] = δ_jo a_ji`` and
 ``S = Δw / Σ_k w_k`` split by sign (``S⁺``, ``S⁻``) and the inputs too (``a⁺``, ``a⁻``),
 ``Σ_i max(S[o, i] δ_jo a_ji, 0) = δ⁺_jo P_jo + δ⁻_jo Q_jo`` where ``P = a⁺ S⁺ᵀ + a⁻ S⁻ᵀ`` and
 ``Q = a⁻ S⁺ᵀ + a⁺ S⁻ᵀ`` (a product is positive exactly when its factors' signs agree). That is two matrix products
-of the step's inputs with the (units, inputs) ratios (one pair when the inputs are non-negative: after a ReLU, and
-always for "magnitude"), and one more for ``Σ_k w_k``: no (examples, units, inputs) tensor is formed. Other
+of the step's inputs with the (units, inputs) ratios, fewer when factors are zero (non-negative inputs after a ReLU
+or under "magnitude"; ratios of one sign, as plain SGD's are), and one more for ``Σ_k w_k``: no
+(examples, units, inputs) tensor is formed. Other
 parameters have dense per-example gradients, and the shares are formed directly.
 """
 
@@ -42,17 +43,9 @@ def unit_shares(
         if rule == "magnitude":
             out, inp = out.abs(), inp.abs()
         scale, even = _ratios(d, out.T @ inp, n)
-        s_pos = scale.clamp(min=0)
-        s_neg = s_pos - scale  # max(-scale, 0), in one pass
-        if bool((inp >= 0).all()):  # inputs after a ReLU, or |a| (magnitude rule): a⁻ = 0, half the work
-            pq = torch.cat([inp @ s_pos.T, inp @ s_neg.T], 1)
-        else:  # [P | Q] = [a⁺ | a⁻] @ [[S⁺ᵀ, S⁻ᵀ], [S⁻ᵀ, S⁺ᵀ]] in one product
-            a_pos, a_neg = inp.clamp(min=0), inp.clamp(max=0).neg_()
-            blocks = torch.cat([torch.cat([s_pos, s_neg], 0), torch.cat([s_neg, s_pos], 0)], 1)
-            pq = torch.cat([a_pos, a_neg], 1) @ blocks.T
-        p, q = pq[:, :units], pq[:, units:]
+        p, q = _outer_sums(inp, scale)
         o_pos, o_neg = out.clamp(min=0), out.clamp(max=0).neg_()
-        pos, neg = o_pos * p + o_neg * q, o_pos * q + o_neg * p
+        pos, neg = _pair_sum(o_pos, p, o_neg, q), _pair_sum(o_pos, q, o_neg, p)
     else:
         grads = values.reshape(n, units, -1)
         weight = grads.abs() if rule == "magnitude" else grads
@@ -60,17 +53,57 @@ def unit_shares(
         share = weight * scale
         pos, neg = share.clamp(min=0).sum(2), share.clamp(max=0).sum(2).neg_()
     if even is not None:  # the evenly split weights add the same amount to every example of the step
-        pos = pos + even.clamp(min=0).sum(1)
-        neg = neg + even.clamp(max=0).sum(1).neg()
+        pos, neg = pos + even[0], neg + even[1]
     return torch.cat([pos, neg], 1)
 
 
+def _outer_sums(inp: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``P`` and ``Q`` of the module docstring (None where it is zero), from the inputs and the ratios ``scale``
+    (consumed: it may be overwritten).
+
+    Only the products that can be non-zero are formed: with non-negative inputs (after a ReLU, and always for
+    "magnitude") ``a⁻ = 0``, and when every ratio has one sign (plain SGD's "gradient" ratios are all ``-lr``
+    up to rounding) ``S⁺`` or ``S⁻`` is zero, so one product of the inputs with the ratios is all the work.
+    """
+    lo, hi = torch.aminmax(scale)
+    if bool(inp.min() >= 0):
+        if bool(hi <= 0):  # S⁺ = 0, S⁻ = -S
+            return None, inp @ scale.neg_().T
+        if bool(lo >= 0):  # S⁻ = 0
+            return inp @ scale.T, None
+        s_pos = scale.clamp(min=0)
+        pq = inp @ torch.cat([s_pos, s_pos - scale], 0).T  # [P | Q] = a @ [S⁺ᵀ | S⁻ᵀ]
+    else:  # [P | Q] = [a⁺ | a⁻] @ [[S⁺ᵀ, S⁻ᵀ], [S⁻ᵀ, S⁺ᵀ]] in one product
+        s_pos = scale.clamp(min=0)
+        s_neg = s_pos - scale  # max(-scale, 0), in one pass
+        a_pos, a_neg = inp.clamp(min=0), inp.clamp(max=0).neg_()
+        blocks = torch.cat([torch.cat([s_pos, s_neg], 0), torch.cat([s_neg, s_pos], 0)], 1)
+        pq = torch.cat([a_pos, a_neg], 1) @ blocks.T
+    units = len(scale)
+    return pq[:, :units], pq[:, units:]
+
+
+def _pair_sum(a: torch.Tensor, x: torch.Tensor | None, b: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+    """``a ⊙ x + b ⊙ y`` where a None factor is zero (at least one is not None)."""
+    if x is None or y is None:
+        return b * y if x is None else a * x
+    return a * x + b * y
+
+
 def _ratios(delta: torch.Tensor, denom: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``Δw / Σ_k w_k`` where finite (else 0), and the evenly split ``Δw / n`` where not (else 0; None when every
-    ratio is finite, the usual case, which saves the passes over the weights)."""
-    scale = delta / denom
-    usable = torch.isfinite(scale)
-    if bool(usable.all()):
+    """``Δw / Σ_k w_k`` where finite (else 0), computed in ``denom``'s memory; and, per unit, the positive and
+    negative parts of ``Δw / n`` summed over the weights where it is not finite (``(2, units)``; None when that is
+    zero, the usual case). The weights are large, so the rare cases cost a pass, not an allocation, where possible.
+    """
+    scale = torch.div(delta, denom, out=denom)
+    # A non-finite ratio makes the sum non-finite, so a finite sum proves them all finite in one cheap pass.
+    if bool(torch.isfinite(scale.sum())):
         return scale, None
-    zero = torch.zeros((), dtype=scale.dtype, device=scale.device)
-    return torch.where(usable, scale, zero), torch.where(usable, zero, delta / n)
+    # Float arithmetic only: on CPU, elementwise comparisons into a bool mask cost several times more.
+    even = (scale * 0).nan_to_num_(nan=1.0)  # x · 0 is 0 for finite x and NaN otherwise: 1 where not finite
+    scale.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    lo, hi = torch.aminmax(even.mul_(delta))
+    if bool(lo == 0) and bool(hi == 0):  # nothing moved where no example had a gradient (no decay, no momentum)
+        return scale, None
+    even.div_(n)
+    return scale, torch.stack([even.clamp(min=0).sum(1), even.clamp(max=0).sum(1).neg_()])

@@ -59,3 +59,19 @@ def test_hand_computed_unit():
     delta = torch.tensor([[3.0, 1.0]])  # ratios [1, 1]: share_0 = [1, -1], share_1 = [2, 2]
     got = unit_shares(torch.cat([out, inp], 1), delta, "outer", (1, 2), "gradient")
     assert got.tolist() == [[1.0, 1.0], [4.0, 0.0]]
+
+
+@pytest.mark.parametrize("sign", [-1.0, 1.0])  # plain SGD's ratios are all -lr; every ratio of one sign either way
+@pytest.mark.parametrize("relu", [False, True])
+def test_ratios_of_one_sign_equal_summed_weight_shares(sign, relu):
+    g = torch.Generator().manual_seed(7)
+    n, units, inputs = 6, 5, 9
+    out = torch.randn(n, units, generator=g, dtype=torch.float64)
+    inp = torch.randn(n, inputs, generator=g, dtype=torch.float64)
+    if relu:
+        inp = inp.clamp(min=0)
+    grads = out[:, :, None] * inp[:, None, :]
+    # Δw = sign · lr · Σ_k g_k, with the rounding a real step adds: ratios all of one sign, not all equal.
+    delta = sign * 0.1 * grads.sum(0) * (1 + 1e-3 * torch.rand(units, inputs, generator=g, dtype=torch.float64))
+    got = unit_shares(torch.cat([out, inp], 1), delta, "outer", (units, inputs), "gradient")
+    np.testing.assert_allclose(got, per_weight_then_summed(grads, delta, "gradient"), rtol=1e-10, atol=1e-12)
