@@ -5,7 +5,8 @@ Framework-free: a plain PyTorch loop calls :meth:`Recorder.snapshot` before ``op
 
 Per step the hot path does O(tracked weights) work, whatever the batch or dataset size: one subtraction into a
 preallocated row of a step buffer. Full buffers (``layout.chunk_steps`` rows, so whole Zarr chunks) go to a
-background writer while the next buffer fills; at most two buffers exist, which bounds memory.
+background writer while the next buffer fills; at most two buffers exist, which bounds memory. When R is small,
+the writer also adds each written block to running sums of R, so the fold at the end need not read the journal.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 
 from responsibility.errors import ExampleIdError, ParameterChangedError, ResponsibilityError, StoreWriteError
 from responsibility.recording.ids import as_ids, check_ids
-from responsibility.store import ResponsibilityStore
+from responsibility.store import ResponsibilityStore, RunningSums
 from responsibility.store.spec import ParamSpec
 
 FLAG_NONFINITE = 1
@@ -75,10 +76,12 @@ class Recorder:
         tracked: Sequence[tuple[ParamSpec, torch.nn.Parameter]],
         *,
         background: bool = True,
+        sums: RunningSums | None = None,
     ) -> None:
         if [s.name for s, _ in tracked] != store.parameters:
             raise ValueError("tracked parameters must be the store's parameters, in the store's order")
         self.store = store
+        self.sums = sums  # R summed from every block written (store.running_sums()), for the fold at the end
         columns = store.spec.journal_columns()
         self._tracked = [(spec, param, columns[spec.name]) for spec, param in tracked]
         # Neuron reductions reuse scratch space: fresh multi-MB temporaries per step cost page faults.
@@ -272,6 +275,16 @@ class Recorder:
         steps = buf.steps[:n]
         self.store.write_journal(buf.base, data, ids, buf.ids_base, steps, examples)
         self.store.commit(buf.base + n, int(steps[-1, 0]) if n else buf.ids_base)
+        if self.sums is not None:  # in this thread: summing overlaps training as the writes do
+            try:
+                self.sums.add(buf.base, data, ids, buf.ids_base, steps, examples)
+            except Exception as exc:  # the journal is committed; only the shortcut for the fold is lost
+                self.sums = None
+                warnings.warn(
+                    f"responsibility: summing R while recording failed ({exc!r}); a fold reads the journal instead",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
 
     def _wait(self) -> None:
         if self._pending is not None:

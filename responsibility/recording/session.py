@@ -49,7 +49,13 @@ from responsibility.recording.attribution import PerExample
 from responsibility.recording.per_example import default_rule
 from responsibility.recording.recorder import Recorder
 from responsibility.recording.selection import select_parameters, validate_granularity
-from responsibility.recording.store_policy import fold_at_end, journal_layout, open_run_store, storage_failure
+from responsibility.recording.store_policy import (
+    fold_at_end,
+    journal_layout,
+    open_run_store,
+    running_sums,
+    storage_failure,
+)
 from responsibility.store import FoldReport, ResponsibilityStore
 from responsibility.store.layout import Layout
 from responsibility.store.location import check_location
@@ -91,7 +97,8 @@ class RecordingSession:
         topk: depth of the per-weight top-k index built by a fold.
         fold: ``"auto"`` folds at the end when R (both signs) fits ``fold_budget_mb``; ``"always"``/``"never"``.
         fold_budget_mb: size limit for the automatic fold, and the memory budget of folding (GPU memory when
-            folding on CUDA).
+            folding on CUDA). A new store folded at the end whose R fits it sums R while recording (in the
+            writer thread, holding R in memory), so the end writes R without reading the journal back.
         journal_buffer_mb: memory for the two in-flight journal buffers; sets the steps per journal chunk.
         codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
         r_dtype: ``"float32"`` (default) or ``"float16"``: opt-in lossy storage of the folded R (relative error
@@ -298,7 +305,8 @@ class RecordingSession:
                     info=self.info,
                     meta={"layers": self.layers, "granularity": self.granularity, "created_by": type(self).__name__},
                 )
-                self._recorder = Recorder(self._store, self._tracked, background=self.background_writer)
+                sums = running_sums(self._store, self.fold, self.fold_budget)
+                self._recorder = Recorder(self._store, self._tracked, background=self.background_writer, sums=sums)
         self._spec = spec
 
     # ------------------------------------------------------------------ per step
@@ -382,7 +390,7 @@ class RecordingSession:
         self._recorder = None
         report = None
         with self._storage_guard():  # the journal is complete either way; a failed fold can be redone
-            report = fold_at_end(store, self.fold, self.fold_budget, device, self.info)
+            report = fold_at_end(store, self.fold, self.fold_budget, device, self.info, recorder.sums)
         return report
 
     def close(self) -> None:

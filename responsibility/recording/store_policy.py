@@ -12,11 +12,11 @@ import torch
 
 from responsibility.choices import Codec, FoldMode, JournalDtype, OnError, RDtype
 from responsibility.errors import StoreExistsError, StoreWriteError
-from responsibility.store import FoldReport, ResponsibilityStore
+from responsibility.store import FoldReport, ResponsibilityStore, RunningSums
 from responsibility.store.layout import Layout
 from responsibility.store.spec import RecordingSpec
 
-__all__ = ["fold_at_end", "journal_layout", "open_run_store", "storage_failure"]
+__all__ = ["fold_at_end", "journal_layout", "open_run_store", "running_sums", "storage_failure"]
 
 
 def journal_layout(
@@ -83,17 +83,28 @@ def open_run_store(
     )
 
 
+def running_sums(store: ResponsibilityStore, mode: FoldMode, budget_bytes: int) -> RunningSums | None:
+    """R summed while recording, for a fold at the end that writes it without reading the journal back: for a new
+    store that will be folded at the end and whose R (both signs) fits ``budget_bytes``, the memory a fold may use."""
+    fresh = store.steps == 0 and not any(store.folded_steps(name) for name in store.parameters)
+    if mode == "never" or not fresh or _r_bytes(store) > budget_bytes:
+        return None
+    return store.running_sums()
+
+
 def fold_at_end(
     store: ResponsibilityStore,
     mode: FoldMode,
     budget_bytes: int,
     device: torch.device | str,
     info: Callable[[str], object],
+    sums: RunningSums | None = None,
 ) -> FoldReport | None:
-    """Fold R after the run when ``mode`` says so (``"auto"``: when R of both signs fits ``budget_bytes``)."""
-    r_bytes = 8 * store.num_examples * sum(p.units for p in store.spec.params)
+    """Fold R after the run when ``mode`` says so (``"auto"``: when R of both signs fits ``budget_bytes``), from
+    the running ``sums`` where they cover the journal."""
+    r_bytes = _r_bytes(store)
     if mode == "always" or (mode == "auto" and r_bytes <= budget_bytes):
-        report = store.fold(budget_bytes=budget_bytes, device=device)
+        report = store.fold(budget_bytes=budget_bytes, device=device, sums=sums)
         if report is not None:
             info(
                 f"responsibility: folded {report.steps} steps into R ({report.cells:.3g} cells, "
@@ -108,6 +119,11 @@ def fold_at_end(
             f"Folding it (`responsibility fold {store.path}`, about {minutes:.0f} min) makes queries fast."
         )
     return None
+
+
+def _r_bytes(store: ResponsibilityStore) -> int:
+    """Bytes of R of both signs in float32, as a fold holds it."""
+    return 8 * store.num_examples * sum(p.units for p in store.spec.params)
 
 
 def storage_failure(on_error: OnError, failure: StoreWriteError, cause: BaseException | None, committed: int) -> None:

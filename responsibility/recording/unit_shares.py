@@ -85,9 +85,10 @@ def _outer_sums(inp: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor | 
 
 def _pair_sum(a: torch.Tensor, x: torch.Tensor | None, b: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
     """``a ⊙ x + b ⊙ y`` where a None factor is zero (at least one is not None)."""
-    if x is None or y is None:
-        return b * y if x is None else a * x
-    return a * x + b * y
+    if x is None:
+        assert y is not None  # for the type checker: _outer_sums never returns two Nones
+        return b * y
+    return a * x if y is None else a * x + b * y
 
 
 def _ratios(delta: torch.Tensor, denom: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -8,17 +8,34 @@ already summed per unit.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 import torch
 
 from responsibility.kernels import FoldKernel, index_add_fold, split_signed, step_groups
 from responsibility.kernels.shares import example_grads, needed_columns, shares
-from responsibility.store._journal import Journal, Membership
+from responsibility.store._journal import Membership
+from responsibility.store._state import StoreState
 from responsibility.store.spec import ParamSpec
 
 
+class JournalSource(Protocol):
+    """What the accumulation reads: the stored :class:`Journal`, or a block of it still in memory
+    (:class:`responsibility.store._running.RunningSums` sums each block the recorder writes)."""
+
+    @property
+    def state(self) -> StoreState: ...
+
+    def row_block(self, steps: slice, cols: slice | np.ndarray) -> np.ndarray: ...
+
+    def members(self, start: int, stop: int) -> Membership: ...
+
+    def example_block(self, lo: int, hi: int, cols: slice | np.ndarray) -> np.ndarray: ...
+
+
 def accumulate(
-    journal: Journal,
+    journal: JournalSource,
     p: ParamSpec,
     cols: slice | np.ndarray,
     start: int,
@@ -107,7 +124,7 @@ def accumulate(
             kernel(acc_neg, neg_rows, ids, row_of_id, scale)
 
 
-def _needed_columns(journal: Journal, p: ParamSpec, cols: slice | np.ndarray) -> dict[str, slice | np.ndarray]:
+def _needed_columns(journal: JournalSource, p: ParamSpec, cols: slice | np.ndarray) -> dict[str, slice | np.ndarray]:
     """The columns of ``journal/examples`` (by kind, as absolute row positions) that columns ``cols`` of ``p`` need:
     per-unit sums column for column; gradients the columns their factors span."""
     where = journal.state.spec.example_columns()[p.name]
@@ -120,11 +137,10 @@ def _count(sel: slice | np.ndarray) -> int:
 
 
 def _example_values(
-    journal: Journal, need: dict[str, slice | np.ndarray], lo: int, hi: int, device: torch.device
+    journal: JournalSource, need: dict[str, slice | np.ndarray], lo: int, hi: int, device: torch.device
 ) -> dict[str, torch.Tensor]:
     """The journaled per-example values in columns ``need`` (see :func:`_needed_columns`), id positions [lo, hi)."""
-    arr = journal.zarr_arrays["examples"]
-    return {kind: tensor(journal.arrays.read(arr, slice(lo, hi), sel), device) for kind, sel in need.items()}
+    return {kind: tensor(journal.example_block(lo, hi, sel), device) for kind, sel in need.items()}
 
 
 def tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:

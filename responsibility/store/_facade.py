@@ -39,6 +39,7 @@ from responsibility.store._format import (
 )
 from responsibility.store._journal import Journal, create_journal
 from responsibility.store._read import DEFAULT_READ_BUDGET, check_sign
+from responsibility.store._running import RunningSums
 from responsibility.store._state import StoreState
 from responsibility.store.layout import Layout, create_array
 from responsibility.store.location import ATTR_KEY, check_replaceable, check_replaceable_url, is_url, open_zarr_store
@@ -282,6 +283,12 @@ class ResponsibilityStore:
         """
         self._journal.write(start_step, rows, ids, ids_start, steps, examples)
 
+    def running_sums(self) -> RunningSums:
+        """In-memory R of every parameter, summed from the journal blocks given to its ``add`` (the arguments of
+        :meth:`write_journal`, after it) from this store's current step on. :meth:`fold` with ``sums=`` writes
+        R from them instead of reading the journal back; they need 8 bytes per example and unit of memory."""
+        return RunningSums(self._state)
+
     def commit(self, steps: int, ids: int) -> None:
         """Make journal steps ``[0, steps)`` visible to readers."""
         self._journal.commit(steps, ids)
@@ -322,6 +329,7 @@ class ResponsibilityStore:
         budget_bytes: int = DEFAULT_FOLD_BUDGET,
         kernel: FoldKernel = index_add_fold,
         device: str | torch.device = "cpu",
+        sums: RunningSums | None = None,
     ) -> FoldReport:
         """Fold the committed journal into R and rebuild the top-k index, within ``budget_bytes`` of memory.
 
@@ -331,9 +339,11 @@ class ResponsibilityStore:
         the current block, removes the unfinished generation and raises KeyboardInterrupt; a second Ctrl-C
         interrupts at once.) Generations no manifest references, left by a killed fold, are removed first.
         ``device="cuda"`` runs the scatter-adds on the GPU (the budget then bounds GPU memory); CUDA's atomic
-        adds make the order of additions, and so the last bits of R, vary between runs.
+        adds make the order of additions, and so the last bits of R, vary between runs. ``sums``
+        (:meth:`running_sums`) give R of each parameter not folded before whose sums cover every committed step:
+        it is written as it is (the same floats), the journal is not read for it.
         """
-        return _fold.fold(self._journal, parameters, budget_bytes, kernel, torch.device(device))
+        return _fold.fold(self._journal, parameters, budget_bytes, kernel, torch.device(device), sums)
 
     def fold_plan(self, parameters: Sequence[str] | None = None) -> FoldPlan:
         """What :meth:`fold` would do (parameters, cells to add, bytes to write), without doing it."""

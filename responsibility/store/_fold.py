@@ -33,6 +33,7 @@ from responsibility.kernels import FoldKernel, index_add_fold, topk_columns
 from responsibility.progress import bar
 from responsibility.store._accumulate import accumulate, block_width, tensor
 from responsibility.store._journal import Journal, Membership
+from responsibility.store._running import RunningSums
 from responsibility.store.layout import FLOAT16_MAX, create_array
 from responsibility.store.spec import ParamSpec
 
@@ -98,8 +99,10 @@ def fold(
     budget_bytes: int,
     kernel: FoldKernel = index_add_fold,
     device: torch.device | None = None,
+    sums: RunningSums | None = None,
 ) -> FoldReport:
-    """Fold the committed journal into R and rebuild the top-k index (see :meth:`ResponsibilityStore.fold`)."""
+    """Fold the committed journal into R and rebuild the top-k index (see :meth:`ResponsibilityStore.fold`);
+    a parameter whose running ``sums`` cover exactly the steps to add is written from them."""
     state = journal.state
     state.require_writable()
     device = device or torch.device("cpu")
@@ -115,8 +118,11 @@ def fold(
             progress = bar(total=total, desc="fold", unit="B", unit_scale=True)
             try:
                 for p in todo:
+                    # Running sums start from nothing: they are R itself only for a parameter with no fold yet.
+                    fresh = sums is not None and not _base_steps(journal, p)
+                    summed = sums.take(p.name, state.steps) if sums is not None and fresh else None
                     _fold_parameter(
-                        journal, p, members, budget_bytes, kernel, device, writer, report, interrupted, progress
+                        journal, p, members, budget_bytes, kernel, device, writer, report, interrupted, progress, summed
                     )
             finally:
                 progress.close()
@@ -140,8 +146,10 @@ def _fold_parameter(
     report: FoldReport,
     interrupted: Callable[[], bool],
     progress: Any,
+    summed: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
-    """Fold one parameter into a new generation and commit it (or leave no trace of it)."""
+    """Fold one parameter into a new generation and commit it (or leave no trace of it); ``summed``: its R
+    already summed over the steps to add (from a base of nothing: a fresh fold)."""
     state, arrays = journal.state, journal.arrays
     n, steps = state.num_examples, state.steps
     done = _base_steps(journal, p)
@@ -161,14 +169,17 @@ def _fold_parameter(
             if interrupted():
                 raise KeyboardInterrupt(f"fold of {p.name!r} interrupted; parameters folded before it are committed")
             cols = slice(c0, min(p.units, c0 + width))
-            if old is not None and done:
+            if summed is not None:
+                acc_pos, acc_neg = summed[0][:, cols], summed[1][:, cols]
+            elif old is not None and done:
                 acc_pos = tensor(arrays.read(arrays.fold(p.name, "pos"), slice(None), cols), device)
                 acc_neg = tensor(arrays.read(arrays.fold(p.name, "neg"), slice(None), cols), device)
             else:
                 acc_pos = torch.zeros(n, cols.stop - c0, device=device)
                 acc_neg = torch.zeros(n, cols.stop - c0, device=device)
-            accumulate(journal, p, cols, done, steps, acc_pos, acc_neg, budget_bytes // 2, kernel, members)
-            acc_pos, acc_neg = acc_pos.cpu(), acc_neg.cpu()
+            if summed is None:
+                accumulate(journal, p, cols, done, steps, acc_pos, acc_neg, budget_bytes // 2, kernel, members)
+            acc_pos, acc_neg = acc_pos.cpu().contiguous(), acc_neg.cpu().contiguous()
             stored = [_to_stored(journal, p.name, a) for a in (acc_pos, acc_neg)]
             writer.submit(_write_block, out, cols, stored)
             t0 = time.perf_counter()

@@ -200,6 +200,10 @@ class Journal:
         ids, _, first = self.membership(start, stop)
         return self.arrays.get(self.zarr_arrays["examples"], np.s_[first : first + len(ids)])
 
+    def example_block(self, lo: int, hi: int, cols: slice | np.ndarray) -> np.ndarray:
+        """Per-example values of flat id positions ``[lo, hi)``, columns ``cols`` (of the whole example row)."""
+        return self.arrays.read(self.zarr_arrays["examples"], slice(lo, hi), cols)
+
     def membership(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, int]:
         """ids and per-step counts of steps ``[start, stop)``, and the flat position of the first id."""
         get = self.arrays.get

@@ -1,0 +1,94 @@
+"""R summed while recording equals R folded from the journal afterwards, bit for bit, and is used only when valid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from helpers import TinyNet, assert_same_store, loader_48, make_trainer
+
+from responsibility import ResponsibilityCallback
+from responsibility.recording.recorder import Recorder
+from responsibility.store import Layout, ResponsibilityStore
+from responsibility.store import _fold as fold_module
+from responsibility.store.spec import ParamSpec, RecordingSpec
+
+N = 13
+SPECS = (ParamSpec("w", (4, 6)), ParamSpec("u", (5, 3), "neuron"))
+
+
+def record(path, *, sums: bool, batch_share: str = "full", journal_dtype: str = "float32", steps: int = 20):
+    """One run (random Δw and batches, repeated ids, one non-finite step, a flush mid-chunk) into a new store."""
+    spec = RecordingSpec(SPECS, num_examples=N, batch_share=batch_share)
+    store = ResponsibilityStore.create(path, spec, layout=Layout(chunk_steps=3, topk=4, journal_dtype=journal_dtype))
+    params = [torch.nn.Parameter(torch.zeros(s.shape)) for s in SPECS]
+    rng = np.random.default_rng(0)
+    rec = Recorder(
+        store, list(zip(SPECS, params, strict=True)), background=False, sums=store.running_sums() if sums else None
+    )
+    with pytest.warns(RuntimeWarning, match=r"non-finite weight change at journal step\(s\) \[5\]"):
+        for t in range(steps):
+            with torch.no_grad():
+                if t == 6:
+                    for p in params:
+                        p.zero_()
+                rec.snapshot()
+                for p in params:
+                    p.add_(torch.from_numpy(rng.standard_normal(tuple(p.shape)).astype(np.float32)))
+                    if t == 5:
+                        p[0] = float("nan")  # this step is journaled as zeros and flagged
+            rec.record_step(rng.integers(0, N, size=int(rng.integers(1, 7))), t, t // 7)
+            if t == 7:
+                rec.flush()  # a partial chunk row, written again whole when it fills up
+        rec.close()
+    return store, rec.sums
+
+
+@pytest.mark.parametrize("batch_share", ["full", "mean"])
+@pytest.mark.parametrize("journal_dtype", ["float32", "bfloat16"])
+def test_running_sums_fold_equals_the_journal_fold(tmp_path, monkeypatch, batch_share, journal_dtype):
+    summed, sums = record(tmp_path / "a.zarr", sums=True, batch_share=batch_share, journal_dtype=journal_dtype)
+    folded, _ = record(tmp_path / "b.zarr", sums=False, batch_share=batch_share, journal_dtype=journal_dtype)
+    assert sums is not None and (sums.start, sums.stop) == (0, summed.steps)
+    folded.fold()
+
+    def no_journal(*args, **kwargs):
+        raise AssertionError("the fold read the journal although running sums covered it")
+
+    monkeypatch.setattr(fold_module, "accumulate", no_journal)
+    summed.fold(sums=sums)
+    assert all(summed.folded_steps(s.name) == summed.steps for s in SPECS)
+    assert_same_store(tmp_path / "a.zarr", tmp_path / "b.zarr")
+    assert not np.array_equal(summed.read("w"), 0)
+
+
+def test_sums_that_miss_steps_are_not_used(tmp_path):
+    store, sums = record(tmp_path / "a.zarr", sums=True)
+    rows, ids, steps = store.journal_rows(0, 3)
+    with pytest.raises(ValueError, match="cover steps"):
+        sums.add(store.steps + 1, rows, ids, 0, steps)  # a gap
+    late = store.running_sums()  # starts at the store's 20 recorded steps: not R of the whole journal
+    assert late.take("w", store.steps) is None
+    reference, _ = record(tmp_path / "b.zarr", sums=False)
+    reference.fold()
+    store.fold(sums=late)  # falls back to the journal
+    assert_same_store(tmp_path / "a.zarr", tmp_path / "b.zarr")
+
+
+@pytest.mark.parametrize("attribution", ["auto", "uniform"])
+def test_callback_fold_at_end_from_running_sums_equals_a_later_fold(tmp_path, attribution):
+    """Per-unit shares, outer-product factors and dense bias gradients (auto), or uniform: the store a fit folds
+    at its end from running sums equals the one folded from the journal after the same fit."""
+    stores = {}
+    for fold in ("auto", "never"):
+        stores[fold] = tmp_path / f"{fold}.zarr"
+        cb = ResponsibilityCallback(
+            stores[fold], granularity={"*": "neuron", "net.2": "weight"}, attribution=attribution, fold=fold
+        )
+        torch.manual_seed(0)
+        make_trainer(tmp_path / fold, [cb]).fit(TinyNet(), loader_48())
+    later = ResponsibilityStore.open(stores["never"], mode="r+")
+    assert later.folded_steps("net.0.weight") == 0
+    later.fold()
+    assert ResponsibilityStore.open(stores["auto"]).folded_steps("net.0.weight") == later.steps
+    assert_same_store(stores["auto"], stores["never"])
