@@ -63,6 +63,7 @@ class PerExample:
             self.capture = ExampleGradients([(ParamSpec(n, tuple(p.shape)), m, leaf) for n, m, leaf, p in self._owners])
             self.capture.attach()
         self._journal: list[tuple[ParamSpec, nn.Parameter]] = []
+        self._scratch: dict[str, torch.Tensor] = {}  # per-unit shares' (units, inputs) space, reused every step
 
     def decide(self, specs: Sequence[ParamSpec], warn: bool) -> list[ParamSpec]:
         """Give each spec its journaled per-example form (None: recorded uniformly), from what the backward passes
@@ -150,7 +151,11 @@ class PerExample:
             width = capture.width(spec.name)
             part = rows[:, col : col + width]
             if spec.example_form == "units":
-                part = unit_shares(part, weight_change(param), capture.form(spec.name), spec.shape, rule)
+                scratch = self._scratch.get(spec.name)
+                if scratch is None or scratch.device != rows.device:
+                    units = spec.shape[0] if spec.shape else 1
+                    scratch = self._scratch[spec.name] = rows.new_empty(units, spec.numel // units)
+                part = unit_shares(part, weight_change(param), capture.form(spec.name), spec.shape, rule, scratch)
             out[:, j : j + spec.example_width] = part
             col, j = col + width, j + spec.example_width
         return out

@@ -93,6 +93,8 @@ class Recorder:
         self._buf = self._buffers[0]
         self._snapshots: dict[int, torch.Tensor] = {}
         self._snapped: set[int] = set()
+        self._neuron = {id(param) for spec, param in tracked if spec.granularity == "neuron"}
+        self._changed: set[int] = set()  # parameters whose Δw of this step is in their scratch space
         self._pending: Future | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="responsibility-writer") if background else None
         self.nonfinite_steps: list[int] = []
@@ -123,11 +125,21 @@ class Recorder:
                 self._snapped.add(key)
 
     def weight_change(self, param: torch.nn.Parameter) -> torch.Tensor:
-        """Δw of a tracked parameter since its snapshot, in float32 on its device (zero without a snapshot)."""
+        """Δw of a tracked parameter since its snapshot, in float32 on its device (zero without a snapshot).
+
+        Neuron-granularity parameters get it in the recorder's scratch space, valid until the next
+        :meth:`record_step`, which journals the same tensor instead of subtracting again.
+        """
         snap = self._snapshots.get(id(param))
         if id(param) not in self._snapped or snap is None:
             return torch.zeros(param.shape, dtype=torch.float32, device=param.device)
-        return param.detach().float() - snap.float()
+        if id(param) not in self._neuron:
+            return param.detach().float() - snap.float()
+        diff = self._scratch_for(param)[0]
+        if id(param) not in self._changed:
+            torch.sub(param.detach().float(), snap.float(), out=diff)
+            self._changed.add(id(param))
+        return diff
 
     def record_step(
         self,
@@ -166,6 +178,7 @@ class Recorder:
         self.steps += 1
         self.num_ids += len(ids)
         self._snapped.clear()
+        self._changed.clear()
         if buf.n == len(buf.steps):
             self._submit(buf)
             # _submit waited for the other buffer's write, so it is free to refill while this one is written.
@@ -195,7 +208,8 @@ class Recorder:
                 out.copy_(p.float().reshape(-1) - snap.float().reshape(-1), non_blocking=True)
             return
         diff, part = self._scratch_for(param)
-        torch.sub(p.float(), snap.float(), out=diff)
+        if id(param) not in self._changed:  # weight_change() did not form it this step
+            torch.sub(p.float(), snap.float(), out=diff)
         d = diff.view(spec.units, -1)
         torch.clamp(d, min=0, out=part)
         row[cols["pos"]].copy_(part.sum(1), non_blocking=True)

@@ -28,12 +28,19 @@ __all__ = ["unit_shares"]
 
 
 def unit_shares(
-    values: torch.Tensor, delta: torch.Tensor, form: ExampleForm, shape: tuple[int, ...], rule: ShareRule
+    values: torch.Tensor,
+    delta: torch.Tensor,
+    form: ExampleForm,
+    shape: tuple[int, ...],
+    rule: ShareRule,
+    scratch: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(B, 2 · units)``: each example's positive, then negative, share of ``delta`` summed per unit.
 
     ``values`` holds the step's B examples' captured gradients of a parameter of ``shape``: ``"outer"`` factors
     (B, out + in) of a Linear weight, or ``"dense"`` gradients (B, numel); the result has their dtype.
+    ``scratch``: optional (units, numel / units) space of that dtype and device, reused from step to step (a
+    fresh multi-MB temporary per step costs page faults).
     """
     units = shape[0] if shape else 1
     d = delta.detach().to(values.dtype).reshape(units, -1)
@@ -42,14 +49,14 @@ def unit_shares(
         out, inp = values[:, :units], values[:, units:]
         if rule == "magnitude":
             out, inp = out.abs(), inp.abs()
-        scale, even = _ratios(d, out.T @ inp, n)
+        scale, even = _ratios(d, torch.mm(out.T, inp, out=scratch) if scratch is not None else out.T @ inp, n)
         p, q = _outer_sums(inp, scale)
         o_pos, o_neg = out.clamp(min=0), out.clamp(max=0).neg_()
         pos, neg = _pair_sum(o_pos, p, o_neg, q), _pair_sum(o_pos, q, o_neg, p)
     else:
         grads = values.reshape(n, units, -1)
         weight = grads.abs() if rule == "magnitude" else grads
-        scale, even = _ratios(d, weight.sum(0), n)
+        scale, even = _ratios(d, torch.sum(weight, 0, out=scratch) if scratch is not None else weight.sum(0), n)
         share = weight * scale
         pos, neg = share.clamp(min=0).sum(2), share.clamp(max=0).sum(2).neg_()
     if even is not None:  # the evenly split weights add the same amount to every example of the step
