@@ -63,7 +63,7 @@ class PerExample:
             self.capture = ExampleGradients([(ParamSpec(n, tuple(p.shape)), m, leaf) for n, m, leaf, p in self._owners])
             self.capture.attach()
         self._journal: list[tuple[ParamSpec, nn.Parameter]] = []
-        self._scratch: dict[str, torch.Tensor] = {}  # per-unit shares' (units, inputs) space, reused every step
+        self._scratch: dict[str, torch.Tensor] = {}  # per-unit shares' (2, units, inputs) space, reused every step
 
     def decide(self, specs: Sequence[ParamSpec], warn: bool) -> list[ParamSpec]:
         """Give each spec its journaled per-example form (None: recorded uniformly), from what the backward passes
@@ -154,7 +154,7 @@ class PerExample:
                 scratch = self._scratch.get(spec.name)
                 if scratch is None or scratch.device != rows.device:
                     units = spec.shape[0] if spec.shape else 1
-                    scratch = self._scratch[spec.name] = rows.new_empty(units, spec.numel // units)
+                    scratch = self._scratch[spec.name] = rows.new_empty(2, units, spec.numel // units)
                 part = unit_shares(part, weight_change(param), capture.form(spec.name), spec.shape, rule, scratch)
             out[:, j : j + spec.example_width] = part
             col, j = col + width, j + spec.example_width

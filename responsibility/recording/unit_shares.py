@@ -39,7 +39,7 @@ def unit_shares(
 
     ``values`` holds the step's B examples' captured gradients of a parameter of ``shape``: ``"outer"`` factors
     (B, out + in) of a Linear weight, or ``"dense"`` gradients (B, numel); the result has their dtype.
-    ``scratch``: optional (units, numel / units) space of that dtype and device, reused from step to step (a
+    ``scratch``: optional (2, units, numel / units) space of that dtype and device, reused from step to step (a
     fresh multi-MB temporary per step costs page faults).
     """
     units = shape[0] if shape else 1
@@ -49,14 +49,16 @@ def unit_shares(
         out, inp = values[:, :units], values[:, units:]
         if rule == "magnitude":
             out, inp = out.abs(), inp.abs()
-        scale, even = _ratios(d, torch.mm(out.T, inp, out=scratch) if scratch is not None else out.T @ inp, n)
+        denom = torch.mm(out.T, inp, out=scratch[0]) if scratch is not None else out.T @ inp
+        scale, even = _ratios(d, denom, n, None if scratch is None else scratch[1])
         p, q = _outer_sums(inp, scale)
         o_pos, o_neg = out.clamp(min=0), out.clamp(max=0).neg_()
         pos, neg = _pair_sum(o_pos, p, o_neg, q), _pair_sum(o_pos, q, o_neg, p)
     else:
         grads = values.reshape(n, units, -1)
         weight = grads.abs() if rule == "magnitude" else grads
-        scale, even = _ratios(d, torch.sum(weight, 0, out=scratch) if scratch is not None else weight.sum(0), n)
+        denom = torch.sum(weight, 0, out=scratch[0]) if scratch is not None else weight.sum(0)
+        scale, even = _ratios(d, denom, n, None if scratch is None else scratch[1])
         share = weight * scale
         pos, neg = share.clamp(min=0).sum(2), share.clamp(max=0).sum(2).neg_()
     if even is not None:  # the evenly split weights add the same amount to every example of the step
@@ -98,17 +100,20 @@ def _pair_sum(a: torch.Tensor, x: torch.Tensor | None, b: torch.Tensor, y: torch
     return a * x if y is None else a * x + b * y
 
 
-def _ratios(delta: torch.Tensor, denom: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _ratios(
+    delta: torch.Tensor, denom: torch.Tensor, n: int, spare: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``Δw / Σ_k w_k`` where finite (else 0), computed in ``denom``'s memory; and, per unit, the positive and
     negative parts of ``Δw / n`` summed over the weights where it is not finite (``(2, units)``; None when that is
-    zero, the usual case). The weights are large, so the rare cases cost a pass, not an allocation, where possible.
+    zero, the usual case). ``spare``: optional space of ``denom``'s shape for the non-finite case.
     """
     scale = torch.div(delta, denom, out=denom)
     # A non-finite ratio makes the sum non-finite, so a finite sum proves them all finite in one cheap pass.
     if bool(torch.isfinite(scale.sum())):
         return scale, None
     # Float arithmetic only: on CPU, elementwise comparisons into a bool mask cost several times more.
-    even = (scale * 0).nan_to_num_(nan=1.0)  # x · 0 is 0 for finite x and NaN otherwise: 1 where not finite
+    zeroed = torch.mul(scale, 0, out=spare) if spare is not None else scale * 0
+    even = zeroed.nan_to_num_(nan=1.0)  # x · 0 is 0 for finite x and NaN otherwise: 1 where not finite
     scale.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
     lo, hi = torch.aminmax(even.mul_(delta))
     if bool(lo == 0) and bool(hi == 0):  # nothing moved where no example had a gradient (no decay, no momentum)

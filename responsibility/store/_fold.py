@@ -119,8 +119,9 @@ def fold(
             try:
                 for p in todo:
                     # Running sums start from nothing: they are R itself only for a parameter with no fold yet.
-                    fresh = sums is not None and not _base_steps(journal, p)
-                    summed = sums.take(p.name, state.steps) if sums is not None and fresh else None
+                    summed = (
+                        sums.take(p.name, state.steps) if sums is not None and not _base_steps(journal, p) else None
+                    )
                     _fold_parameter(
                         journal, p, members, budget_bytes, kernel, device, writer, report, interrupted, progress, summed
                     )

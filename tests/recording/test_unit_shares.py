@@ -75,3 +75,26 @@ def test_ratios_of_one_sign_equal_summed_weight_shares(sign, relu):
     delta = sign * 0.1 * grads.sum(0) * (1 + 1e-3 * torch.rand(units, inputs, generator=g, dtype=torch.float64))
     got = unit_shares(torch.cat([out, inp], 1), delta, "outer", (units, inputs), "gradient")
     np.testing.assert_allclose(got, per_weight_then_summed(grads, delta, "gradient"), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", ["gradient", "magnitude"])
+@pytest.mark.parametrize("form", ["outer", "dense"])
+def test_reused_scratch_space_gives_the_same_floats(rule, form):
+    """Scratch space carried from step to step (as the recorder does) changes nothing, non-finite ratios included."""
+    g = torch.Generator().manual_seed(3)
+    n, units, inputs = 6, 4, 5
+    scratch = torch.empty(2, units, inputs)
+    for step in range(3):
+        out = torch.randn(n, units, generator=g)
+        inp = torch.randn(n, inputs, generator=g).clamp(min=0)
+        inp[:, step] = 0  # no example has a gradient on this input
+        delta = torch.randn(units, inputs, generator=g)  # moved anyway there (decay): split evenly
+        values = torch.cat([out, inp], 1)
+        if form == "dense":
+            values = (out[:, :, None] * inp[:, None, :]).reshape(n, -1)
+        want = unit_shares(values, delta, form, (units, inputs), rule)
+        got = unit_shares(values, delta, form, (units, inputs), rule, scratch)
+        assert torch.equal(got, want)
+        np.testing.assert_allclose(
+            (got[:, :units] - got[:, units:]).sum(0), delta.sum(1), rtol=1e-5, atol=1e-6
+        )  # the step's shares still add up to Δw per unit
