@@ -14,8 +14,8 @@ For a Linear weight with (batch, features) inputs ``w_j[o, i] = δ_jo a_ji`` and
 ``Q = a⁻ S⁺ᵀ + a⁺ S⁻ᵀ`` (a product is positive exactly when its factors' signs agree). That is two matrix products
 of the step's inputs with the (units, inputs) ratios, fewer when factors are zero (non-negative inputs after a ReLU
 or under "magnitude"; ratios of one sign, as plain SGD's are), and one more for ``Σ_k w_k``: no
-(examples, units, inputs) tensor is formed. Other
-parameters have dense per-example gradients, and the shares are formed directly.
+(examples, units, inputs) tensor is formed. Other parameters have dense per-example gradients, and the shares are
+formed directly.
 """
 
 from __future__ import annotations

@@ -33,10 +33,6 @@ class RunningSums:
         n = state.num_examples
         self.sums = {p.name: (torch.zeros(n, p.units), torch.zeros(n, p.units)) for p in state.spec.params}
 
-    @property
-    def nbytes(self) -> int:
-        return sum(pos.nbytes + neg.nbytes for pos, neg in self.sums.values())
-
     def add(
         self,
         start_step: int,
