@@ -97,8 +97,9 @@ class RecordingSession:
         topk: depth of the per-weight top-k index built by a fold.
         fold: ``"auto"`` folds at the end when R (both signs) fits ``fold_budget_mb``; ``"always"``/``"never"``.
         fold_budget_mb: size limit for the automatic fold, and the memory budget of folding (GPU memory when
-            folding on CUDA). A new store folded at the end whose R fits it sums R while recording (in the
-            writer thread, holding R in memory), so the end writes R without reading the journal back.
+            folding on CUDA). A new store folded at the end whose R fits a quarter of it sums R while
+            recording (in the writer thread, holding R in memory), so the end writes R without reading the journal
+            back.
         journal_buffer_mb: memory for the two in-flight journal buffers; sets the steps per journal chunk.
         codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
         r_dtype: ``"float32"`` (default) or ``"float16"``: opt-in lossy storage of the folded R (relative error

@@ -85,9 +85,10 @@ def open_run_store(
 
 def running_sums(store: ResponsibilityStore, mode: FoldMode, budget_bytes: int) -> RunningSums | None:
     """R summed while recording, for a fold at the end that writes it without reading the journal back: for a new
-    store that will be folded at the end and whose R (both signs) fits ``budget_bytes``, the memory a fold may use."""
+    store that will be folded at the end and whose R (both signs) fits a quarter of ``budget_bytes``. The fold may
+    use the whole budget once training is over; the sums hold R for the whole run, beside the model and data."""
     fresh = store.steps == 0 and not any(store.folded_steps(name) for name in store.parameters)
-    if mode == "never" or not fresh or _r_bytes(store) > budget_bytes:
+    if mode == "never" or not fresh or _r_bytes(store) > budget_bytes // 4:
         return None
     return store.running_sums()
 

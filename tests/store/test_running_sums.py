@@ -9,6 +9,7 @@ from helpers import TinyNet, assert_same_store, loader_48, make_trainer
 
 from responsibility import ResponsibilityCallback
 from responsibility.recording.recorder import Recorder
+from responsibility.recording.store_policy import running_sums
 from responsibility.store import Layout, ResponsibilityStore
 from responsibility.store import _fold as fold_module
 from responsibility.store.spec import ParamSpec, RecordingSpec
@@ -92,3 +93,15 @@ def test_callback_fold_at_end_from_running_sums_equals_a_later_fold(tmp_path, at
     later.fold()
     assert ResponsibilityStore.open(stores["auto"]).folded_steps("net.0.weight") == later.steps
     assert_same_store(stores["auto"], stores["never"])
+
+
+def test_sums_are_kept_only_for_a_new_store_folded_at_the_end_with_r_within_a_quarter_of_the_budget(tmp_path):
+    spec = RecordingSpec(SPECS, num_examples=N)
+    store = ResponsibilityStore.create(tmp_path / "s.zarr", spec, layout=Layout(chunk_steps=3))
+    r_bytes = 8 * N * sum(s.units for s in SPECS)  # both signs, float32
+    assert running_sums(store, "auto", 4 * r_bytes) is not None
+    assert running_sums(store, "always", 4 * r_bytes) is not None
+    assert running_sums(store, "auto", 4 * r_bytes - 4) is None  # R held all run long: a quarter of the budget
+    assert running_sums(store, "never", 4 * r_bytes) is None
+    recorded, _ = record(tmp_path / "r.zarr", sums=False)
+    assert running_sums(recorded, "auto", 4 * r_bytes) is None  # a resumed store: R needs its earlier steps
