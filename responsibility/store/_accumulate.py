@@ -77,13 +77,11 @@ def accumulate(
     for s0 in range(start, stop, step_block):
         s1 = min(stop, s0 + step_block)
         steps = slice(s0, s1)
-        if per_example:
-            delta = tensor(read(steps, shift(cols, kinds["delta"].start)), device)
+        if per_example or units:
             lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
             values = _example_values(journal, need, first + lo, first + hi, device)
-        elif units:
-            lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
-            values = _example_values(journal, need, first + lo, first + hi, device)
+            if per_example:
+                delta = tensor(read(steps, shift(cols, kinds["delta"].start)), device)
         elif p.granularity == "weight":
             block = read(steps, shift(cols, kinds["delta"].start))
             pos_rows, neg_rows = split_signed(tensor(block, device))

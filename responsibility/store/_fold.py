@@ -232,8 +232,7 @@ def _create_fold_arrays(journal: Journal, p: ParamSpec, path: str, topk_chunk: i
     state = journal.state
     n, lay = state.num_examples, state.layout
     chunks = (min(n, lay.r_chunk_examples), min(p.units, lay.r_chunk_units))
-    # A fold killed before its commit may have left this (unreferenced) generation behind: start it afresh.
-    journal.arrays.delete(path)
+    # New: a generation a killed fold left behind was removed by remove_orphans() when this fold began.
     group = state.group.require_group(path)
     group.attrs.put({"steps": state.steps})
     specs: dict[str, ArraySpec] = {s: ((n, p.units), lay.r_dtype, chunks, ("example", "unit")) for s in ("pos", "neg")}

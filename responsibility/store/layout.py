@@ -73,7 +73,6 @@ def create_array(
     chunks: tuple[int, ...],
     layout: Layout,
     dims: tuple[str, ...],
-    overwrite: bool = False,
 ) -> zarr.Array:
     """A chunked, checksummed array; ``dims`` names its dimensions (xarray and other readers use them)."""
     if len(dims) != len(shape):
@@ -88,7 +87,6 @@ def create_array(
         fill_value=fill,
         compressors=layout.compressors(),
         dimension_names=dims,
-        overwrite=overwrite,
     )
 
 
