@@ -8,6 +8,7 @@ step (weights only change at steps), reads the example ids that the test data ca
 
 from __future__ import annotations
 
+import atexit
 import gzip
 import struct
 from pathlib import Path
@@ -180,7 +181,24 @@ def make_trainer(tmp_path, callbacks, **kw) -> L.Trainer:
         default_root_dir=tmp_path,
     )
     opts.update(kw)
+    if str(opts.get("strategy", "")).startswith("ddp"):
+        callbacks = [*callbacks, DestroyProcessGroupAtExit()]
     return L.Trainer(callbacks=callbacks, **opts)
+
+
+class DestroyProcessGroupAtExit(Callback):
+    """Lightning destroys an NCCL process group at exit but leaves a gloo one to interpreter finalization, where
+    torch can abort a worker that has finished ("terminate called without an active exception", SIGABRT; seen once
+    in CI; pytorch/pytorch#179291): each worker destroys it while the interpreter is still whole."""
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if torch.distributed.is_initialized():  # the strategy set the group up before the callbacks' setup
+            atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class PerExampleReference(_Reference):
