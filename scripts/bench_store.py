@@ -14,7 +14,10 @@ For each codec (``Layout(codec=...)``), in one directory under ``outputs/``:
   bytes in the same blocks;
 - R: column-block writes of an (examples, columns) float32 array chunked like a fold's (1024 x 256), as a fold
   writes, then column-block reads; against plain file writes/reads of the same blocks;
-- bytes on disk (all files of the array) against the raw float32 size.
+- bytes on disk (all files of the array) against the raw float32 size;
+- Blosc settings (``--variants``): encode and decode GB/s and size of the same chunks under lz4 with and
+  without byte shuffling, at two levels, one thread (as one zarr chunk is encoded); ``--r-store`` adds the R of
+  every folded parameter of an existing store (per-example R, say, which ReLU leaves with runs of zeros).
 
 Neither side calls fsync and reads follow writes, so reads come from the page cache: these are CPU-side
 costs of the format (chunking, compression, checksums, metadata), not disk speeds. Zarr figures are one pass,
@@ -151,6 +154,57 @@ def bench_r(workdir: Path, r: np.ndarray, codec: str, width: int):
     return {"write_s": write, "read_s": read, "disk_bytes": size, "plain_write_s": plain_w, "plain_read_s": plain_r}
 
 
+VARIANTS = [(level, shuffle) for level in (5, 1) for shuffle in ("shuffle", "noshuffle")]  # lz4
+
+
+def chunks_of(a: np.ndarray, chunks: tuple[int, ...]) -> list[np.ndarray]:
+    return [
+        np.ascontiguousarray(a[r : r + chunks[0], c : c + chunks[1]])
+        for r in range(0, a.shape[0], chunks[0])
+        for c in range(0, a.shape[1], chunks[1])
+    ]
+
+
+def folded_r_chunks(path: Path) -> list[np.ndarray]:
+    """The stored R chunks (both parts) of every folded parameter of a store, decoded."""
+    store = ResponsibilityStore.open(path)
+    out: list[np.ndarray] = []
+    for name in store.parameters:
+        if store.fold_group(name) is not None:
+            for part in ("pos", "neg"):
+                arr = store.fold_array(name, part)
+                out += chunks_of(np.asarray(arr[:]), arr.chunks)
+    if not out:
+        raise SystemExit(f"{path}: no folded parameter")
+    return out
+
+
+def codec_variants(chunks: list[np.ndarray], repeats: int = 3) -> dict[str, dict[str, float]]:
+    """Blosc encode/decode of the same chunks per setting, single-threaded; best of ``repeats``."""
+    from numcodecs import Blosc
+
+    Blosc.use_threads = False  # zarr encodes chunks on worker threads, where Blosc runs single-threaded
+    raw = sum(c.nbytes for c in chunks)
+    out = {}
+    for level, shuffle in VARIANTS:
+        codec = Blosc(cname="lz4", clevel=level, shuffle=Blosc.SHUFFLE if shuffle == "shuffle" else Blosc.NOSHUFFLE)
+        enc_s = dec_s = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            encoded = [codec.encode(c) for c in chunks]
+            enc_s = min(enc_s, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            for e in encoded:
+                codec.decode(e)
+            dec_s = min(dec_s, time.perf_counter() - t0)
+        out[f"lz4-{level}-{shuffle}"] = {
+            "encode_gbps": gbps(raw, enc_s),
+            "decode_gbps": gbps(raw, dec_s),
+            "ratio": sum(len(e) for e in encoded) / raw,
+        }
+    return out
+
+
 def plain_file(path: Path, blocks: list[np.ndarray], repeats: int = 3) -> tuple[float, float]:
     """Seconds to write the blocks to one file sequentially, and to read them back into preallocated buffers.
 
@@ -187,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path("outputs/bench/store"))
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--variants", action="store_true", help="also time Blosc settings on the same chunks")
+    ap.add_argument("--r-store", type=Path, default=None, help="with --variants: also the R of this store's folds")
     args = ap.parse_args(argv)
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -257,6 +313,20 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{kind:<8}{codec:<6}{m['write_gbps']:>11.2f}{m['plain_write_gbps']:>7.2f}{m['read_gbps']:>10.2f}"
                 f"{m['plain_read_gbps']:>7.2f}{m['disk_ratio']:>9.3f}"
             )
+    if args.variants:
+        lay = Layout()
+        sets = {"journal": chunks_of(rows, (lay.chunk_steps, lay.journal_chunk_cols)), "r": chunks_of(r, R_CHUNKS)}
+        if args.r_store is not None:
+            sets[f"r of {args.r_store.name}"] = folded_r_chunks(args.r_store)
+        variants: dict[str, dict] = {}
+        result["variants"] = variants
+        print(f"\n{'data':<28}{'blosc':<20}{'encode GB/s':>12}{'decode GB/s':>12}{'size/raw':>9}")
+        for kind, chunks in sets.items():
+            zeros = float(np.mean([(c == 0).mean() for c in chunks]))
+            variants[kind] = {"zero_fraction": zeros, **codec_variants(chunks)}
+            for name, m in variants[kind].items():
+                if isinstance(m, dict):
+                    print(f"{kind:<28}{name:<20}{m['encode_gbps']:>12.2f}{m['decode_gbps']:>12.2f}{m['ratio']:>9.3f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
