@@ -51,7 +51,9 @@ def create_journal(group: zarr.Group, spec: RecordingSpec, layout: Layout) -> No
     journal = group.require_group("journal")
     width = spec.journal_width
     chunks = (layout.chunk_steps, min(width, layout.journal_chunk_cols))
-    rows = create_array(journal, "rows", (0, width), rows_dtype(layout), chunks, layout, ("step", "column"))
+    rows = create_array(
+        journal, "rows", (0, width), rows_dtype(layout), chunks, layout, ("step", "column"), streamed=True
+    )
     rows.attrs.put({"encoding": layout.journal_dtype})
     create_array(journal, "ids", (0,), "int64", (1 << 16,), layout, ("visit",))
     create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout, ("step", "field"))
@@ -62,7 +64,9 @@ def create_journal(group: zarr.Group, spec: RecordingSpec, layout: Layout) -> No
         # ~4 MiB chunks, like the journal rows: written by id ranges, read by id ranges and parameter columns.
         visits = int(max(256, (4 << 20) // (4 * cols)))
         dims = ("visit", "example_column")
-        create_array(journal, "examples", (0, spec.example_width), "float32", (visits, cols), layout, dims)
+        create_array(
+            journal, "examples", (0, spec.example_width), "float32", (visits, cols), layout, dims, streamed=True
+        )
 
 
 def rows_dtype(layout: Layout) -> str:

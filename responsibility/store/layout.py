@@ -54,11 +54,18 @@ class Layout:
         check_choice("r_dtype", self.r_dtype, RDtype)
         check_choice("journal_dtype", self.journal_dtype, JournalDtype)
 
-    def compressors(self) -> list[Any]:
+    def compressors(self, streamed: bool = False) -> list[Any]:
+        """The codecs of an array; ``streamed``: float data written at every training step (the journal's Δw
+        and per-example values)."""
         # A CRC32C per chunk turns bit rot or a torn chunk into a read error instead of wrong numbers.
         if self.codec == "none":
             return [Crc32cCodec()]
-        # Shuffle groups float bytes by significance: real Δw (many exact zeros) compresses about 2x.
+        if streamed and self.codec == "lz4":
+            # lz4 is the fast choice. Byte shuffling would save a fifth of the journal's bytes but makes encoding
+            # 3-4x slower; a fit journaling every weight took 6-17% less time without it (docs/scale.md,
+            # "Codecs"). Folded R keeps it: uniform R is 2.8-6.8x larger without.
+            return [BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle"), Crc32cCodec()]
+        # Shuffle groups bytes by significance: ids' high bytes are zeros, R's exponents repeat.
         return [BloscCodec(cname=self.codec, clevel=5 if self.codec == "lz4" else 1, shuffle="shuffle"), Crc32cCodec()]
 
     def to_json(self) -> dict[str, Any]:
@@ -73,8 +80,10 @@ def create_array(
     chunks: tuple[int, ...],
     layout: Layout,
     dims: tuple[str, ...],
+    streamed: bool = False,
 ) -> zarr.Array:
-    """A chunked, checksummed array; ``dims`` names its dimensions (xarray and other readers use them)."""
+    """A chunked, checksummed array; ``dims`` names its dimensions (xarray and other readers use them);
+    ``streamed``: see :meth:`Layout.compressors`."""
     if len(dims) != len(shape):
         raise ValueError(f"{name}: {len(dims)} dimension names for {len(shape)} dimensions")
     # Fill values are impossible data (R, Δw never NaN; ids, offsets never negative): a lost chunk reads as them.
@@ -85,7 +94,7 @@ def create_array(
         dtype=dtype,
         chunks=chunks,
         fill_value=fill,
-        compressors=layout.compressors(),
+        compressors=layout.compressors(streamed),
         dimension_names=dims,
     )
 

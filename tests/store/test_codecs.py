@@ -1,0 +1,83 @@
+"""Codecs per array: lz4 (the default) writes the journal's float data unshuffled at level 1 (speed at every
+step) and everything else byte-shuffled; every codec stores the same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from responsibility.recording.recorder import Recorder
+from responsibility.store import Layout, ResponsibilityStore
+from responsibility.store.spec import ParamSpec, RecordingSpec
+
+N = 11
+SPECS = (ParamSpec("w", (4, 6)), ParamSpec("u", (5, 3), "neuron"))
+
+
+def record(path, codec: str, journal_dtype: str = "float32") -> ResponsibilityStore:
+    """A short run whose Δw has runs of exact zeros over many magnitudes, folded."""
+    spec = RecordingSpec(SPECS, num_examples=N)
+    layout = Layout(chunk_steps=4, topk=3, codec=codec, journal_dtype=journal_dtype)
+    store = ResponsibilityStore.create(path, spec, layout=layout)
+    params = [torch.nn.Parameter(torch.zeros(s.shape)) for s in SPECS]
+    rng = np.random.default_rng(1)
+    rec = Recorder(store, list(zip(SPECS, params, strict=True)), background=False)
+    for t in range(10):
+        rec.snapshot()
+        with torch.no_grad():
+            for p in params:
+                step = rng.standard_normal(tuple(p.shape)) * 10.0 ** rng.uniform(-6, 1, tuple(p.shape))
+                step[rng.random(tuple(p.shape)) < 0.4] = 0.0
+                p.add_(torch.from_numpy(step.astype(np.float32)))
+        rec.record_step(rng.choice(N, size=int(rng.integers(1, 5)), replace=False), t, 0)
+    rec.close()
+    store.fold()
+    return store
+
+
+def blosc_settings(path) -> dict[str, tuple[int, str] | None]:
+    """Array path -> its Blosc (level, shuffle), None without Blosc."""
+    out: dict[str, tuple[int, str] | None] = {}
+
+    def visit(group: zarr.Group) -> None:
+        for name, arr in group.arrays():
+            blosc = [c for c in arr.compressors if type(c).__name__ == "BloscCodec"]
+            key = f"{group.path}/{name}".lstrip("/")
+            out[key] = (blosc[0].clevel, str(blosc[0].shuffle.value)) if blosc else None
+        for _, sub in group.groups():
+            visit(sub)
+
+    visit(zarr.open_group(path, mode="r"))
+    return out
+
+
+@pytest.mark.parametrize("journal_dtype", ["float32", "bfloat16"])
+def test_every_codec_stores_the_same_journal_and_r(tmp_path, journal_dtype):
+    stores = {c: record(tmp_path / f"{c}.zarr", c, journal_dtype) for c in ("lz4", "zstd", "none")}
+    ref = stores["none"]
+    for codec, store in stores.items():
+        for s in SPECS:
+            rows, want = store.param_rows(s.name), ref.param_rows(s.name)
+            assert rows.keys() == want.keys()
+            for key in rows:
+                np.testing.assert_array_equal(rows[key], want[key], err_msg=f"{codec} {s.name} {key}")
+            for sign in ("pos", "neg"):
+                np.testing.assert_array_equal(store.read(s.name, sign), ref.read(s.name, sign), err_msg=codec)
+            np.testing.assert_array_equal(store.topk_index(s.name)[0], ref.topk_index(s.name)[0])
+
+
+def test_lz4_leaves_only_the_journals_float_data_unshuffled(tmp_path):
+    record(tmp_path / "lz4.zarr", "lz4")
+    # A per-example parameter gives the store its journal of per-example values too.
+    spec = RecordingSpec((ParamSpec("d", (3, 2), example_form="dense"),), num_examples=N, attribution="per_example")
+    ResponsibilityStore.create(tmp_path / "examples.zarr", spec)
+    found = {**blosc_settings(tmp_path / "lz4.zarr"), **blosc_settings(tmp_path / "examples.zarr")}
+    streamed = {"journal/rows", "journal/examples"}
+    assert streamed <= found.keys() and {"journal/ids", "journal/steps"} <= found.keys()
+    assert any(p.endswith("/pos") for p in found) and any(p.endswith("_values") for p in found)
+    for path, setting in found.items():
+        assert setting == ((1, "noshuffle") if path in streamed else (5, "shuffle")), path
+    zstd = blosc_settings(record(tmp_path / "zstd.zarr", "zstd").path)
+    assert set(zstd.values()) == {(1, "shuffle")}  # the compact choice shuffles everything
