@@ -65,7 +65,7 @@ class Layout:
             # 3-4x slower; a fit journaling every weight took 6-17% less time without it (docs/scale.md,
             # "Codecs"). Folded R keeps it: uniform R is 2.8-6.8x larger without.
             return [BloscCodec(cname="lz4", clevel=1, shuffle="noshuffle"), Crc32cCodec()]
-        # Shuffle groups bytes by significance: ids' high bytes are zeros, R's exponents repeat.
+        # Shuffle groups bytes by significance: integers' high bytes are zeros; R is far smaller with it.
         return [BloscCodec(cname=self.codec, clevel=5 if self.codec == "lz4" else 1, shuffle="shuffle"), Crc32cCodec()]
 
     def to_json(self) -> dict[str, Any]:
