@@ -153,8 +153,7 @@ class PerExample:
             if spec.example_form == "units":
                 scratch = self._scratch.get(spec.name)
                 if scratch is None or scratch.device != rows.device:
-                    units = spec.shape[0] if spec.shape else 1
-                    scratch = self._scratch[spec.name] = rows.new_empty(2, units, spec.numel // units)
+                    scratch = self._scratch[spec.name] = rows.new_empty(2, spec.units, spec.numel // spec.units)
                 part = unit_shares(part, weight_change(param), capture.form(spec.name), spec.shape, rule, scratch)
             out[:, j : j + spec.example_width] = part
             col, j = col + width, j + spec.example_width
