@@ -284,16 +284,18 @@ class _Writer:
         self._pending.append(self._executor.submit(fn, *args))
 
     def wait(self, quietly: bool = False) -> None:
-        """Wait for every submitted write; raise the first failure unless ``quietly``."""
+        """Wait for every submitted write; raise the first failure unless ``quietly``. After a failure the writes
+        not yet begun are cancelled and a running one is waited for: nothing writes once this returns or raises
+        (the caller may then delete what they were writing into)."""
         pending, self._pending = self._pending, []
+        failure: BaseException | None = None
         for future in pending:
-            try:
-                future.result()
-            except Exception:
-                if not quietly:
-                    for rest in pending:
-                        rest.cancel()
-                    raise
+            if failure is not None:
+                future.cancel()
+            if not future.cancelled() and (error := future.exception()) is not None:
+                failure = failure or error
+        if failure is not None and not quietly:
+            raise failure
 
     def __enter__(self) -> _Writer:
         return self

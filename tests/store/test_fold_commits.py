@@ -84,6 +84,41 @@ def test_ctrl_c_keeps_finished_parameters_and_leaves_no_half_fold(tmp_path, monk
             np.testing.assert_allclose(got, naive(store, name, sign), rtol=1e-5, atol=1e-7)
 
 
+def test_a_failed_write_keeps_the_parameters_written_before_it(tmp_path, monkeypatch):
+    """Writes run in a background thread: a failed write removes its parameter's unfinished generation and keeps
+    the parameters committed before it."""
+    store = record(tmp_path / "s.zarr")
+    real = _fold._write_block
+
+    def write_block(out, cols, stored):
+        if "/b/" in out["pos"].path:
+            raise OSError("disk full")
+        real(out, cols, stored)
+
+    monkeypatch.setattr(_fold, "_write_block", write_block)
+    with pytest.raises(OSError, match="disk full"):
+        store.fold()
+    assert [store.folded_steps(n) for n in "abc"] == [9, 0, 0]
+    assert store.orphans() == []
+    assert not list((tmp_path / "s.zarr" / "fold").glob("[bc]/g*"))  # no generation of b or c is left
+    np.testing.assert_allclose(store.read("a", "abs").reshape(N, -1), naive(store, "a", "abs"), rtol=1e-5)
+
+
+def test_each_generation_is_named_for_the_manifest_generation_that_commits_it(tmp_path):
+    store = record(tmp_path / "s.zarr")
+    store.fold(["b"])
+    before = store.generation
+    store.fold()  # a and c are new; b is folded already
+    assert store.generation == before + 2
+    assert [store.fold_group(n) for n in "abc"] == [
+        f"fold/a/g{before + 1}",
+        f"fold/b/g{before}",
+        f"fold/c/g{before + 2}",
+    ]
+    reopened = ResponsibilityStore.open(tmp_path / "s.zarr")
+    assert [reopened.fold_group(n) for n in "abc"] == [store.fold_group(n) for n in "abc"]
+
+
 def test_orphans_are_listed_and_the_next_fold_removes_them(tmp_path):
     store = record(tmp_path / "s.zarr")
     store.fold(["a"])
