@@ -15,8 +15,9 @@ from collections.abc import Sequence
 
 import torch
 
-# Rows of the (N, C) input reduced per group-maximum call when parts are summed: a block and its sum stay in cache.
-SUM_BLOCK_ROWS = 4096
+# Bytes of the sum formed per group-maximum call when parts are summed: the block and its sum stay in cache (on a
+# 2-core VM, (10,000, 8,192) parts: 131 ms with 4,096-row blocks, 41 ms with 2-8 MB ones; 1,562 columns: 14 -> 8 ms).
+SUM_BLOCK_BYTES = 4 << 20
 
 
 def topk_rows(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +85,7 @@ def _group_max(parts: list[torch.Tensor], g: int) -> torch.Tensor:
     n, c = parts[0].shape
     out = parts[0].new_empty(-(-n // g), c)
     full = n // g * g
-    block = max(g, SUM_BLOCK_ROWS // g * g)
+    block = max(g, SUM_BLOCK_BYTES // (4 * max(c, 1)) // g * g)
     scratch = parts[0].new_empty(min(full, block), c) if len(parts) > 1 else None
     for r0 in range(0, full, block if scratch is not None else max(full, 1)):
         r1 = min(full, r0 + block) if scratch is not None else full

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from responsibility.kernels import topk_columns, topk_desc
+from responsibility.kernels import topk, topk_columns, topk_desc
 from responsibility.kernels.topk import group_size
 
 
@@ -60,6 +60,19 @@ def test_large_block_with_crowded_ties():
     np.testing.assert_array_equal(ids.numpy(), want_ids)
     np.testing.assert_array_equal(vals.numpy(), want_vals)
     assert ids[:, 0].tolist() == list(range(k))
+
+
+def test_sums_formed_block_by_block(monkeypatch):
+    """A sum of parts wider than the cache budget is formed a few groups at a time, the last block short."""
+    rng = np.random.default_rng(2)
+    n, c, k = 5_003, 7, 4
+    g = group_size(n, k)
+    monkeypatch.setattr(topk, "SUM_BLOCK_BYTES", 4 * c * g * 5)  # five groups per block
+    parts = [drawn(rng, "batches", n, c), drawn(rng, "ties", n, c)]
+    want_ids, want_vals = stable_topk(parts[0] + parts[1], k)
+    ids, vals = topk_columns([torch.from_numpy(p) for p in parts], k)
+    np.testing.assert_array_equal(ids.numpy(), want_ids)
+    np.testing.assert_array_equal(vals.numpy(), want_vals)
 
 
 def test_topk_desc_keeps_trailing_shape_and_refuses_other_dtypes():
