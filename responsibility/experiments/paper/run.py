@@ -18,6 +18,7 @@ from responsibility.experiments.paper.misclassified import misclassified_experim
 from responsibility.experiments.paper.seeds import check_seeds, seeds_experiment, seeds_markdown
 from responsibility.experiments.reporting import Clock, publish, write_results
 from responsibility.experiments.runs import RecordedRun, accuracy, prepared_data, record_run
+from responsibility.progress import bar
 
 __all__ = ["EXPERIMENTS", "run_paper", "train_recorded"]
 
@@ -70,7 +71,7 @@ def _run_paper(cfg: DictConfig, command: str) -> dict[str, Any]:
         return runs[seed]
 
     parts: dict[str, Any] = {}
-    for name in experiments:
+    for name in bar(experiments, desc="paper experiments", unit="experiment"):
         if name == "seeds":
             seed_runs = {int(s): recorded(int(s)) for s in cfg.seeds.seeds}
             parts["seeds"] = seeds_experiment(cfg, seed_runs, train, test, test_accuracy, out_dir)
