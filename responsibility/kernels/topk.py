@@ -85,7 +85,7 @@ def _group_max(parts: list[torch.Tensor], g: int) -> torch.Tensor:
     n, c = parts[0].shape
     out = parts[0].new_empty(-(-n // g), c)
     full = n // g * g
-    block = max(g, SUM_BLOCK_BYTES // (4 * max(c, 1)) // g * g)
+    block = max(g, SUM_BLOCK_BYTES // (parts[0].element_size() * max(c, 1)) // g * g)
     scratch = parts[0].new_empty(min(full, block), c) if len(parts) > 1 else None
     for r0 in range(0, full, block if scratch is not None else max(full, 1)):
         r1 = min(full, r0 + block) if scratch is not None else full

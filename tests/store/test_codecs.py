@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from zarr.codecs import BloscCodec
 
 from responsibility.recording.recorder import Recorder
 from responsibility.store import Layout, ResponsibilityStore
@@ -43,7 +44,7 @@ def blosc_settings(path) -> dict[str, tuple[int, str] | None]:
 
     def visit(group: zarr.Group) -> None:
         for name, arr in group.arrays():
-            blosc = [c for c in arr.compressors if type(c).__name__ == "BloscCodec"]
+            blosc = [c for c in arr.compressors if isinstance(c, BloscCodec)]
             key = f"{group.path}/{name}".lstrip("/")
             out[key] = (blosc[0].clevel, str(blosc[0].shuffle.value)) if blosc else None
         for _, sub in group.groups():
