@@ -26,6 +26,8 @@ from responsibility.choices import ExampleForm, ShareRule
 
 __all__ = ["unit_shares"]
 
+_INF = float("inf")
+
 
 def unit_shares(
     values: torch.Tensor,
@@ -45,20 +47,21 @@ def unit_shares(
     units = shape[0] if shape else 1
     d = delta.detach().to(values.dtype).reshape(units, -1)
     n = len(values)
+    spare = None if scratch is None else scratch[1]
     if form == "outer":
         out, inp = values[:, :units], values[:, units:]
         if rule == "magnitude":
             out, inp = out.abs(), inp.abs()
         denom = torch.mm(out.T, inp, out=scratch[0]) if scratch is not None else out.T @ inp
-        scale, even = _ratios(d, denom, n, None if scratch is None else scratch[1])
-        p, q = _outer_sums(inp, scale)
+        scale, bounds, even = _ratios(d, denom, n, spare)
+        p, q = _outer_sums(inp, scale, bounds)
         o_pos, o_neg = out.clamp(min=0), out.clamp(max=0).neg_()
         pos, neg = _pair_sum(o_pos, p, o_neg, q), _pair_sum(o_pos, q, o_neg, p)
     else:
         grads = values.reshape(n, units, -1)
         weight = grads.abs() if rule == "magnitude" else grads
         denom = torch.sum(weight, 0, out=scratch[0]) if scratch is not None else weight.sum(0)
-        scale, even = _ratios(d, denom, n, None if scratch is None else scratch[1])
+        scale, _, even = _ratios(d, denom, n, spare)
         share = weight * scale
         pos, neg = share.clamp(min=0).sum(2), share.clamp(max=0).sum(2).neg_()
     if even is not None:  # the evenly split weights add the same amount to every example of the step
@@ -66,18 +69,20 @@ def unit_shares(
     return torch.cat([pos, neg], 1)
 
 
-def _outer_sums(inp: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """``P`` and ``Q`` of the module docstring (None where it is zero), from the inputs and the ratios ``scale``
-    (consumed: it may be overwritten).
+def _outer_sums(
+    inp: torch.Tensor, scale: torch.Tensor, bounds: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``P`` and ``Q`` of the module docstring (None where it is zero), from the inputs and the finite ratios
+    ``scale``, whose smallest and largest values are ``bounds``.
 
     Only the products that can be non-zero are formed: with non-negative inputs (after a ReLU, and always for
     "magnitude") ``a⁻ = 0``, and when every ratio has one sign (plain SGD's "gradient" ratios are all ``-lr``
     up to rounding) ``S⁺`` or ``S⁻`` is zero, so one product of the inputs with the ratios is all the work.
     """
-    lo, hi = torch.aminmax(scale)
+    lo, hi = bounds
     if bool(inp.min() >= 0):
-        if bool(hi <= 0):  # S⁺ = 0, S⁻ = -S
-            return None, inp @ scale.neg_().T
+        if bool(hi <= 0):  # S⁺ = 0, S⁻ = -S; a @ (-S)ᵀ is -(a @ Sᵀ) bit for bit, and negating the product is cheaper
+            return None, torch.mm(inp, scale.T).neg_()
         if bool(lo >= 0):  # S⁻ = 0
             return inp @ scale.T, None
         s_pos = scale.clamp(min=0)
@@ -102,21 +107,33 @@ def _pair_sum(a: torch.Tensor, x: torch.Tensor | None, b: torch.Tensor, y: torch
 
 def _ratios(
     delta: torch.Tensor, denom: torch.Tensor, n: int, spare: torch.Tensor | None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``Δw / Σ_k w_k`` where finite (else 0), computed in ``denom``'s memory; and, per unit, the positive and
-    negative parts of ``Δw / n`` summed over the weights where it is not finite (``(2, units)``; None when that is
-    zero, the usual case). ``spare``: optional space of ``denom``'s shape for the non-finite case.
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+    """``Δw / Σ_k w_k`` where finite (else 0), its smallest and largest values, and, per unit, the positive and
+    negative parts of ``Δw / n`` summed over the weights where the ratio is not finite (``(2, units)``; None when
+    that is zero, the usual case). The ratios are computed in ``spare`` when given (space of ``denom``'s shape),
+    and ``denom`` may be overwritten.
     """
-    scale = torch.div(delta, denom, out=denom)
-    # A non-finite ratio makes the sum non-finite, so a finite sum proves them all finite in one cheap pass.
-    if bool(torch.isfinite(scale.sum())):
-        return scale, None
+    scale = torch.div(delta, denom, out=spare) if spare is not None else delta / denom
+    # NaN propagates through aminmax, so finite bounds prove every ratio finite in the pass that finds the signs.
+    bounds = torch.aminmax(scale)
+    if _finite(bounds):
+        return scale, bounds, None
+    # Finite operands make NaN only of 0/0: a weight no example had a gradient on and that did not move (plain SGD
+    # at an input or a unit no example of the step reached). It has nothing to split: its ratio is 0, as below.
+    if bool(torch.isfinite(delta.sum())) and bool(torch.isfinite(denom.sum())):
+        bounds = torch.aminmax(scale.nan_to_num_(nan=0.0, posinf=_INF, neginf=-_INF))  # infinities stay
+        if _finite(bounds):
+            return scale, bounds, None
     # Float arithmetic only: on CPU, elementwise comparisons into a bool mask cost several times more.
-    zeroed = torch.mul(scale, 0, out=spare) if spare is not None else scale * 0
-    even = zeroed.nan_to_num_(nan=1.0)  # x · 0 is 0 for finite x and NaN otherwise: 1 where not finite
+    even = torch.mul(scale, 0, out=denom).nan_to_num_(nan=1.0)  # x · 0 is 0 for finite x, else NaN: 1 where not finite
     scale.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
+    bounds = torch.aminmax(scale)
     lo, hi = torch.aminmax(even.mul_(delta))
     if bool(lo == 0) and bool(hi == 0):  # nothing moved where no example had a gradient (no decay, no momentum)
-        return scale, None
+        return scale, bounds, None
     even.div_(n)
-    return scale, torch.stack([even.clamp(min=0).sum(1), even.clamp(max=0).sum(1).neg_()])
+    return scale, bounds, torch.stack([even.clamp(min=0).sum(1), even.clamp(max=0).sum(1).neg_()])
+
+
+def _finite(bounds: tuple[torch.Tensor, torch.Tensor]) -> bool:
+    return bool(torch.isfinite(bounds[0])) and bool(torch.isfinite(bounds[1]))

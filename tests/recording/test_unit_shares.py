@@ -98,3 +98,36 @@ def test_reused_scratch_space_gives_the_same_floats(rule, form):
         np.testing.assert_allclose(
             (got[:, :units] - got[:, units:]).sum(0), delta.sum(1), rtol=1e-5, atol=1e-6
         )  # the step's shares still add up to Δw per unit
+
+
+def test_weights_no_example_reached_and_that_did_not_move_take_no_share():
+    """Plain SGD at a dead unit or input: Σ_k g_k = 0 and Δw = 0, so the ratio is 0/0; nothing is split there, and
+    every other weight's shares are as the fold forms them."""
+    g = torch.Generator().manual_seed(11)
+    n, units, inputs = 6, 5, 8
+    out = torch.randn(n, units, generator=g, dtype=torch.float64)
+    inp = torch.randn(n, inputs, generator=g, dtype=torch.float64).clamp(min=0)
+    out[:, 3] = 0  # a unit no example reached
+    inp[:, 1] = 0  # an input no example reached
+    grads = out[:, :, None] * inp[:, None, :]
+    delta = -0.1 * grads.sum(0) * (1 + 1e-3 * torch.rand(units, inputs, generator=g, dtype=torch.float64))
+    assert bool((delta[3] == 0).all()) and bool((delta[:, 1] == 0).all())
+    got = unit_shares(torch.cat([out, inp], 1), delta, "outer", (units, inputs), "gradient")
+    assert bool(torch.isfinite(got).all())
+    assert bool((got[:, [3, units + 3]] == 0).all())
+    np.testing.assert_allclose(got, per_weight_then_summed(grads, delta, "gradient"), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_weight_change_gives_non_finite_shares(bad):
+    """A NaN or Inf in Δw must reach the journal row, where the recorder flags the step, not be zeroed as 0/0."""
+    g = torch.Generator().manual_seed(5)
+    n, units, inputs = 4, 3, 5
+    out = torch.randn(n, units, generator=g)
+    inp = torch.randn(n, inputs, generator=g).clamp(min=0)
+    inp[:, 0] = 0  # 0/0 ratios elsewhere in the same step
+    delta = -0.1 * (out[:, :, None] * inp[:, None, :]).sum(0)
+    delta[1, 2] = bad
+    scratch = torch.empty(2, units, inputs)
+    got = unit_shares(torch.cat([out, inp], 1), delta, "outer", (units, inputs), "gradient", scratch)
+    assert not bool(torch.isfinite(got).all())
