@@ -50,7 +50,7 @@ from responsibility.recording.ids import (
     ids_from_batch,
 )
 from responsibility.recording.session import RecordingSession
-from responsibility.store import ResponsibilityStore
+from responsibility.store import FoldReport, ResponsibilityStore
 
 _SESSION_SETTINGS = frozenset(
     (
@@ -74,6 +74,10 @@ class ResponsibilityCallback(Callback):
             learning them from the DataLoader's sampler; needed for iterable datasets.
         num_examples: size of the id space; defaults to ``len(train_dataset)``.
         labels: per-example labels to store; defaults to the dataset's ``targets``/``labels`` if present.
+
+    Attributes:
+        fold_report: what the last fit's fit-end fold did (:class:`~responsibility.store.FoldReport`: its seconds,
+            cells and bytes of R written), or None when that fit folded nothing.
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class ResponsibilityCallback(Callback):
         self.ids_key = ids_key
         self.num_examples = None if num_examples is None else int(num_examples)
         self.labels = None if labels is None else np.asarray(labels)
+        self.fold_report: FoldReport | None = None
         # Per fit; no threads, locks or open stores before fit, so the callback pickles for ddp_spawn.
         self._reset_fit_state()
 
@@ -180,6 +185,7 @@ class ResponsibilityCallback(Callback):
         )
         self._last_global_step = trainer.global_step
         self._pending_ids = []
+        self.fold_report = None
 
     def _dataset_facts(self, trainer: pl.Trainer) -> tuple[int, np.ndarray | None]:
         loader = trainer.train_dataloader
@@ -255,7 +261,7 @@ class ResponsibilityCallback(Callback):
         if not self.session.opened:  # not a single step: the store is still made (or rolled back)
             _on_every_rank(trainer, self.session.open)
         # On a GPU run the fold's scatter-adds run on the training device too.
-        self.session.finish(device=pl_module.device if pl_module.device.type == "cuda" else "cpu")
+        self.fold_report = self.session.finish(device=pl_module.device if pl_module.device.type == "cuda" else "cpu")
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:

@@ -78,6 +78,25 @@ def test_fold_in_pieces_twice_and_lazily_is_bit_identical(tmp_path):
             np.testing.assert_array_equal(whole.read(n, sign), pieces.read(n, sign))
 
 
+def test_fold_report_says_what_the_fit_end_fold_did(tmp_path):
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", attribution="uniform")  # fold="auto": R is tiny
+    torch.manual_seed(0)
+    make_trainer(tmp_path, [cb]).fit(TinyNet(), loader_48())
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    report = cb.fold_report
+    assert report is not None
+    assert report.steps == store.steps == 2 * 10  # 2 epochs of 48 examples in batches of 5
+    assert sorted(report.parameters) == sorted(store.parameters)
+    assert all(store.folded_steps(name) == store.steps for name in store.parameters)
+    units = sum(store.spec.param(name).units for name in store.parameters)
+    assert report.r_bytes == 2 * 4 * N * units  # R_pos and R_neg, float32, uncompressed
+    assert report.seconds > 0
+
+    unfolded = ResponsibilityCallback(tmp_path / "t.zarr", attribution="uniform", fold="never")
+    make_trainer(tmp_path, [unfolded]).fit(TinyNet(), loader_48())
+    assert unfolded.fold_report is None
+
+
 def test_lazy_partial_fold_matches_reference(tmp_path):
     """R read while only part of the journal is folded = folded part + journal remainder."""
     ref = NaiveReference(N)

@@ -41,7 +41,7 @@ class _Parsed(Exception):
     pass
 
 
-@pytest.mark.parametrize("name", ["overhead", "fold", "store", "scale", "query"])
+@pytest.mark.parametrize("name", ["overhead", "fold", "store", "scale", "query", "fit_end"])
 def test_every_bench_config_names_options_its_script_accepts(name, monkeypatch):
     """Each conf/bench entry's args are options of its script's own parser: no stale or misspelt option."""
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
