@@ -102,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 row["queries"][name] = {"folded": times["folded"], "lazy": times["lazy"]}
                 print(f"  {name:32s} folded {medians['folded']:.2f} s, lazy {medians['lazy']:.2f} s")
             results.append(row)
-            shutil.rmtree(folded), shutil.rmtree(lazy)
+            shutil.rmtree(folded)
+            shutil.rmtree(lazy)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         meta = {
