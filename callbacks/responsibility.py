@@ -171,6 +171,7 @@ class ResponsibilityCallback(Callback):
 
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.fold_report = None  # first, so a fit that fails to start shows no earlier fit's report
         num_examples, labels = self._dataset_facts(trainer)
         batch = getattr(trainer.train_dataloader, "batch_size", None) or 1
         _on_every_rank(
@@ -185,7 +186,6 @@ class ResponsibilityCallback(Callback):
         )
         self._last_global_step = trainer.global_step
         self._pending_ids = []
-        self.fold_report = None
 
     def _dataset_facts(self, trainer: pl.Trainer) -> tuple[int, np.ndarray | None]:
         loader = trainer.train_dataloader
