@@ -13,8 +13,9 @@
 #   bash scripts/gpu_check.sh --cpu-smoke     # everything shrunk, on the CPU: checks the script itself
 #
 # It uses whatever torch is importable. When the project itself is not importable, it makes a venv
-# ($GPU_CHECK_VENV, default .venv-gpu-check, with the system's site-packages, so that torch is reused) and installs
-# the project there with pip, constraints.txt minus its torch pin (the machine's torch stays).
+# ($GPU_CHECK_VENV, default .venv-gpu-check) that sees the running Python's packages, so that the machine's torch is
+# reused, and installs the project there: offline first (the project alone, its dependencies already importable, for
+# example from wheels on PYTHONPATH), else with pip and constraints.txt minus its torch pin.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-./gpu_check_out}
@@ -31,17 +32,27 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
     echo "gpu_check: no importable torch for $PY (install torch first)" >&2
     exit 2
 fi
-if ! "$PY" -c "import responsibility, responsibility.callbacks" 2>/dev/null; then
+IMPORTS="import responsibility, responsibility.callbacks, zarr, hydra, lightning"
+if ! "$PY" -c "$IMPORTS" 2>/dev/null; then
     VENV=${GPU_CHECK_VENV:-.venv-gpu-check}
     log "responsibility is not importable: installing it into $VENV"
-    [ -x "$VENV/bin/python" ] || "$PY" -m venv --system-site-packages "$VENV" || exit 2
-    PY=$VENV/bin/python
-    grep -v -E '^(torch|nvidia-[a-z0-9-]+|triton)==' constraints.txt >"$OUT/constraints-without-torch.txt"
-    if ! "$PY" -m pip install -q -c "$OUT/constraints-without-torch.txt" -e ".[test]" >"$OUT/install.log" 2>&1; then
-        # Offline machines: the dependencies may all be there already; then the project alone installs.
-        "$PY" -m pip install -q --no-deps --no-build-isolation -e . >>"$OUT/install.log" 2>&1
+    if [ ! -x "$VENV/bin/python" ]; then
+        "$PY" -m venv --system-site-packages --without-pip "$VENV" || exit 2
+        # A venv made from inside another venv sees the base interpreter's packages, not that venv's (where the
+        # machine's torch usually is): a .pth file adds the running Python's site-packages (its pip too: no ensurepip
+        # needed) after the new venv's own.
+        "$PY" -c "import site; print('\n'.join(site.getsitepackages()))" \
+            >"$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/outer-site.pth"
     fi
-    "$PY" -c "import responsibility, responsibility.callbacks" || { echo "gpu_check: install failed, see $OUT/install.log" >&2; exit 2; }
+    PY=$VENV/bin/python
+    export PIP_DISABLE_PIP_VERSION_CHECK=1
+    # Offline first: on a machine without an index, pip would spend minutes retrying one.
+    "$PY" -m pip install -q --no-deps --no-build-isolation -e . >"$OUT/install.log" 2>&1
+    if ! "$PY" -c "$IMPORTS" 2>>"$OUT/install.log"; then
+        grep -v -E '^(torch|nvidia-[a-z0-9-]+|triton)==' constraints.txt >"$OUT/constraints-without-torch.txt"
+        "$PY" -m pip install -q -c "$OUT/constraints-without-torch.txt" -e ".[test]" >>"$OUT/install.log" 2>&1
+    fi
+    "$PY" -c "$IMPORTS" || { echo "gpu_check: install failed, see $OUT/install.log" >&2; exit 2; }
 fi
 
 if [ "$SMOKE" = 1 ]; then
