@@ -30,6 +30,8 @@ DENSE_CELL_RATIO = 0.85
 DENSE_ROW_CELLS = 8
 # Scattered rows at least this wide are sorted by example first (see _scatter).
 SORTED_SCATTER_WIDTH = 128
+# Slices on an accelerator: large, since every slice costs kernel launches and the GPU has no cache to stay within.
+DEVICE_BLOCK_BYTES = 256 << 20
 
 
 def dense_threshold(width: int) -> float:
@@ -60,9 +62,14 @@ def index_add_fold(
     Rows of at least :data:`SORTED_SCATTER_WIDTH` are scattered sorted stably by example, which adds all of an
     example's rows while its accumulator row is in cache; for them a dense pass is taken only for a group of
     distinct ids.
+    On an accelerator, where ``index_add_`` adds an example's duplicates with atomics in any order, every round
+    (distinct ids) is scattered, which keeps the same order and so the same bits as on the CPU.
     ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
     None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result.
     """
+    if acc.device.type != "cpu":
+        _distinct_rounds(acc, rows, ids, row_of_id, scale, max(block_bytes, DEVICE_BLOCK_BYTES))
+        return
     n, width = acc.shape
     min_round = n * (dense_threshold(width) if dense_fraction is None else dense_fraction)
     if width >= SORTED_SCATTER_WIDTH:
@@ -76,10 +83,7 @@ def index_add_fold(
     todo = torch.arange(len(ids))
     padded = None
     while len(todo) and len(todo) >= min_round:
-        todo_ids = ids[todo]
-        earliest = torch.full((n,), len(ids), dtype=torch.int64)
-        earliest.scatter_reduce_(0, todo_ids, todo, "amin")
-        taken = earliest[todo_ids] == todo
+        taken = _earliest(ids, todo, n)
         now = todo[taken]
         if len(now) < min_round:
             break
@@ -99,8 +103,9 @@ def plain_index_add(
     row_of_id: torch.Tensor,
     scale: torch.Tensor | None = None,
 ) -> None:
-    """The exactness reference of :func:`index_add_fold`: gather the whole source, then one chronological
-    ``index_add_``. Bit-identical to it, and slower (the gathered source of a large group leaves the cache)."""
+    """The exactness reference of :func:`index_add_fold` on the CPU: gather the whole source, then one chronological
+    ``index_add_``. Bit-identical to it, and slower (the gathered source of a large group leaves the cache). On a GPU
+    its atomics add duplicate ids in any order, so it is no reference there."""
     src = rows.index_select(0, row_of_id)
     if scale is not None:
         src.mul_(scale.unsqueeze(1))
@@ -126,12 +131,24 @@ def _scatter(
     Sorted slices were 1.1-2.5x faster at widths 256 to 8192 and did not show the unsorted slices' occasional
     2.5x slow runs, but at width 16 the sort doubled the cost (measured on a 2-core machine).
     """
-    width = rows.shape[1]
-    if width >= SORTED_SCATTER_WIDTH:
+    if rows.shape[1] >= SORTED_SCATTER_WIDTH:
         order = torch.sort(ids, stable=True).indices
         ids, row_of_id = ids[order], row_of_id[order]
         if scale is not None:
             scale = scale[order]
+    _scatter_slices(acc, rows, ids, row_of_id, scale, block_bytes)
+
+
+def _scatter_slices(
+    acc: torch.Tensor,
+    rows: torch.Tensor,
+    ids: torch.Tensor,
+    row_of_id: torch.Tensor,
+    scale: torch.Tensor | None,
+    block_bytes: int,
+) -> None:
+    """``acc.index_add_`` of the gathered (and scaled) rows, one slice of ids at a time."""
+    width = rows.shape[1]
     block = max(1, block_bytes // max(1, rows.element_size() * width))
     # One buffer for all slices: a fresh large tensor per slice would be page-faulted in every time.
     buf = rows.new_empty(min(block, len(ids)), width)
@@ -156,11 +173,11 @@ def _dense_round(
     Examples not in ``ids`` point at ``padded``'s last row, all -0.0 (``x + -0.0 == x`` for every x).
     """
     n, width = acc.shape
-    step_of = torch.full((n,), padded.shape[0] - 1, dtype=torch.int64)
+    step_of = torch.full((n,), padded.shape[0] - 1, dtype=torch.int64, device=acc.device)
     step_of[ids] = row_of_id
     scale_of = None
     if scale is not None:
-        scale_of = torch.ones(n, dtype=scale.dtype)
+        scale_of = torch.ones(n, dtype=scale.dtype, device=acc.device)
         scale_of[ids] = scale
     block = max(1, block_bytes // max(1, padded.element_size() * width))
     buf = padded.new_empty(min(block, n), width)
@@ -170,6 +187,35 @@ def _dense_round(
         if scale_of is not None:
             src.mul_(scale_of[m0:m1].unsqueeze(1))
         acc[m0:m1].add_(src)
+
+
+def _earliest(ids: torch.Tensor, todo: torch.Tensor, n: int) -> torch.Tensor:
+    """Mask over ``todo`` (ascending positions into ``ids``) of each id's earliest position among them."""
+    todo_ids = ids[todo]
+    earliest = torch.full((n,), len(ids), dtype=torch.int64, device=ids.device)
+    earliest.scatter_reduce_(0, todo_ids, todo, "amin")
+    return earliest[todo_ids] == todo
+
+
+def _distinct_rounds(
+    acc: torch.Tensor,
+    rows: torch.Tensor,
+    ids: torch.Tensor,
+    row_of_id: torch.Tensor,
+    scale: torch.Tensor | None,
+    block_bytes: int,
+) -> None:
+    """Scatter in rounds of distinct ids, each example's earliest remaining occurrence first.
+
+    A round adds at most one row to each example, so the order atomics add in cannot matter, and each example's
+    rows are added in order of j. A group with no repeated example is one round.
+    """
+    todo = torch.arange(len(ids), device=ids.device)
+    while len(todo):
+        taken = _earliest(ids, todo, acc.shape[0])
+        now = todo[taken]
+        _scatter_slices(acc, rows, ids[now], row_of_id[now], None if scale is None else scale[now], block_bytes)
+        todo = todo[~taken]
 
 
 def split_signed(delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
