@@ -180,11 +180,13 @@ def _fold_parameter(
                 acc_neg = torch.zeros(n, cols.stop - c0, device=device)
             if summed is None:
                 accumulate(journal, p, cols, done, steps, acc_pos, acc_neg, budget_bytes // 2, kernel, members)
-            acc_pos, acc_neg = acc_pos.cpu().contiguous(), acc_neg.cpu().contiguous()
-            stored = [_to_stored(journal, p.name, a) for a in (acc_pos, acc_neg)]
+            host = (acc_pos.cpu().contiguous(), acc_neg.cpu().contiguous())
+            stored = [_to_stored(journal, p.name, a) for a in host]
             writer.submit(_write_block, out, cols, stored)
+            # Ranked where R was folded (on a GPU many times faster than on the host) while the writer writes it.
+            ranked = host if acc_pos.device == host[0].device else (acc_pos, acc_neg)
             t0 = time.perf_counter()
-            top = {s: topk_columns(_parts(acc_pos, acc_neg, s), k) for s in SIGNS} if k else {}
+            top = {s: _host_topk(_parts(*ranked, s), k) for s in SIGNS} if k else {}
             report.topk_seconds += time.perf_counter() - t0
             writer.submit(_write_topk, out, cols, top)
             report.cells += int(members.counts[done:].sum()) * (cols.stop - c0)
@@ -204,6 +206,11 @@ def _fold_parameter(
 
 def _parts(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> list[torch.Tensor]:
     return {"pos": [pos], "neg": [neg], "abs": [pos, neg]}[sign]
+
+
+def _host_topk(parts: list[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids, values = topk_columns(parts, k)
+    return ids.cpu(), values.cpu()
 
 
 def _write_block(out: dict[str, zarr.Array], cols: slice, stored: list[np.ndarray]) -> None:

@@ -54,10 +54,18 @@ def test_gpu_fold_equals_cpu_fold(tmp_path, attribution, budget):
     make_trainer(tmp_path, [cb], max_epochs=2).fit(TinyNet(), loader())
     store = ResponsibilityStore.open(tmp_path / "s.zarr", mode="r+")
     cpu = {n: store.read(n) for n in store.parameters}  # lazy CPU fold from the journal
+    cpu_top = {n: store.most_responsible(n, k=3) for n in store.parameters}
     store.fold(device="cuda", **({} if budget is None else {"budget_bytes": budget}))
     for name, want in cpu.items():
-        # Bit for bit: the GPU adds an example's repeats in order too (rounds of distinct ids, not atomics).
-        np.testing.assert_array_equal(store.read(name).view(np.int32), want.view(np.int32))
+        if attribution == "uniform":
+            # Bit for bit: the GPU adds an example's repeats in order too (rounds of distinct ids, not atomics),
+            # and ranks the top-k index on the device with the CPU's tie rule.
+            np.testing.assert_array_equal(store.read(name).view(np.int32), want.view(np.int32))
+            for got, expected in zip(store.most_responsible(name, k=3), cpu_top[name], strict=True):
+                np.testing.assert_array_equal(got, expected)
+        else:
+            # Per-example shares come from GEMMs, whose sums the GPU orders differently: equal up to rounding.
+            np.testing.assert_allclose(store.read(name), want, rtol=1e-6, atol=0)
         ids, _ = store.most_responsible(name, k=1)
         assert ids.shape == (1, *store.param(name).r_shape)
 
