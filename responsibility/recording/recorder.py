@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from responsibility.errors import ExampleIdError, ParameterChangedError, ResponsibilityError, StoreWriteError
+from responsibility.recording.device_rows import DeviceRows
 from responsibility.recording.ids import as_ids, check_ids
 from responsibility.store import ResponsibilityStore, RunningSums
 from responsibility.store.spec import ParamSpec
@@ -95,6 +96,9 @@ class Recorder:
         self._snapped: set[int] = set()
         self._neuron = {id(param) for spec, param in tracked if spec.granularity == "neuron"}
         self._changed: set[int] = set()  # parameters whose Δw of this step is in their scratch space
+        # Rows formed on the accelerator in a few kernels (decided at the first step, once weights are placed).
+        self._device_rows: DeviceRows | None = None
+        self._device_rows_decided = False
         self._pending: Future | None = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="responsibility-writer") if background else None
         self.nonfinite_steps: list[int] = []
@@ -112,6 +116,8 @@ class Recorder:
         this again (closures, several optimizers) is harmless.
         """
         wanted = None if params is None else {id(p) for p in params}
+        snaps: list[torch.Tensor] = []
+        sources: list[torch.Tensor] = []
         with torch.no_grad():
             for spec, param, _ in self._tracked:
                 key = id(param)
@@ -121,8 +127,11 @@ class Recorder:
                 snap = self._snapshots.get(key)
                 if snap is None or snap.shape != param.shape or snap.device != param.device:
                     snap = self._snapshots[key] = torch.empty_like(param, memory_format=torch.contiguous_format)
-                snap.copy_(param.detach())
+                snaps.append(snap)
+                sources.append(param.detach())
                 self._snapped.add(key)
+            if snaps:
+                torch._foreach_copy_(snaps, sources)  # one multi-tensor kernel on a GPU, not one per parameter
 
     def weight_change(self, param: torch.nn.Parameter) -> torch.Tensor:
         """Δw of a tracked parameter since its snapshot, in float32 on its device (zero without a snapshot).
@@ -168,8 +177,15 @@ class Recorder:
         buf = self._buf
         row = buf.data[buf.n]
         with torch.no_grad():
-            for spec, param, cols in self._tracked:
-                self._write_delta(spec, param, cols, row)
+            device_rows = self._rows_on_device()
+            if device_rows is not None:
+                for spec, param, _ in self._tracked:
+                    _check_shape(spec, param)
+                params = [param.detach() for _, param, _ in self._tracked]
+                device_rows.form(params, [self._snapshots[id(p)] for _, p, _ in self._tracked], row)
+            else:
+                for spec, param, cols in self._tracked:
+                    self._write_delta(spec, param, cols, row)
         buf.steps[buf.n] = (0, global_step, epoch, 0)
         buf.ids.append(ids)
         if examples is not None:
@@ -184,6 +200,17 @@ class Recorder:
             # _submit waited for the other buffer's write, so it is free to refill while this one is written.
             self._buf = self._buffers[1] if buf is self._buffers[0] else self._buffers[0]
             self._buf.reset(self.steps, self.num_ids)
+
+    def _rows_on_device(self) -> DeviceRows | None:
+        """The batched device path, for steps where every tracked parameter was snapshotted and none has its Δw in
+        scratch space already (per-example attribution reads it there first)."""
+        if self._changed or len(self._snapped) != len(self._tracked):
+            return None
+        if not self._device_rows_decided:
+            if DeviceRows.applies([param for _, param, _ in self._tracked]):
+                self._device_rows = DeviceRows(self._tracked, self.store.spec.journal_width)
+            self._device_rows_decided = True
+        return self._device_rows
 
     def _write_delta(
         self, spec: ParamSpec, param: torch.nn.Parameter, cols: dict[str, slice], row: torch.Tensor

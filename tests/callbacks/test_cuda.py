@@ -21,8 +21,16 @@ def loader() -> DataLoader:
     return DataLoader(IndexedData(N), batch_size=8, shuffle=True)
 
 
-def test_recording_cuda_weights_matches_reference(tmp_path):
-    granularity = {"net.0.weight": "neuron"}
+@pytest.mark.parametrize(
+    "granularity",
+    [
+        {"net.0.weight": "neuron"},
+        # Neurons everywhere: units of widths 8, 6 and 1 (both biases, reduced as one block) on the batched path.
+        {n: "neuron" for n in ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")},
+    ],
+    ids=["one layer of neurons", "neurons everywhere"],
+)
+def test_recording_cuda_weights_matches_reference(tmp_path, granularity):
     ref = NaiveReference(N, granularity)
     cb = ResponsibilityCallback(
         tmp_path / "s.zarr", granularity=granularity, attribution="uniform", journal_buffer_mb=0.01, fold="never"

@@ -1,0 +1,65 @@
+"""Rows formed in batched kernels (the GPU path) against a float64 loop over parameters and units.
+
+The class is device-agnostic; here it runs on the CPU, so the grouping, column placement and signs are checked
+on every machine (tests/callbacks/test_cuda.py runs it through the Recorder on a GPU).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from responsibility.recording.device_rows import DeviceRows
+from responsibility.store.spec import ParamSpec, RecordingSpec
+
+# Two parameters share unit width 8 (reduced as one block), two are 1-D (width 1), one has width 6, two are
+# journaled per weight.
+SHAPES = {
+    "a.weight": ((6, 8), "neuron"),
+    "a.bias": ((6,), "neuron"),
+    "b.weight": ((5, 2, 2, 2), "neuron"),
+    "b.bias": ((5,), "neuron"),
+    "c.weight": ((3, 6), "neuron"),
+    "d.weight": ((4, 3), "weight"),
+    "d.bias": ((4,), "weight"),
+}
+
+
+def test_rows_match_a_float64_loop_over_units():
+    g = torch.Generator().manual_seed(0)
+    specs = [ParamSpec(name, shape, gran) for name, (shape, gran) in SHAPES.items()]
+    spec = RecordingSpec(params=tuple(specs), num_examples=10)
+    columns = spec.journal_columns()
+    params = [torch.randn(s.shape, generator=g) for s in specs]
+    # Changes over many orders of magnitude and of both signs, some exactly zero.
+    snaps = [p - torch.randn(p.shape, generator=g) * 10.0 ** torch.randint(-6, 3, p.shape, generator=g) for p in params]
+    snaps[0].view(-1)[:5] = params[0].view(-1)[:5]
+    tracked = [(s, torch.nn.Parameter(p), columns[s.name]) for s, p in zip(specs, params, strict=True)]
+    rows = DeviceRows(tracked, spec.journal_width)
+    row = torch.full((spec.journal_width,), float("nan"))
+    rows.form(params, snaps, row)
+
+    want = np.full(spec.journal_width, np.nan)
+    for s, p, q in zip(specs, params, snaps, strict=True):
+        d = p.double().numpy() - q.double().numpy()
+        cols = columns[s.name]
+        if s.granularity == "weight":
+            want[cols["delta"]] = d.reshape(-1)
+        else:
+            d = d.reshape(s.units, -1)
+            want[cols["pos"]] = np.where(d > 0, d, 0).sum(1)
+            want[cols["neg"]] = -np.where(d < 0, d, 0).sum(1)
+    assert not np.isnan(want).any()
+    np.testing.assert_allclose(row.numpy(), want, rtol=1e-6, atol=1e-12)
+    # Weight columns are the float32 difference itself.
+    d = columns["d.weight"]["delta"]
+    assert torch.equal(row[d], (params[5] - snaps[5]).view(-1))
+
+
+def test_applies_to_float32_weights_on_one_accelerator_only():
+    assert not DeviceRows.applies([torch.zeros(3), torch.zeros(2)])  # the CPU keeps its per-parameter path
+    assert not DeviceRows.applies([])
+    meta = [torch.zeros(3, device="meta"), torch.zeros(2, device="meta")]
+    assert DeviceRows.applies(meta)
+    assert not DeviceRows.applies([meta[0], torch.zeros(2, device="meta", dtype=torch.bfloat16)])
+    assert not DeviceRows.applies([meta[0], torch.zeros(2)])
