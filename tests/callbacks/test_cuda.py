@@ -72,8 +72,9 @@ def test_gpu_fold_equals_cpu_fold(tmp_path, attribution, budget):
             for got, expected in zip(store.most_responsible(name, k=3), cpu_top[name], strict=True):
                 np.testing.assert_array_equal(got, expected)
         else:
-            # Per-example shares come from GEMMs, whose sums the GPU orders differently: equal up to rounding.
-            np.testing.assert_allclose(store.read(name), want, rtol=1e-6, atol=0)
+            # Per-example shares come from GEMMs, whose sums the GPU orders differently: each share differs by a
+            # few float32 ulps, and R sums them (seen on an H200: at most 1.5e-6 relative).
+            np.testing.assert_allclose(store.read(name), want, rtol=1e-5, atol=0)
         ids, _ = store.most_responsible(name, k=1)
         assert ids.shape == (1, *store.param(name).r_shape)
 
