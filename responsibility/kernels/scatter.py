@@ -48,6 +48,7 @@ def index_add_fold(
     *,
     block_bytes: int = BLOCK_BYTES,
     dense_fraction: float | None = None,
+    device_block_bytes: int = DEVICE_BLOCK_BYTES,
 ) -> None:
     """``acc[ids[j]] += scale[j] * rows[row_of_id[j]]`` for every j, in order of j.
 
@@ -65,10 +66,11 @@ def index_add_fold(
     On an accelerator, where ``index_add_`` adds an example's duplicates with atomics in any order, every round
     (distinct ids) is scattered, which keeps the same order and so the same bits as on the CPU.
     ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
-    None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result.
+    None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result; so does
+    ``device_block_bytes``, the slice size on an accelerator.
     """
     if acc.device.type != "cpu":
-        _distinct_rounds(acc, rows, ids, row_of_id, scale, max(block_bytes, DEVICE_BLOCK_BYTES))
+        _distinct_rounds(acc, rows, ids, row_of_id, scale, device_block_bytes)
         return
     n, width = acc.shape
     min_round = n * (dense_threshold(width) if dense_fraction is None else dense_fraction)
