@@ -40,13 +40,13 @@ def main() -> None:
             break
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(batch[0]), batch[1]).backward()
-        before = {name: p.detach().double() for name, p in net.named_parameters()}
-        intended = {name: -args.lr * p.grad.double() for name, p in net.named_parameters() if p.grad is not None}
+        params = dict(net.named_parameters())
+        before = {name: p.detach().double() for name, p in params.items()}
+        intended = {name: -args.lr * p.grad.double() for name, p in params.items() if p.grad is not None}
         opt.step()
-        for name, p in net.named_parameters():
-            want = intended[name]
+        for name, want in intended.items():
             moved = want != 0
-            applied = p.detach().double() - before[name]
+            applied = params[name].detach().double() - before[name]
             rel[name].append(((applied - want).abs()[moved] / want.abs()[moved]).numpy())
     print(f"{'parameter':<14} relative |applied Δw - (-lr g)| / |lr g| over {args.steps} steps")
     for name, parts in rel.items():
