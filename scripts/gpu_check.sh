@@ -51,8 +51,8 @@ if ! "$PY" -c "$IMPORTS" 2>/dev/null; then
     if ! "$PY" -c "$IMPORTS" 2>>"$OUT/install.log"; then
         grep -v -E '^(torch|nvidia-[a-z0-9-]+|triton)==' constraints.txt >"$OUT/constraints-without-torch.txt"
         "$PY" -m pip install -q -c "$OUT/constraints-without-torch.txt" -e ".[test]" >>"$OUT/install.log" 2>&1
+        "$PY" -c "$IMPORTS" || { echo "gpu_check: install failed, see $OUT/install.log" >&2; exit 2; }
     fi
-    "$PY" -c "$IMPORTS" || { echo "gpu_check: install failed, see $OUT/install.log" >&2; exit 2; }
 fi
 
 if [ "$SMOKE" = 1 ]; then
