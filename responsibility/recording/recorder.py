@@ -179,10 +179,12 @@ class Recorder:
         with torch.no_grad():
             device_rows = self._rows_on_device()
             if device_rows is not None:
+                params, snaps = [], []
                 for spec, param, _ in self._tracked:
                     _check_shape(spec, param)
-                params = [param.detach() for _, param, _ in self._tracked]
-                device_rows.form(params, [self._snapshots[id(p)] for _, p, _ in self._tracked], row)
+                    params.append(param.detach())
+                    snaps.append(self._snapshots[id(param)])
+                device_rows.form(params, snaps, row)
             else:
                 for spec, param, cols in self._tracked:
                     self._write_delta(spec, param, cols, row)
