@@ -1,9 +1,11 @@
-"""Journal rows formed on an accelerator in a few batched kernels.
+"""Snapshots and journal rows formed on an accelerator in a few batched kernels.
 
-On a GPU a step's cost to the recorder is kernel launches, not bytes: forming a row one parameter at a time takes
-about ten launches per parameter (ResNet-18: ~600 per step, ~9 ms against a ~16 ms training step on an H200).
-Here Δw of every parameter is one multi-tensor subtraction; neuron units of one width are reduced together; the
-row is assembled on the device and copied to the host row once.
+On a GPU a step's cost to the recorder is kernel launches and Python, not bytes: forming a row one parameter at a
+time takes about ten launches per parameter (ResNet-18: ~600 per step, ~9 ms against a ~16 ms training step on an
+H200). Here every tracked parameter's snapshot is a view into one flat buffer, laid out so that neuron units of one
+width are adjacent: the snapshot is one multi-tensor copy, Δw one multi-tensor subtraction in place, and each width
+is one (units, width) reduction per sign, whatever the number of parameters. The row is assembled on the device and
+copied to the host row once.
 """
 
 from __future__ import annotations
@@ -16,27 +18,48 @@ from responsibility.store.spec import ParamSpec
 
 
 class DeviceRows:
-    """Forms whole journal rows of float32 parameters that all live on one accelerator."""
+    """Keeps the snapshots of float32 parameters that all live on one accelerator, and forms whole journal rows."""
 
     def __init__(self, tracked: Sequence[tuple[ParamSpec, torch.nn.Parameter, dict[str, slice]]], width: int) -> None:
         device = tracked[0][1].device
-        self.stage = torch.zeros(width, dtype=torch.float32, device=device)
+        self._params: list[torch.Tensor] = [param for _, param, _ in tracked]
         by_width: dict[int, list[int]] = {}
-        self._weights: list[tuple[int, slice]] = []
-        for i, (spec, _, cols) in enumerate(tracked):
+        weights: list[int] = []
+        for i, (spec, _, _) in enumerate(tracked):
             if spec.granularity == "weight":
-                self._weights.append((i, cols["delta"]))
+                weights.append(i)
             else:
                 by_width.setdefault(spec.numel // spec.units, []).append(i)
-        # Units of one width, several parameters' worth, reduced as one (units, width) block.
-        self._groups = [(w, [(i, tracked[i][0].units) for i in idx]) for w, idx in by_width.items()]
-        order = [i for _, members in self._groups for i, _ in members]
+        # Flat order: neuron parameters grouped by unit width, then the per-weight ones.
+        order = [i for members in by_width.values() for i in members] + weights
+        self._flat = torch.zeros(sum(spec.numel for spec, _, _ in tracked), dtype=torch.float32, device=device)
+        start: dict[int, int] = {}
+        offset = 0
+        for i in order:
+            start[i], offset = offset, offset + tracked[i][0].numel
+        self.snapshots = [
+            self._flat[start[i] : start[i] + spec.numel].view(spec.shape) for i, (spec, _, _) in enumerate(tracked)
+        ]
+        self._neuron_numel = sum(tracked[i][0].numel for members in by_width.values() for i in members)
+        # (units, width) blocks of the neuron region, one per width.
+        self._blocks: list[tuple[int, int, int]] = []  # (start in the flat buffer, units, width)
+        for w, members in by_width.items():
+            self._blocks.append((start[members[0]], sum(tracked[i][0].units for i in members), w))
+        units_total = sum(u for _, u, _ in self._blocks)
+        self._part = torch.empty(self._neuron_numel, dtype=torch.float32, device=device)
+        # values: [ -Σ Δw>0 per unit | -Δw per weight | Σ |Δw<0| per unit ], scattered to row columns at the end.
+        size = 2 * units_total + len(self._flat) - self._neuron_numel
+        self._values = torch.empty(size, dtype=torch.float32, device=device)
+        self._units = units_total
 
-        def columns(key: str) -> torch.Tensor:
-            ranges = [torch.arange(tracked[i][2][key].start, tracked[i][2][key].stop) for i in order]
+        def columns(entries: list[tuple[int, str]]) -> torch.Tensor:
+            ranges = [torch.arange(tracked[i][2][key].start, tracked[i][2][key].stop) for i, key in entries]
             return torch.cat(ranges).to(device) if ranges else torch.zeros(0, dtype=torch.int64, device=device)
 
-        self._pos, self._neg = columns("pos"), columns("neg")
+        neurons = [i for members in by_width.values() for i in members]
+        self._signed_columns = columns([(i, "pos") for i in neurons] + [(i, "delta") for i in weights])
+        self._neg_columns = columns([(i, "neg") for i in neurons])
+        self.stage = torch.zeros(width, dtype=torch.float32, device=device)
 
     @staticmethod
     def applies(params: Sequence[torch.Tensor]) -> bool:
@@ -48,19 +71,36 @@ class DeviceRows:
             and all(p.dtype == torch.float32 and p.device == first for p in params)
         )
 
-    def form(self, params: Sequence[torch.Tensor], snapshots: Sequence[torch.Tensor], row: torch.Tensor) -> None:
-        """Write the step's row (Δw = param - snapshot of every tracked parameter) into the host ``row``."""
-        diffs = torch._foreach_sub(list(params), list(snapshots))
-        pos, neg = [], []
-        for width, members in self._groups:
-            blocks = [diffs[i].view(units, width) for i, units in members]
-            d = blocks[0] if len(blocks) == 1 else torch.cat(blocks)
-            pos.append(d.clamp(min=0).sum(1))
-            neg.append(d.clamp(max=0).sum(1))
-        if pos:
-            self.stage.index_copy_(0, self._pos, torch.cat(pos))
-            self.stage.index_copy_(0, self._neg, torch.cat(neg).neg_())
-        for i, cols in self._weights:
-            self.stage[cols].copy_(diffs[i].view(-1))
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        """Copy every tracked parameter into its snapshot."""
+        torch._foreach_copy_(self.snapshots, self._params)
+
+    @torch.no_grad()
+    def form(self, row: torch.Tensor) -> None:
+        """Write the step's row (Δw = parameter - snapshot, for every tracked parameter) into the host ``row``.
+
+        The snapshots are used up: they hold -Δw afterwards, until the next :meth:`snapshot`.
+        """
+        # snapshot - parameter is exactly -(parameter - snapshot): float subtraction is symmetric in sign.
+        torch._foreach_sub_(self.snapshots, self._params)
+        neg_dw, values, u = self._flat[: self._neuron_numel], self._values, self._units
+        if u:
+            torch.clamp(neg_dw, max=0, out=self._part)  # -(Δw>0)
+            self._unit_sums(values[:u])
+            torch.clamp(neg_dw, min=0, out=self._part)  # |Δw<0|
+            self._unit_sums(values[len(values) - u :])
+        values[u : len(values) - u].copy_(self._flat[self._neuron_numel :])
+        # 0 - x, not -x: a zero change stays +0.0, as the per-parameter path writes it.
+        self.stage.index_copy_(0, self._signed_columns, torch.rsub(values[: len(values) - u], 0.0))
+        self.stage.index_copy_(0, self._neg_columns, values[len(values) - u :])
         # Stream order keeps the next step's writes to the stage behind this copy.
         row.copy_(self.stage, non_blocking=True)
+
+    def _unit_sums(self, out: torch.Tensor) -> None:
+        """Sum ``self._part`` over each unit's weights into ``out``, one reduction per unit width."""
+        offset = 0
+        for start, units, width in self._blocks:
+            block = self._part[start : start + units * width].view(units, width)
+            torch.sum(block, 1, out=out[offset : offset + units])
+            offset += units

@@ -95,8 +95,10 @@ class Recorder:
         self._snapshots: dict[int, torch.Tensor] = {}
         self._snapped: set[int] = set()
         self._neuron = {id(param) for spec, param in tracked if spec.granularity == "neuron"}
+        self._ids = {id(param) for _, param in tracked}
+        self._shapes = [torch.Size(spec.shape) for spec, _ in tracked]
         self._changed: set[int] = set()  # parameters whose Δw of this step is in their scratch space
-        # Rows formed on the accelerator in a few kernels (decided at the first step, once weights are placed).
+        # Rows formed on the accelerator in a few kernels (decided at the first snapshot).
         self._device_rows: DeviceRows | None = None
         self._device_rows_decided = False
         self._pending: Future | None = None
@@ -116,9 +118,16 @@ class Recorder:
         this again (closures, several optimizers) is harmless.
         """
         wanted = None if params is None else {id(p) for p in params}
-        snaps: list[torch.Tensor] = []
-        sources: list[torch.Tensor] = []
         with torch.no_grad():
+            device_rows = self._rows_on_device()
+            if device_rows is not None and not self._snapped and (wanted is None or self._ids <= wanted):
+                # Every parameter at once (the usual case): one multi-tensor copy, no per-parameter Python.
+                self._check_shapes()
+                device_rows.snapshot()
+                self._snapped.update(self._ids)
+                return
+            snaps: list[torch.Tensor] = []
+            sources: list[torch.Tensor] = []
             for spec, param, _ in self._tracked:
                 key = id(param)
                 if key in self._snapped or (wanted is not None and key not in wanted):
@@ -127,6 +136,7 @@ class Recorder:
                 snap = self._snapshots.get(key)
                 if snap is None or snap.shape != param.shape or snap.device != param.device:
                     snap = self._snapshots[key] = torch.empty_like(param, memory_format=torch.contiguous_format)
+                    self._device_rows = None  # a parameter moved: its snapshot is no longer the flat buffer's
                 snaps.append(snap)
                 sources.append(param.detach())
                 self._snapped.add(key)
@@ -178,13 +188,10 @@ class Recorder:
         row = buf.data[buf.n]
         with torch.no_grad():
             device_rows = self._rows_on_device()
-            if device_rows is not None:
-                params, snaps = [], []
-                for spec, param, _ in self._tracked:
-                    _check_shape(spec, param)
-                    params.append(param.detach())
-                    snaps.append(self._snapshots[id(param)])
-                device_rows.form(params, snaps, row)
+            if device_rows is not None and len(self._snapped) == len(self._tracked) and not self._changed:
+                # Per-example attribution formed Δw in scratch space (_changed); the per-parameter path uses it.
+                self._check_shapes()
+                device_rows.form(row)
             else:
                 for spec, param, cols in self._tracked:
                     self._write_delta(spec, param, cols, row)
@@ -204,15 +211,20 @@ class Recorder:
             self._buf.reset(self.steps, self.num_ids)
 
     def _rows_on_device(self) -> DeviceRows | None:
-        """The batched device path, for steps where every tracked parameter was snapshotted and none has its Δw in
-        scratch space already (per-example attribution reads it there first)."""
-        if self._changed or len(self._snapped) != len(self._tracked):
-            return None
+        """The batched device path (decided at the first snapshot, once the weights are placed); it owns the
+        snapshots from then on."""
         if not self._device_rows_decided:
+            self._device_rows_decided = True
             if DeviceRows.applies([param for _, param, _ in self._tracked]):
                 self._device_rows = DeviceRows(self._tracked, self.store.spec.journal_width)
-            self._device_rows_decided = True
+                for (_, param, _), snap in zip(self._tracked, self._device_rows.snapshots, strict=True):
+                    self._snapshots[id(param)] = snap
         return self._device_rows
+
+    def _check_shapes(self) -> None:
+        if [param.shape for _, param, _ in self._tracked] != self._shapes:
+            for spec, param, _ in self._tracked:
+                _check_shape(spec, param)
 
     def _write_delta(
         self, spec: ParamSpec, param: torch.nn.Parameter, cols: dict[str, slice], row: torch.Tensor

@@ -25,22 +25,30 @@ SHAPES = {
 }
 
 
+def _tracked(spec: RecordingSpec, values: list[torch.Tensor]):
+    columns = spec.journal_columns()
+    return [(s, torch.nn.Parameter(v.clone()), columns[s.name]) for s, v in zip(spec.params, values, strict=True)]
+
+
 def test_rows_match_a_float64_loop_over_units():
     g = torch.Generator().manual_seed(0)
     specs = [ParamSpec(name, shape, gran) for name, (shape, gran) in SHAPES.items()]
     spec = RecordingSpec(params=tuple(specs), num_examples=10)
     columns = spec.journal_columns()
-    params = [torch.randn(s.shape, generator=g) for s in specs]
+    before = [torch.randn(s.shape, generator=g) for s in specs]
     # Changes over many orders of magnitude and of both signs, some exactly zero.
-    snaps = [p - torch.randn(p.shape, generator=g) * 10.0 ** torch.randint(-6, 3, p.shape, generator=g) for p in params]
-    snaps[0].view(-1)[:5] = params[0].view(-1)[:5]
-    tracked = [(s, torch.nn.Parameter(p), columns[s.name]) for s, p in zip(specs, params, strict=True)]
+    after = [b + torch.randn(b.shape, generator=g) * 10.0 ** torch.randint(-6, 3, b.shape, generator=g) for b in before]
+    after[0].view(-1)[:5] = before[0].view(-1)[:5]
+    tracked = _tracked(spec, before)
     rows = DeviceRows(tracked, spec.journal_width)
+    rows.snapshot()
+    for (_, param, _), value in zip(tracked, after, strict=True):
+        param.data.copy_(value)
     row = torch.full((spec.journal_width,), float("nan"))
-    rows.form(params, snaps, row)
+    rows.form(row)
 
     want = np.full(spec.journal_width, np.nan)
-    for s, p, q in zip(specs, params, snaps, strict=True):
+    for s, p, q in zip(specs, after, before, strict=True):
         d = p.double().numpy() - q.double().numpy()
         cols = columns[s.name]
         if s.granularity == "weight":
@@ -53,7 +61,24 @@ def test_rows_match_a_float64_loop_over_units():
     np.testing.assert_allclose(row.numpy(), want, rtol=1e-6, atol=1e-12)
     # Weight columns are the float32 difference itself.
     d = columns["d.weight"]["delta"]
-    assert torch.equal(row[d], (params[5] - snaps[5]).view(-1))
+    assert torch.equal(row[d], (after[5] - before[5]).view(-1))
+
+
+def test_snapshots_are_the_parameters_and_no_change_is_positive_zero():
+    specs = [ParamSpec(name, shape, gran) for name, (shape, gran) in SHAPES.items()]
+    spec = RecordingSpec(params=tuple(specs), num_examples=10)
+    values = [torch.randn(s.shape, generator=torch.Generator().manual_seed(i)) for i, s in enumerate(specs)]
+    tracked = _tracked(spec, values)
+    rows = DeviceRows(tracked, spec.journal_width)
+    rows.snapshot()
+    for snap, value in zip(rows.snapshots, values, strict=True):
+        assert torch.equal(snap, value) and snap.shape == value.shape
+    row = torch.full((spec.journal_width,), float("nan"))
+    rows.form(row)  # nothing changed
+    assert torch.equal(row, torch.zeros(spec.journal_width))
+    columns = spec.journal_columns()
+    signed = [columns[s.name]["pos" if s.granularity == "neuron" else "delta"] for s in specs]
+    assert not torch.signbit(torch.cat([row[c] for c in signed])).any()
 
 
 def test_applies_to_float32_weights_on_one_accelerator_only():

@@ -10,6 +10,7 @@ from helpers import IndexedData, NaiveReference, TinyNet, make_trainer
 from torch.utils.data import DataLoader
 
 from responsibility import ResponsibilityCallback, ResponsibilityStore
+from responsibility.recording.device_rows import DeviceRows
 
 N = 48
 
@@ -90,6 +91,34 @@ def test_store_matches_naive_reference(tmp_path, case):
     assert_matches(store, ref)
 
 
+@pytest.fixture
+def rows_on_cpu(monkeypatch):
+    """The GPU path (snapshots in one flat buffer, rows formed by DeviceRows) on the CPU; lists the rows it formed."""
+    formed = []
+
+    def applies(params):
+        return bool(params) and all(p.dtype == torch.float32 for p in params)
+
+    monkeypatch.setattr(DeviceRows, "applies", staticmethod(applies))
+    form = DeviceRows.form
+
+    def counted(self, row):
+        formed.append(row)
+        form(self, row)
+
+    monkeypatch.setattr(DeviceRows, "form", counted)
+    return formed
+
+
+@pytest.mark.parametrize("case", ["batch8_shuffle_2ep", "accumulate2", "neuron", "mixed_granularity", "frozen_layer"])
+def test_rows_formed_on_the_device_path_match_the_reference(tmp_path, rows_on_cpu, case):
+    store, ref, _ = run_case(tmp_path, **CASES[case])
+    assert_matches(store, ref)
+    # A frozen layer is tracked but not in the optimizer: no step snapshots every parameter, so the per-parameter
+    # path forms every row.
+    assert len(rows_on_cpu) == (0 if case == "frozen_layer" else store.steps)
+
+
 def test_frozen_layer_records_zero_change(tmp_path):
     store, ref, _ = run_case(tmp_path, **CASES["frozen_layer"])
     assert "net.0.weight" in store.parameters
@@ -162,7 +191,9 @@ class _TwoOptimizers(TinyNet):
     ],
     ids=["lr_scheduler", "two_optimizers_manual", "reload_dataloaders"],
 )
-def test_schedulers_several_optimizers_and_reloaded_loaders(tmp_path, model, trainer_kw):
+@pytest.mark.parametrize("device_path", [False, True], ids=["", "device_path"])
+def test_schedulers_several_optimizers_and_reloaded_loaders(tmp_path, request, model, trainer_kw, device_path):
+    formed = request.getfixturevalue("rows_on_cpu") if device_path else None
     torch.manual_seed(1)
     ref = NaiveReference(N)
     cb = ResponsibilityCallback(tmp_path / "store.zarr", attribution="uniform")
@@ -175,3 +206,5 @@ def test_schedulers_several_optimizers_and_reloaded_loaders(tmp_path, model, tra
     store = ResponsibilityStore.open(tmp_path / "store.zarr")
     assert store.steps == 6 * trainer_kw["max_epochs"]
     assert_matches(store, ref)
+    if formed is not None:  # two optimizers: only steps where both stepped snapshot every parameter
+        assert len(formed) == (store.steps // 2 if model is _TwoOptimizers else store.steps)
