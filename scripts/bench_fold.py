@@ -8,7 +8,8 @@ non-negative |Δw|-like values with ``--zero-fraction`` exact zeros. One run mea
 - the library kernel :func:`responsibility.kernels.index_add_fold` over all steps into an example-major (N, P) float32
   accumulator, in the step groups ``store.fold()`` would use for that width: as the library runs it, with torch
   limited to one thread during the call, forced to scatter only, and forced to dense rounds wherever possible;
-  next to the kernel it replaced (one ``index_add_`` of the whole gathered group); every variant's bits are
+  next to the kernel it replaced (one ``index_add_`` of the whole gathered group); on a GPU also the rounds of
+  distinct ids (the device path without Triton) and the fused Triton kernel alone; every variant's bits are
   compared with the chronological fold on the CPU (on a GPU, over the first 256 columns: its atomics add an
   example's repeats in any order, so a GPU ``index_add_`` is no reference);
 - ``store.fold()`` on a store written by the Recorder (one (P,) parameter, codec lz4), which also reads the journal,
@@ -43,7 +44,15 @@ import numpy as np
 import torch
 
 from responsibility import Layout, ParamSpec, RecordingSpec, ResponsibilityStore
-from responsibility.kernels import FoldKernel, dense_threshold, index_add_fold, plain_index_add, step_groups
+from responsibility.kernels import (
+    FoldKernel,
+    dense_threshold,
+    index_add_fold,
+    plain_index_add,
+    scatter,
+    step_groups,
+    triton_fold,
+)
 from responsibility.recording.recorder import Recorder
 from responsibility.store import DEFAULT_FOLD_BUDGET, FoldReport
 
@@ -65,16 +74,30 @@ def single_threaded(kernel: FoldKernel) -> FoldKernel:
     return run
 
 
+def fused_triton(acc, rows, ids, row_of_id, scale=None) -> None:
+    """The Triton kernel alone, which ``index_add_fold`` takes on CUDA for unscaled float32 rows."""
+    if scale is not None:
+        raise ValueError("the fused kernel adds unscaled rows only")
+    triton_fold.fused_fold(acc, rows, ids, row_of_id)
+
+
 LIBRARY_1T = "library index_add_fold, 1 torch thread"
-DEVICE_SLICES = "library index_add_fold, 32 MB device slices"
+# The device path without Triton: rounds of distinct ids, each gathered and scattered with index_add_.
+ROUNDS = "distinct rounds, 256 MB device slices"
+DEVICE_SLICES = "distinct rounds, 32 MB device slices"
+FUSED = "fused triton"
+# Not timed on the CPU, where the rounds are not the library's path and Triton's kernel does not run.
+DEVICE_ONLY = (ROUNDS, DEVICE_SLICES, FUSED)
 KERNELS: dict[str, FoldKernel] = {
     REFERENCE: plain_index_add,
     LIBRARY: index_add_fold,
     LIBRARY_1T: single_threaded(index_add_fold),
     "library, scatter only": functools.partial(index_add_fold, dense_fraction=2.0),
     "library, dense rounds wherever possible": functools.partial(index_add_fold, dense_fraction=0.0),
-    # GPU only: slices whose gathered rows stay in an H200's 60 MB L2 (the default slices are 256 MB).
-    DEVICE_SLICES: functools.partial(index_add_fold, device_block_bytes=32 << 20),
+    ROUNDS: functools.partial(scatter._distinct_rounds, block_bytes=scatter.DEVICE_BLOCK_BYTES),
+    # Slices whose gathered rows stay in an H200's 60 MB L2.
+    DEVICE_SLICES: functools.partial(scatter._distinct_rounds, block_bytes=32 << 20),
+    FUSED: fused_triton,
 }
 
 
@@ -291,8 +314,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         k: v
         for k, v in KERNELS.items()
         if (k == REFERENCE or args.kernels is None or any(s in k for s in args.kernels))
-        and (k != DEVICE_SLICES or device.type != "cpu")  # on the CPU it is the library kernel itself
+        and (k not in DEVICE_ONLY or device.type != "cpu")
     }
+    if FUSED in kernels and not triton_fold.triton_available(device):
+        del kernels[FUSED]
+        print(f"not timed: {FUSED!r} (needs Triton and a CUDA device)")
     result: dict = {
         "machine": {
             "platform": platform.platform(),

@@ -112,8 +112,11 @@ step overhead_resnet18 240 "$PY" scripts/bench_overhead.py --model resnet18 --sy
     --precision "$PRECISION" --settings b_neurons_plus_last_layer "${OVERHEAD_ARGS[@]}" \
     --workdir "$WORK/overhead" --out "$OUT/overhead_resnet18.json"
 # 3. The fold: kernel against the copy bandwidth (no store), then store.fold() on the device end to end.
-step fold_kernel 120 "$PY" scripts/bench_fold.py --device "$DEVICE" --skip-store --kernels "library index_add_fold" \
-    "${KERNEL_ARGS[@]}" --workdir "$WORK/fold" --out "$OUT/fold_kernel.json"
+# The library kernel (on CUDA with Triton: the fused kernel), the rounds of distinct ids it takes without Triton,
+# and the Triton kernel alone (not timed on the CPU).
+step fold_kernel 120 "$PY" scripts/bench_fold.py --device "$DEVICE" --skip-store \
+    --kernels "library index_add_fold" "distinct rounds" "fused triton" "${KERNEL_ARGS[@]}" --workdir "$WORK/fold" \
+    --out "$OUT/fold_kernel.json"
 step fold_store 120 "$PY" scripts/bench_fold.py --device "$DEVICE" --kernels "library index_add_fold" \
     "${STORE_ARGS[@]}" --workdir "$WORK/fold" --out "$OUT/fold_store.json"
 rm -rf "$WORK"

@@ -4,7 +4,8 @@ R[m] = Σ_t share_t · |Δw_t| · (number of times m is in step t's batch). A ke
 rows and the flattened batch membership of those steps and scatter-adds into an example-major accumulator.
 Example-major (N, P) layout is what makes the scatter-add fast (rows are contiguous); duplicates are summed.
 
-Kernels are plain functions so a Triton/CUDA kernel can replace :func:`index_add_fold` without touching callers.
+Kernels are plain functions, so a fused kernel (:mod:`responsibility.kernels.triton_fold` on CUDA) can take over
+part of :func:`index_add_fold` without touching callers.
 Accumulation is chronological, so folding in pieces gives bit-for-bit the same R as folding at once.
 """
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+from responsibility.kernels import triton_fold
 
 FoldKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, "torch.Tensor | None"], None]
 
@@ -64,13 +67,20 @@ def index_add_fold(
     example's rows while its accumulator row is in cache; for them a dense pass is taken only for a group of
     distinct ids.
     On an accelerator, where ``index_add_`` adds an example's duplicates with atomics in any order, every round
-    (distinct ids) is scattered, which keeps the same order and so the same bits as on the CPU.
+    (distinct ids) is scattered, which keeps the same order and so the same bits as on the CPU. On a CUDA device
+    with Triton, unscaled float32 rows are instead added by :func:`responsibility.kernels.triton_fold.fused_fold`,
+    which sums each example's rows in order in one pass over its row of ``acc``.
     ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
     None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result; so does
     ``device_block_bytes``, the slice size on an accelerator.
     """
     if acc.device.type != "cpu":
-        _distinct_rounds(acc, rows, ids, row_of_id, scale, device_block_bytes)
+        # Only unscaled: the kernel would form acc + scale * row, which the compiler may contract into one FMA
+        # (one rounding instead of the CPU's two), so scaled rows keep the rounds.
+        if scale is None and triton_fold.fusable(acc, rows):
+            triton_fold.fused_fold(acc, rows, ids, row_of_id)
+        else:
+            _distinct_rounds(acc, rows, ids, row_of_id, scale, device_block_bytes)
         return
     n, width = acc.shape
     min_round = n * (dense_threshold(width) if dense_fraction is None else dense_fraction)
