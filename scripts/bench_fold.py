@@ -75,14 +75,12 @@ def single_threaded(kernel: FoldKernel) -> FoldKernel:
 
 
 def fused_triton(acc, rows, ids, row_of_id, scale=None) -> None:
-    """The Triton kernel alone, which ``index_add_fold`` takes on CUDA for unscaled float32 rows."""
-    if scale is not None:
-        raise ValueError("the fused kernel adds unscaled rows only")
-    triton_fold.fused_fold(acc, rows, ids, row_of_id)
+    """The Triton kernel alone, which ``index_add_fold`` takes on CUDA for float32 operands."""
+    triton_fold.fused_fold(acc, rows, ids, row_of_id, scale)
 
 
 LIBRARY_1T = "library index_add_fold, 1 torch thread"
-# The device path without Triton: rounds of distinct ids, each gathered and scattered with index_add_.
+# The device path without Triton: rounds of distinct ids, each gathered, added and put back.
 ROUNDS = "distinct rounds, 256 MB device slices"
 DEVICE_SLICES = "distinct rounds, 32 MB device slices"
 FUSED = "fused triton"

@@ -66,19 +66,17 @@ def index_add_fold(
     Rows of at least :data:`SORTED_SCATTER_WIDTH` are scattered sorted stably by example, which adds all of an
     example's rows while its accumulator row is in cache; for them a dense pass is taken only for a group of
     distinct ids.
-    On an accelerator, where ``index_add_`` adds an example's duplicates with atomics in any order, every round
-    (distinct ids) is scattered, which keeps the same order and so the same bits as on the CPU. On a CUDA device
-    with Triton, unscaled float32 rows are instead added by :func:`responsibility.kernels.triton_fold.fused_fold`,
-    which sums each example's rows in order in one pass over its row of ``acc``.
+    On a CUDA device with Triton, float32 operands are added by :func:`responsibility.kernels.triton_fold.fused_fold`,
+    which sums each example's rows in order in one pass over its row of ``acc``. On other accelerators, whose
+    ``index_add_`` adds with atomics (in any order, and on CUDA flushing subnormals to zero), rows are added in
+    rounds of distinct ids by gathering, adding and putting back, which keeps the CPU's order and arithmetic.
     ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
     None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result; so does
     ``device_block_bytes``, the slice size on an accelerator.
     """
     if acc.device.type != "cpu":
-        # Only unscaled: the kernel would form acc + scale * row, which the compiler may contract into one FMA
-        # (one rounding instead of the CPU's two), so scaled rows keep the rounds.
-        if scale is None and triton_fold.fusable(acc, rows):
-            triton_fold.fused_fold(acc, rows, ids, row_of_id)
+        if triton_fold.fusable(acc, rows, scale):
+            triton_fold.fused_fold(acc, rows, ids, row_of_id, scale)
         else:
             _distinct_rounds(acc, rows, ids, row_of_id, scale, device_block_bytes)
         return
@@ -136,17 +134,15 @@ def _scatter(
     row_of_id: torch.Tensor,
     scale: torch.Tensor | None,
     block_bytes: int,
-    sort: bool = True,
 ) -> None:
-    """``index_add_`` one slice of ids at a time (the gathered source of a slice stays in cache); wide rows sorted
-    unless ``sort`` is False.
+    """``index_add_`` one slice of ids at a time (the gathered source of a slice stays in cache); wide rows sorted.
 
     A stable sort by example keeps every example's additions in their order, which is all bit-identity needs.
     Sorted slices were 1.1-2.5x faster at widths 256 to 8192 and did not show the unsorted slices' occasional
     2.5x slow runs, but at width 16 the sort doubled the cost (measured on a 2-core machine).
     """
     width = rows.shape[1]
-    if sort and width >= SORTED_SCATTER_WIDTH:
+    if width >= SORTED_SCATTER_WIDTH:
         order = torch.sort(ids, stable=True).indices
         ids, row_of_id = ids[order], row_of_id[order]
         if scale is not None:
@@ -207,16 +203,23 @@ def _distinct_rounds(
     scale: torch.Tensor | None,
     block_bytes: int,
 ) -> None:
-    """Scatter in rounds of distinct ids, each example's earliest remaining occurrence first.
+    """Add in rounds of distinct ids, each example's earliest remaining occurrence first.
 
-    A round adds at most one row to each example, so the order atomics add in cannot matter, and each example's
-    rows are added in order of j. A group with no repeated example is one round.
+    A round adds at most one row to each example, so each example's rows are added in order of j. Within a round
+    the rows are gathered, added to the gathered rows of ``acc`` and put back (distinct ids: no atomics); a group
+    with no repeated example is one round.
     """
     todo = torch.arange(len(ids), device=ids.device)
+    block = max(1, block_bytes // max(1, rows.element_size() * rows.shape[1]))
     while len(todo):
         taken = _earliest(ids, todo, acc.shape[0])
         now = todo[taken]
-        _scatter(acc, rows, ids[now], row_of_id[now], None if scale is None else scale[now], block_bytes, sort=False)
+        for j0 in range(0, len(now), block):
+            j = now[j0 : j0 + block]
+            src = rows.index_select(0, row_of_id[j])
+            if scale is not None:
+                src.mul_(scale[j].unsqueeze(1))
+            acc.index_put_((ids[j],), acc.index_select(0, ids[j]).add_(src))
         todo = todo[~taken]
 
 

@@ -29,56 +29,67 @@ def triton_available(device: torch.device) -> bool:
     return HAVE_TRITON and device.type == "cuda"
 
 
-def fusable(acc: torch.Tensor, rows: torch.Tensor) -> bool:
-    """Whether :func:`fused_fold` takes these operands: on a device Triton runs on, both float32 (the kernel adds
+def fusable(acc: torch.Tensor, rows: torch.Tensor, scale: torch.Tensor | None = None) -> bool:
+    """Whether :func:`fused_fold` takes these operands: on a device Triton runs on, all float32 (the kernel computes
     in float32 and nothing else), and ``acc``'s columns contiguous (it is written in place, so it cannot be copied
     into another layout; the kernel takes any row stride, so column slices of a wider R qualify)."""
     return (
         triton_available(acc.device)
         and acc.dtype == torch.float32
         and rows.dtype == torch.float32
+        and (scale is None or scale.dtype == torch.float32)
         and (acc.shape[1] <= 1 or acc.stride(1) == 1)
     )
 
 
-def fused_fold(acc: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, row_of_id: torch.Tensor) -> None:
-    """``acc[ids[j]] += rows[row_of_id[j]]`` for every j, in order of j: bit-identical to one chronological
-    ``index_add_`` of the gathered rows on the CPU.
+def fused_fold(
+    acc: torch.Tensor,
+    rows: torch.Tensor,
+    ids: torch.Tensor,
+    row_of_id: torch.Tensor,
+    scale: torch.Tensor | None = None,
+) -> None:
+    """``acc[ids[j]] += scale[j] * rows[row_of_id[j]]`` for every j, in order of j: bit-identical to one
+    chronological ``index_add_`` of the gathered (and scaled) rows on the CPU.
 
-    ``acc`` (N, P) and ``rows`` (T, P) float32 (see :func:`fusable`), ``ids`` and ``row_of_id`` (M,) int64, all on
-    one device Triton runs on (CPU tensors only under ``TRITON_INTERPRET=1``). Ids or rows out of range raise
-    IndexError before anything is written.
+    ``acc`` (N, P), ``rows`` (T, P) and ``scale`` (M,) or None float32 (see :func:`fusable`), ``ids`` and
+    ``row_of_id`` (M,) int64, all on one device Triton runs on (CPU tensors only under ``TRITON_INTERPRET=1``). Ids
+    or rows out of range raise IndexError before anything is written.
     """
     n, width = acc.shape
     if not len(ids) or not width:
         return
+    # The kernel does not check its indices: an id out of range would write outside acc. The one sync of a call.
+    lo_id, hi_id, lo_row, hi_row = torch.cat(
+        [torch.stack(torch.aminmax(ids)), torch.stack(torch.aminmax(row_of_id))]
+    ).tolist()
+    if lo_id < 0 or hi_id >= n or lo_row < 0 or hi_row >= len(rows):
+        raise IndexError(f"fold ids must lie in [0, {n}) and their rows in [0, {len(rows)})")
     if rows.shape[1] > 1 and rows.stride(1) != 1:
         rows = rows.contiguous()  # a copy of the (small) step rows, so the kernel reads whole row blocks
+    # A stable sort keeps each example's occurrences in order of j; ends[i] is where position i's example ends.
     sorted_ids, order = torch.sort(ids, stable=True)
-    examples, counts = torch.unique_consecutive(sorted_ids, return_counts=True)
-    # Segment s of the sorted occurrences is [starts[s], starts[s + 1]): example examples[s]'s rows, in order of j.
-    starts = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)])
-    steps = row_of_id[order]
-    # The kernel does not check its indices: an id out of range would write outside acc. One sync (unique_consecutive
-    # has just synced for its output size anyway).
-    if bool((examples[0] < 0) | (examples[-1] >= n) | (steps.min() < 0) | (steps.max() >= len(rows))):
-        raise IndexError(f"fold ids must lie in [0, {n}) and their rows in [0, {len(rows)})")
+    ends = torch.searchsorted(sorted_ids, sorted_ids, right=True)
     from responsibility.kernels._triton_fold_kernel import fold_kernel
 
     block = min(MAX_BLOCK_P, 1 << (width - 1).bit_length())
     col_blocks = -(-width // block)
-    # A one-dimensional grid: its first dimension holds 2**31 - 1 programs, the others only 65,535 (too few column
-    # blocks for the widest blocks of R).
-    fold_kernel[(len(examples) * col_blocks,)](
+    # A one-dimensional grid, a program per (position, column block): the first grid dimension holds 2**31 - 1
+    # programs, the others only 65,535 (too few column blocks for the widest blocks of R). Programs of an example's
+    # later positions return at once.
+    fold_kernel[(len(ids) * col_blocks,)](
         acc,
         rows,
-        examples,
-        starts,
-        steps,
+        rows if scale is None else scale[order],
+        sorted_ids,
+        ends,
+        row_of_id[order],
         col_blocks,
         width,
         acc.stride(0),
         rows.stride(0),
+        HAS_SCALE=scale is not None,
         BLOCK_P=block,
         num_warps=max(1, min(4, block // 256)),
+        enable_fp_fusion=False,
     )

@@ -37,13 +37,18 @@ def bits(t: torch.Tensor) -> torch.Tensor:
 
 
 def fused_equals_chronological_cpu_fold(
-    acc: torch.Tensor, rows: torch.Tensor, ids: torch.Tensor, row_of_id: torch.Tensor
+    acc: torch.Tensor,
+    rows: torch.Tensor,
+    ids: torch.Tensor,
+    row_of_id: torch.Tensor,
+    scale: torch.Tensor | None = None,
 ) -> None:
     """Fold on ``DEVICE`` with the fused kernel and on the CPU with one ``index_add_``; assert the same bits."""
     want = acc.clone()
-    plain_index_add(want, rows, ids, row_of_id)
+    plain_index_add(want, rows, ids, row_of_id, scale)
     got = acc.to(DEVICE)
-    triton_fold.fused_fold(got, rows.to(DEVICE), ids.to(DEVICE), row_of_id.to(DEVICE))
+    on = None if scale is None else scale.to(DEVICE)
+    triton_fold.fused_fold(got, rows.to(DEVICE), ids.to(DEVICE), row_of_id.to(DEVICE), on)
     assert torch.equal(bits(got), bits(want)), f"{int((bits(got) != bits(want)).sum())} cells differ"
 
 
@@ -80,6 +85,15 @@ def test_the_cases_are_order_sensitive():
 @pytest.mark.parametrize("width", [1, 7, 300, 1000, 2 * triton_fold.MAX_BLOCK_P + 3])
 def test_three_epochs_in_one_group(width):
     fused_equals_chronological_cpu_fold(*case(seed=width, n=60, width=width, epochs=3))
+
+
+@runs_here
+@pytest.mark.parametrize("width", [7, 300])
+def test_scaled_rows_are_multiplied_then_added_each_rounded(width):
+    """Per-example shares: each product is rounded before its sum, as on the CPU (an FMA would round once)."""
+    acc, rows, ids, row_of_id = case(seed=width + 1, n=60, width=width, epochs=3)
+    scale = torch.from_numpy(np.random.default_rng(width).random(len(ids), dtype=np.float32))
+    fused_equals_chronological_cpu_fold(acc, rows, ids, row_of_id, scale)
 
 
 @runs_here
@@ -143,25 +157,34 @@ def test_out_of_range_is_refused_before_writing(ids, row_of_id):
 
 
 @needs_cuda
-def test_index_add_fold_on_cuda_fuses_only_unscaled_float32(monkeypatch):
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "rounds"])
+def test_index_add_fold_on_cuda_equals_the_cpu_fold(monkeypatch, fused):
+    """Both CUDA paths, unscaled and scaled, with subnormal values (CUDA's atomic adds would flush them to zero):
+    the CPU's bits. Without Triton (or for float64) the rounds of distinct ids run."""
     calls = []
-    fused = triton_fold.fused_fold
+    kernel = triton_fold.fused_fold
 
     def counted(*args):
         calls.append(1)
-        fused(*args)
+        kernel(*args)
 
     monkeypatch.setattr(triton_fold, "fused_fold", counted)
+    if not fused:
+        monkeypatch.setattr(triton_fold, "HAVE_TRITON", False)
     acc, rows, ids, row_of_id = case(seed=5, n=500, width=129, epochs=3)
     for scale in (None, torch.rand(len(ids))):
         want = acc.clone()
         plain_index_add(want, rows, ids, row_of_id, scale)
         got = acc.cuda()
         index_add_fold(got, rows.cuda(), ids.cuda(), row_of_id.cuda(), None if scale is None else scale.cuda())
-        assert torch.equal(bits(got), bits(want))
-    assert calls == [1]  # the scaled fold took the rounds (see index_add_fold)
-    index_add_fold(acc.cuda().double(), rows.cuda().double(), ids.cuda(), row_of_id.cuda())
-    assert calls == [1]
+        assert torch.equal(bits(got), bits(want)), f"scaled: {scale is not None}"
+    assert len(calls) == (2 if fused else 0)
+    want64 = acc.double()
+    plain_index_add(want64, rows.double(), ids, row_of_id)
+    got64 = acc.cuda().double()
+    index_add_fold(got64, rows.cuda().double(), ids.cuda(), row_of_id.cuda())
+    assert len(calls) == (2 if fused else 0)  # float64 takes the rounds
+    assert torch.equal(got64.cpu(), want64)
 
 
 @needs_cuda
