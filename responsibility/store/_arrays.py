@@ -10,7 +10,7 @@ import zarr
 
 from responsibility.errors import StoreCorruptError
 from responsibility.store._state import StoreState
-from responsibility.store.layout import BF16_NAN_BITS, BF16_STORAGE
+from responsibility.store.layout import BF16_NAN_BITS, BF16_STORAGE, writable
 
 
 class Arrays:
@@ -36,7 +36,7 @@ class Arrays:
             raise StoreCorruptError(f"{where}: dtype {arr.dtype}, expected {dtype}")
         if shape_ok is not None and not shape_ok(tuple(arr.shape)):
             raise StoreCorruptError(f"{where}: shape {arr.shape} does not match the store's metadata")
-        return arr
+        return writable(arr)
 
     def get(self, arr: zarr.Array, selection: Any, orthogonal: bool = False) -> np.ndarray:
         """Read and verify: checksum errors and chunks that are missing (read as fill) raise StoreCorruptError."""

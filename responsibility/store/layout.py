@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -88,15 +89,24 @@ def create_array(
         raise ValueError(f"{name}: {len(dims)} dimension names for {len(shape)} dimensions")
     # Fill values are impossible data (R, Δw never NaN; ids, offsets never negative): a lost chunk reads as them.
     fill = np.nan if dtype.startswith("float") else BF16_NAN_BITS if dtype == BF16_STORAGE else -1
-    return group.create_array(
-        name,
-        shape=shape,
-        dtype=dtype,
-        chunks=chunks,
-        fill_value=fill,
-        compressors=layout.compressors(streamed),
-        dimension_names=dims,
+    return writable(
+        group.create_array(
+            name,
+            shape=shape,
+            dtype=dtype,
+            chunks=chunks,
+            fill_value=fill,
+            compressors=layout.compressors(streamed),
+            dimension_names=dims,
+        )
     )
+
+
+def writable(arr: zarr.Array) -> zarr.Array:
+    """``arr`` configured for the store's writes: every chunk written holds data (R, Δw and ids are never their
+    fill values), so zarr's check of each chunk against the fill value, a NaN-aware comparison of the whole chunk
+    (a fifth of writing a journal chunk), is skipped."""
+    return arr.with_config(dataclasses.replace(arr.config, write_empty_chunks=True))
 
 
 ArraySpec = tuple[tuple[int, ...], str, tuple[int, ...], tuple[str, ...]]  # shape, dtype, chunks, dimension names
@@ -117,5 +127,5 @@ def create_arrays(group: zarr.Group, arrays: dict[str, ArraySpec], layout: Layou
         arr = created[prefix + name]
         if not isinstance(arr, zarr.Array):  # create_hierarchy makes what it is given: an array
             raise TypeError(f"{name}: expected an array")
-        out[name] = arr
+        out[name] = writable(arr)
     return out
