@@ -67,7 +67,7 @@ def index_add_fold(
     example's rows while its accumulator row is in cache; for them a dense pass is taken only for a group of
     distinct ids.
     On a CUDA device with Triton, float32 operands are added by :func:`responsibility.kernels.triton_fold.fused_fold`,
-    which sums each example's rows in order in one pass over its row of ``acc``. On other accelerators, whose
+    which sums each example's rows in order in one pass over its row of ``acc``. Otherwise on an accelerator, whose
     ``index_add_`` adds with atomics (in any order, and on CUDA flushing subnormals to zero), rows are added in
     rounds of distinct ids by gathering, adding and putting back, which keeps the CPU's order and arithmetic.
     ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
