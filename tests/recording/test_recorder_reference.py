@@ -191,7 +191,7 @@ class _TwoOptimizers(TinyNet):
     ],
     ids=["lr_scheduler", "two_optimizers_manual", "reload_dataloaders"],
 )
-@pytest.mark.parametrize("device_path", [False, True], ids=["", "device_path"])
+@pytest.mark.parametrize("device_path", [False, True], ids=["parameter_loop", "device_path"])
 def test_schedulers_several_optimizers_and_reloaded_loaders(tmp_path, request, model, trainer_kw, device_path):
     formed = request.getfixturevalue("rows_on_cpu") if device_path else None
     torch.manual_seed(1)

@@ -1,47 +1,90 @@
-"""Wall time per callback hook (and recorder pieces) in a ResNet-18 fit; CPU or GPU."""
-import sys, argparse, shutil, time, collections, functools
-from pathlib import Path
-sys.path.insert(0, "scripts")
-import numpy as np, torch
-import bench_overhead as bo
-from responsibility.callbacks import ResponsibilityCallback
-from responsibility.recording import recorder as rec_mod
-from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset
+"""Wall time of each callback hook (and of recorder and session pieces) in ResNet-18 fits; CPU or GPU.
 
-acc = sys.argv[1] if len(sys.argv) > 1 else "gpu"
+    python hooktime.py gpu 10000 [--sync]     # from the repository root (it imports scripts/bench_overhead.py)
+
+Without ``--sync`` a hook's time on a GPU is the host's time in it (kernels are queued, not waited for).
+"""
+
+import argparse
+import collections
+import functools
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, "scripts")
+import bench_overhead as bo  # noqa: E402
+from responsibility.callbacks import ResponsibilityCallback  # noqa: E402
+
+import responsibility  # noqa: E402
+from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset  # noqa: E402
+from responsibility.recording import recorder as rec_mod  # noqa: E402
+from responsibility.recording.session import RecordingSession  # noqa: E402
+
+ACC = sys.argv[1] if len(sys.argv) > 1 else "gpu"
+SAMPLES = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
 SYNC = "--sync" in sys.argv
-import responsibility; print("code:", responsibility.__file__)
-samples = int(sys.argv[2]) if len(sys.argv) > 2 else 10000
-args = argparse.Namespace(optimizer="sgd", accelerator=acc, precision="bf16-mixed", batch_size=128)
-rng = np.random.default_rng(0)
-data = build_dataset(rng.integers(0, 256, (samples, 28, 28), dtype=np.uint8), rng.integers(0, 10, samples),
-                     FASHION_MNIST_CLASSES, num_samples=samples, seed=0)
-net, settings = bo.MODELS["resnet18"]
-kw = settings["b_neurons_plus_last_layer"]
-T = collections.defaultdict(float); N = collections.Counter()
-def timed(obj, name, label):
-    f = getattr(obj, name)
-    @functools.wraps(f)
-    def w(*a, **k):
-        if SYNC: torch.cuda.synchronize()
-        t = time.perf_counter(); r = f(*a, **k)
-        if SYNC: torch.cuda.synchronize()
-        T[label] += time.perf_counter() - t; N[label] += 1; return r
-    setattr(obj, name, w)
-for h in ["on_train_batch_start", "on_before_optimizer_step", "on_train_batch_end", "on_train_epoch_end", "on_train_end", "on_train_start", "setup", "teardown"]:
-    timed(ResponsibilityCallback, h, "cb." + h)
-for h in ["snapshot", "record_step", "flush", "close", "_submit", "__init__", "_wait", "_write"]:
-    timed(rec_mod.Recorder, h, "rec." + h)
-from responsibility.recording.session import RecordingSession
-for h in ["open", "finish", "start"]:
-    timed(RecordingSession, h, "session." + h)
-work = Path("/tmp/hookw"); shutil.rmtree(work, ignore_errors=True); work.mkdir()
-cb = lambda i: ResponsibilityCallback(work / f"s{i}.zarr", fold="never", **kw)
-bo.fit_once(data, net, args, 1, cb(0), 0)
-T.clear(); N.clear()
-for i in range(3):
-    b = bo.fit_once(data, net, args, 1, None, 0)[0]
-    w = bo.fit_once(data, net, args, 1, cb(i + 1), 0)[0]
-    print(f"baseline {b:.3f} with {w:.3f} ratio {w/b:.3f}")
-for k in sorted(T, key=T.get, reverse=True):
-    print(f"{k:32s} {T[k]/3:.4f} s per fit  {N[k]//3} calls  {1e3*T[k]/max(N[k],1):.3f} ms/call")
+HOOKS = ["on_train_batch_start", "on_before_optimizer_step", "on_train_batch_end", "on_train_epoch_end"]
+HOOKS += ["on_train_end", "on_train_start", "setup", "teardown"]
+FITS = 3
+seconds: collections.defaultdict[str, float] = collections.defaultdict(float)
+calls: collections.Counter[str] = collections.Counter()
+
+
+def timed(owner: type, name: str, label: str) -> None:
+    inner = getattr(owner, name)
+
+    @functools.wraps(inner)
+    def wrapper(*args, **kwargs):
+        if SYNC:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = inner(*args, **kwargs)
+        if SYNC:
+            torch.cuda.synchronize()
+        seconds[label] += time.perf_counter() - start
+        calls[label] += 1
+        return result
+
+    setattr(owner, name, wrapper)
+
+
+def main() -> None:
+    print("code:", responsibility.__file__)
+    args = argparse.Namespace(optimizer="sgd", accelerator=ACC, precision="bf16-mixed", batch_size=128)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (SAMPLES, 28, 28), dtype=np.uint8)
+    data = build_dataset(images, rng.integers(0, 10, SAMPLES), FASHION_MNIST_CLASSES, num_samples=SAMPLES, seed=0)
+    net, settings = bo.MODELS["resnet18"]
+    kw = settings["b_neurons_plus_last_layer"]
+    for hook in HOOKS:
+        timed(ResponsibilityCallback, hook, "cb." + hook)
+    for name in ["snapshot", "record_step", "flush", "close", "_submit", "__init__", "_wait", "_write"]:
+        timed(rec_mod.Recorder, name, "rec." + name)
+    for name in ["open", "finish", "start"]:
+        timed(RecordingSession, name, "session." + name)
+    work = Path("/tmp/hookw")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+
+    def callback(i: int) -> ResponsibilityCallback:
+        return ResponsibilityCallback(work / f"s{i}.zarr", fold="never", **kw)
+
+    bo.fit_once(data, net, args, 1, callback(0), 0)  # warm-up
+    seconds.clear()
+    calls.clear()
+    for i in range(FITS):
+        base = bo.fit_once(data, net, args, 1, None, 0)[0]
+        with_cb = bo.fit_once(data, net, args, 1, callback(i + 1), 0)[0]
+        print(f"baseline {base:.3f} with {with_cb:.3f} ratio {with_cb / base:.3f}")
+    for label in sorted(seconds, key=seconds.__getitem__, reverse=True):
+        per_fit, n, per_call = seconds[label] / FITS, calls[label] // FITS, seconds[label] / max(calls[label], 1)
+        print(f"{label:32s} {per_fit:.4f} s per fit  {n} calls  {1e3 * per_call:.3f} ms/call")
+
+
+if __name__ == "__main__":
+    main()
