@@ -74,11 +74,6 @@ def single_threaded(kernel: FoldKernel) -> FoldKernel:
     return run
 
 
-def fused_triton(acc, rows, ids, row_of_id, scale=None) -> None:
-    """The Triton kernel alone, which ``index_add_fold`` takes on CUDA for float32 operands."""
-    triton_fold.fused_fold(acc, rows, ids, row_of_id, scale)
-
-
 LIBRARY_1T = "library index_add_fold, 1 torch thread"
 # The device path without Triton: rounds of distinct ids, each gathered, added and put back.
 ROUNDS = "distinct rounds, 256 MB device slices"
@@ -95,7 +90,8 @@ KERNELS: dict[str, FoldKernel] = {
     ROUNDS: functools.partial(scatter._distinct_rounds, block_bytes=scatter.DEVICE_BLOCK_BYTES),
     # Slices whose gathered rows stay in an H200's 60 MB L2.
     DEVICE_SLICES: functools.partial(scatter._distinct_rounds, block_bytes=32 << 20),
-    FUSED: fused_triton,
+    # The Triton kernel alone, which index_add_fold takes on CUDA for float32 operands.
+    FUSED: triton_fold.fused_fold,
 }
 
 

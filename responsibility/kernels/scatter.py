@@ -51,7 +51,6 @@ def index_add_fold(
     *,
     block_bytes: int = BLOCK_BYTES,
     dense_fraction: float | None = None,
-    device_block_bytes: int = DEVICE_BLOCK_BYTES,
 ) -> None:
     """``acc[ids[j]] += scale[j] * rows[row_of_id[j]]`` for every j, in order of j.
 
@@ -71,14 +70,13 @@ def index_add_fold(
     ``index_add_`` adds with atomics (in any order, and on CUDA flushing subnormals to zero), rows are added in
     rounds of distinct ids by gathering, adding and putting back, which keeps the CPU's order and arithmetic.
     ``block_bytes`` and ``dense_fraction`` (a round covering at least this fraction of the examples is added densely;
-    None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result; so does
-    ``device_block_bytes``, the slice size on an accelerator.
+    None: :func:`dense_threshold`; 0: always; above 1: never) change the speed only, never the result.
     """
     if acc.device.type != "cpu":
         if triton_fold.fusable(acc, rows, scale):
             triton_fold.fused_fold(acc, rows, ids, row_of_id, scale)
         else:
-            _distinct_rounds(acc, rows, ids, row_of_id, scale, device_block_bytes)
+            _distinct_rounds(acc, rows, ids, row_of_id, scale, DEVICE_BLOCK_BYTES)
         return
     n, width = acc.shape
     min_round = n * (dense_threshold(width) if dense_fraction is None else dense_fraction)
