@@ -7,8 +7,10 @@ on every machine (tests/callbacks/test_cuda.py runs it through the Recorder on a
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
+from responsibility.recording import device_rows
 from responsibility.recording.device_rows import DeviceRows
 from responsibility.store.spec import ParamSpec, RecordingSpec
 
@@ -88,3 +90,33 @@ def test_applies_to_float32_weights_on_one_accelerator_only():
     assert DeviceRows.applies(meta)
     assert not DeviceRows.applies([meta[0], torch.zeros(2, device="meta", dtype=torch.bfloat16)])
     assert not DeviceRows.applies([meta[0], torch.zeros(2)])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need CUDA")
+def test_cuda_graphs_form_the_rows_plain_launches_form():
+    """Rows from replayed CUDA graphs equal rows from plain launches, bit for bit, also after a parameter's storage
+    changes (the graphs then stand down)."""
+    specs = [ParamSpec(name, shape, gran) for name, (shape, gran) in SHAPES.items()]
+    spec = RecordingSpec(params=tuple(specs), num_examples=10)
+    g = torch.Generator().manual_seed(3)
+    start = [torch.randn(s.shape, generator=g) for s in specs]
+    runs = {}
+    for graphs in (True, False):
+        tracked = [(s, torch.nn.Parameter(p.cuda()), c) for s, p, c in _tracked(spec, start)]
+        runs[graphs] = (tracked, DeviceRows(tracked, spec.journal_width, graphs=graphs))
+    steps = device_rows.EAGER_STEPS + 4
+    rows = {graphs: torch.zeros(steps, spec.journal_width).pin_memory() for graphs in runs}
+    for t in range(steps):
+        updates = [torch.randn(s.shape, generator=g).cuda() * 10.0 ** -(t % 5) for s in specs]
+        for graphs, (tracked, device) in runs.items():
+            if t == steps - 1:  # new storage for one parameter, same values
+                tracked[0][1].data = tracked[0][1].data.clone()
+            device.snapshot()
+            with torch.no_grad():
+                for (_, param, _), u in zip(tracked, updates, strict=True):
+                    param.add_(u)
+            device.form(rows[graphs][t])
+    torch.cuda.synchronize()
+    assert runs[True][1]._graphs is None and not runs[True][1]._graphs_on  # stood down at the last step
+    assert torch.equal(rows[True].view(torch.int32), rows[False].view(torch.int32))
+    assert rows[True].abs().sum() > 0
