@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepared for the next session with a GPU (device tool), not run yet. Needs, in the repo root (both git-ignored):
+# The second device call of 2026-12-04 (results in run2/). Needs, in the repo root (both git-ignored):
 #   .whl/  offline wheels: zarr, numcodecs, donfig, google-crc32c (cp312), hydra-core, omegaconf, antlr4 (pip wheel)
 #   .old/  git archive 58733c9 | tar -x -C .old; cp -r .old/callbacks .old/responsibility/callbacks
 # and hooktime.py (this folder) at .devrun/hooktime.py; run with carry [".whl", ".old", ".devrun"].
