@@ -4,7 +4,7 @@
 #   .old/  git archive 58733c9 | tar -x -C .old; cp -r .old/callbacks .old/responsibility/callbacks
 # and hooktime.py (this folder) at .devrun/hooktime.py; run with carry [".whl", ".old", ".devrun"].
 # Device run 2: is CUDA index_add_ flushing subnormals; gpu_check (fused kernel with scale, rounds without atomics,
-# and CUDA graphs if branch gpu-graphs is merged); paired A/B against 58733c9 (2 epochs); per-hook host time.
+# and CUDA graphs); paired A/B against 58733c9 (2 epochs); per-hook host time.
 set -u
 G=/tmp/gc; mkdir -p $G/ab
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site || exit 3
