@@ -11,11 +11,13 @@ what only Lightning knows:
 - ``on_before_optimizer_step``: snapshot the weights the optimizer is about to change (once per step).
 - ``on_train_batch_end``: when ``global_step`` advanced, journal Δw with the step's ids, gathered from every rank
   (Lightning has no hook after ``optimizer.step()``; its own ``WeightAveraging`` uses the same pattern).
-- epoch end, checkpoint (``state_dict``) and fit end: flush; at fit end fold R when it fits the size budget.
+- epoch end: start writing the epoch's steps; checkpoint (``state_dict``) and fit end: wait until they are
+  committed; at fit end fold R when it fits the size budget.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -181,6 +183,7 @@ class ResponsibilityCallback(Callback):
                 labels=labels,
                 optimizers=trainer.optimizers,
                 examples_per_step=int(batch) * trainer.accumulate_grad_batches,
+                steps_per_epoch=_steps_per_epoch(trainer),
                 writer=trainer.is_global_zero,
             ),
         )
@@ -254,7 +257,8 @@ class ResponsibilityCallback(Callback):
     # ------------------------------------------------------------------ flushing, folding, resume
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.session.flush()
+        # The write overlaps the next epoch; a checkpoint (state_dict) and the fit's end wait for it.
+        self.session.flush(wait=False)
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -300,6 +304,15 @@ def _on_every_rank(trainer: pl.Trainer, action: Callable[[], None]) -> None:
         raise first
     if error is not None:
         raise error
+
+
+def _steps_per_epoch(trainer: pl.Trainer) -> int | None:
+    """Optimizer steps in an epoch, or None when the loader's length is unknown (an iterable dataset)."""
+    batches = trainer.num_training_batches
+    if not math.isfinite(batches) or batches <= 0:
+        return None
+    # The last, incomplete accumulation of an epoch steps too.
+    return math.ceil(int(batches) / trainer.accumulate_grad_batches)
 
 
 def _check_strategy(trainer: pl.Trainer) -> None:

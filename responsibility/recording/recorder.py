@@ -32,8 +32,8 @@ class _Buffer:
 
     def __init__(self, rows: int, width: int, example_width: int, pin: bool) -> None:
         self.pin = pin
-        self.data = torch.zeros(rows, width, dtype=torch.float32, pin_memory=pin)
-        self.copied: torch.cuda.Event | None = None  # device -> host copies of the rows are done when it fires
+        self._shape = (rows, width)
+        self._data: torch.Tensor | None = None
         self.steps = np.zeros((rows, 4), dtype=np.int64)
         self.ids: list[np.ndarray] = []
         # Per-example attribution: every id's values, (ids so far, example_width); grown, never shrunk.
@@ -43,11 +43,18 @@ class _Buffer:
         self.ids_base = 0  # flat id position of row 0's first id
         self.n = 0
 
+    @property
+    def data(self) -> torch.Tensor:
+        """The journal rows, allocated at first use and not cleared: every row is written whole before it is
+        read. (A short run never touches its second buffer; pinned memory is slow to allocate and zero.)"""
+        if self._data is None:
+            self._data = torch.empty(self._shape, dtype=torch.float32, pin_memory=self.pin)
+        return self._data
+
     def reset(self, base: int, ids_base: int) -> None:
         self.base, self.ids_base, self.n = base, ids_base, 0
         self.ids = []
         self.num_examples = 0
-        self.copied = None
 
     def put_examples(self, values: torch.Tensor) -> None:
         """Append one step's per-example values (copied without blocking from a device)."""
@@ -109,6 +116,7 @@ class Recorder:
         self.num_ids = store.num_ids
         self._buf.reset(self.steps, self.num_ids)
         self._preload()
+        self._submitted = self.steps  # steps handed to the writer (the preloaded ones are committed)
 
     # ------------------------------------------------------------------ hot path
     def snapshot(self, params: Iterable[torch.nn.Parameter] | None = None) -> None:
@@ -290,21 +298,32 @@ class Recorder:
         n = buf.n
         ids = np.concatenate(buf.ids[:n]) if n else np.zeros(0, np.int64)
         buf.steps[:n, 0] = buf.ids_base + np.cumsum([len(a) for a in buf.ids[:n]], dtype=np.int64)
+        copied = None
         if buf.pin:
-            buf.copied = torch.cuda.Event()
-            buf.copied.record()
-        job = (buf, n, ids)
+            copied = torch.cuda.Event()
+            copied.record()
+        # Taken now: after a flush that does not wait, this thread keeps filling the buffer's later rows (and may
+        # move its per-example values to a larger tensor) while the writer writes the first n.
+        examples = buf.examples[: buf.num_examples] if self.store.spec.example_width else None
+        job = (buf, n, ids, examples, copied)
+        self._submitted = buf.base + n
         if self._executor is None:
             self._write(*job)
         else:
             self._pending = self._executor.submit(self._write, *job)
 
-    def _write(self, buf: _Buffer, n: int, ids: np.ndarray) -> None:
+    def _write(
+        self,
+        buf: _Buffer,
+        n: int,
+        ids: np.ndarray,
+        examples: torch.Tensor | None,
+        copied: torch.cuda.Event | None,
+    ) -> None:
         try:
-            if buf.copied is not None:
-                buf.copied.synchronize()  # only the writer thread waits for the device's copies
-            examples = buf.examples[: buf.num_examples].numpy() if self.store.spec.example_width else None
-            self._write_unguarded(buf, n, ids, examples)
+            if copied is not None:
+                copied.synchronize()  # only the writer thread waits for the device's copies
+            self._write_unguarded(buf, n, ids, None if examples is None else examples.numpy())
         except ResponsibilityError:
             raise
         except Exception as exc:  # full disk, read-only location, lost connection...
@@ -326,7 +345,9 @@ class Recorder:
             if examples is not None:
                 examples[bad[step_of_id]] = 0.0
             buf.steps[:n][bad, 3] |= FLAG_NONFINITE
-            self.nonfinite_steps.extend(int(buf.base + i) for i in np.flatnonzero(bad))
+            # A chunk row flushed early is written again when it fills: list its steps once.
+            last = self.nonfinite_steps[-1] if self.nonfinite_steps else -1
+            self.nonfinite_steps.extend(step for i in np.flatnonzero(bad) if (step := int(buf.base + i)) > last)
         steps = buf.steps[:n]
         self.store.write_journal(buf.base, data, ids, buf.ids_base, steps, examples)
         self.store.commit(buf.base + n, int(steps[-1, 0]) if n else buf.ids_base)
@@ -355,11 +376,12 @@ class Recorder:
                 stacklevel=3,
             )
 
-    def flush(self) -> None:
-        """Write and commit every recorded step; returns when the store holds them."""
-        self._wait()
-        if self._buf.n and self.store.steps < self.steps:
+    def flush(self, wait: bool = True) -> None:
+        """Write and commit every recorded step; returns when the store holds them or, without ``wait``, once they
+        are being written (the next flush that waits, or :meth:`close`, raises what went wrong)."""
+        if self._buf.n and self._submitted < self.steps:
             self._submit(self._buf)
+        if wait:
             self._wait()
 
     def abort(self) -> None:

@@ -73,6 +73,7 @@ class _Run(NamedTuple):
     labels: np.ndarray | None
     rule: ShareRule
     examples_per_step: int
+    steps_per_epoch: int | None
     resume: int | None
     writer: bool
 
@@ -223,6 +224,7 @@ class RecordingSession:
         labels: np.ndarray | None = None,
         optimizers: Sequence[torch.optim.Optimizer] = (),
         examples_per_step: int = 1,
+        steps_per_epoch: int | None = None,
         writer: bool = True,
     ) -> None:
         """Get ready to record (after :meth:`track`); the store is opened by :meth:`open`, at the first snapshot.
@@ -230,8 +232,9 @@ class RecordingSession:
         A run continues the store where the last checkpoint loaded by :meth:`load_state_dict` left off (rolling
         back steps recorded after it), or where this session's previous run stopped; otherwise it is a fresh run,
         refused by :meth:`open` if the store already holds recorded steps unless ``overwrite``. ``optimizers`` resolve
-        ``share_rule="auto"``; ``examples_per_step`` sizes the journal's chunks. With several processes only one
-        ``writer`` opens the store; the others keep count, so every process's :meth:`state_dict` agrees.
+        ``share_rule="auto"``; ``examples_per_step`` and ``steps_per_epoch`` (optimizer steps, if known) size the
+        journal's chunks. With several processes only one ``writer`` opens the store; the others keep count, so
+        every process's :meth:`state_dict` agrees.
         """
         if not self._tracked:
             raise RuntimeError("call track(model) before start()")
@@ -254,7 +257,7 @@ class RecordingSession:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self._run = _Run(num_examples, labels, rule, examples_per_step, resume, writer)
+        self._run = _Run(num_examples, labels, rule, examples_per_step, steps_per_epoch, resume, writer)
         self.num_examples = num_examples
         self.steps = resume or 0
         self.num_ids = loaded["ids"] if loaded is not None else self.num_ids
@@ -301,6 +304,7 @@ class RecordingSession:
                         self.topk,
                         self.r_dtype,
                         self.journal_dtype,
+                        run.steps_per_epoch,
                     ),
                     storage_options=self.storage_options,
                     info=self.info,
@@ -371,11 +375,12 @@ class RecordingSession:
         self.num_ids += len(ids)
 
     # ------------------------------------------------------------------ flushing, finishing, resume
-    def flush(self) -> None:
-        """Write and commit every recorded step."""
+    def flush(self, wait: bool = True) -> None:
+        """Write and commit every recorded step; without ``wait``, only start writing them (:meth:`state_dict`
+        and :meth:`finish` wait)."""
         if self._recorder is not None:
             with self._storage_guard():
-                self._recorder.flush()
+                self._recorder.flush(wait)
 
     def finish(self, device: torch.device | str = "cpu") -> FoldReport | None:
         """End the run: flush the journal, then fold R (on ``device``) if ``fold`` says so. Returns the fold's

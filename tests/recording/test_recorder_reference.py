@@ -136,6 +136,7 @@ def test_steps_and_membership_follow_training(tmp_path):
     ids, counts = store.membership()
     # 48 examples in batches of 10 (last 8), two micro-batches per step: steps of 20, 20, 8 per epoch
     assert counts.tolist() == [20, 20, 8] * 2
+    assert store.layout.chunk_steps == 3  # the callback told the store: an epoch's 3 steps fill one chunk row
     for epoch in range(2):
         assert sorted(ids[epoch * N : (epoch + 1) * N].tolist()) == list(range(N))
     meta = store.meta()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from responsibility import RecordingSession, ResponsibilityStore, StoreExistsError
+from responsibility.recording.recorder import Recorder
 
 N = 30
 
@@ -24,12 +26,21 @@ def model() -> nn.Module:
     return nn.Sequential(nn.Linear(8, 6), nn.ReLU(), nn.Linear(6, 3))
 
 
-def train(session: RecordingSession, net: nn.Module, epochs: tuple[int, ...], ref=None, accumulate: int = 1):
-    """A plain training loop: SGD, loader shuffled by (seed, epoch), ``accumulate`` micro-batches per step."""
+def train(
+    session: RecordingSession,
+    net: nn.Module,
+    epochs: tuple[int, ...],
+    ref=None,
+    accumulate: int = 1,
+    early_flushes: int = 0,
+    **start_kw,
+):
+    """A plain training loop: SGD, loader shuffled by (seed, epoch), ``accumulate`` micro-batches per step; with
+    ``early_flushes``, a flush that does not wait after every that many steps and at every epoch's end."""
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     data = IndexedData(N)
     session.track(net)
-    session.start(N, labels=data.targets.numpy(), optimizers=[opt], examples_per_step=4 * accumulate)
+    session.start(N, labels=data.targets.numpy(), optimizers=[opt], examples_per_step=4 * accumulate, **start_kw)
     for epoch in epochs:
         order = DataLoader(data, batch_size=4, shuffle=True, generator=torch.Generator().manual_seed(epoch))
         ids: list[torch.Tensor] = []
@@ -47,6 +58,10 @@ def train(session: RecordingSession, net: nn.Module, epochs: tuple[int, ...], re
             ids = []
             if ref is not None:
                 ref.after_step(net)
+            if early_flushes and session.steps % early_flushes == 0:
+                session.flush(wait=False)
+        if early_flushes:
+            session.flush(wait=False)
     session.finish()
     session.detach()
 
@@ -88,6 +103,45 @@ def test_resume_from_saved_state_equals_uninterrupted(tmp_path):
     a, b = all_arrays(tmp_path / "a.zarr"), all_arrays(tmp_path / "b.zarr")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize("attribution", ["uniform", "per_example"])
+def test_flushes_that_do_not_wait_write_the_same_store(tmp_path, monkeypatch, attribution):
+    """Flushed without waiting mid-chunk, the writer writes a chunk row's first steps while the loop fills the
+    rest (and per-example values move to a larger buffer): the store must be bit-identical to one flushed only at
+    the end."""
+    kw = dict(attribution=attribution, granularity={"0.*": "neuron"}, journal_buffer_mb=0.02)
+    train(RecordingSession(tmp_path / "a.zarr", **kw), model(), (0, 1, 2))
+    write = Recorder._write
+
+    def late_write(self, *job):
+        time.sleep(0.02)  # so the loop records more steps into the buffer being written
+        write(self, *job)
+
+    monkeypatch.setattr(Recorder, "_write", late_write)
+    early = RecordingSession(tmp_path / "b.zarr", **kw)
+    train(early, model(), (0, 1, 2), early_flushes=3)
+    assert ResponsibilityStore.open(tmp_path / "b.zarr").layout.chunk_steps > 3  # the flushes were mid-chunk
+    a, b = all_arrays(tmp_path / "a.zarr"), all_arrays(tmp_path / "b.zarr")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+@pytest.mark.parametrize(("buffer_mb", "chunk_steps"), [(1, 8), (0.003, 4), (0.002, 3)])
+def test_journal_chunk_rows_split_an_epoch_evenly(tmp_path, buffer_mb, chunk_steps):
+    """8 steps per epoch. A 75-value row is 300 bytes and two buffers must fit: 0.003 MiB holds chunk rows of 5
+    steps, so the epoch is split into 2 rows of 4; 0.002 MiB holds 3, so 3 rows of 3 (the last one 2)."""
+    session = RecordingSession(tmp_path / "s.zarr", attribution="uniform", journal_buffer_mb=buffer_mb)
+    train(session, model(), (0, 1), steps_per_epoch=8)
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    assert store.spec.journal_width == 75
+    assert store.layout.chunk_steps == chunk_steps
+    ref = RecordingSession(tmp_path / "ref.zarr", attribution="uniform", journal_buffer_mb=buffer_mb)
+    train(ref, model(), (0, 1))
+    np.testing.assert_array_equal(
+        store.read("2.weight"), ResponsibilityStore.open(tmp_path / "ref.zarr").read("2.weight")
+    )
 
 
 def test_fresh_run_into_recorded_store_is_refused_with_advice(tmp_path):

@@ -57,7 +57,8 @@ def _keys(s3, prefix: str) -> list[str]:
 
 def _fit(tmp_path, store, **kw) -> None:
     # Same seed, same data order, same model init: two fits write identical journals. Every S3 request costs
-    # ~10 ms on the test server, so only the output layer is tracked; journal chunks of 4 steps (84 B per step).
+    # ~10 ms on the test server, so only the output layer is tracked; the buffer holds chunk rows of 4 steps (84 B
+    # per step), so an epoch's 6 steps make two rows of 3.
     cb = ResponsibilityCallback(
         store, layers="net.2", attribution="uniform", journal_buffer_mb=4 * 2 * 84 / 2**20, **kw
     )
@@ -66,7 +67,7 @@ def _fit(tmp_path, store, **kw) -> None:
 
 
 def _assert_same(a: ResponsibilityStore, b: ResponsibilityStore) -> None:
-    assert a.steps == b.steps == 12 and a.num_ids == b.num_ids and a.layout.chunk_steps == 4
+    assert a.steps == b.steps == 12 and a.num_ids == b.num_ids and a.layout.chunk_steps == 3
     assert a.parameters == b.parameters == ["net.2.weight", "net.2.bias"]
     np.testing.assert_array_equal(a.journal_rows(0, a.steps)[0], b.journal_rows(0, b.steps)[0])
     for x, y in zip(a.membership(), b.membership(), strict=True):
