@@ -55,6 +55,7 @@ from responsibility.kernels import (
 )
 from responsibility.recording.recorder import Recorder
 from responsibility.store import DEFAULT_FOLD_BUDGET, FoldReport
+from responsibility.store._accumulate import fold_group_ids, fold_step_block
 
 REFERENCE = "before: one index_add_ per step group"
 LIBRARY = "library index_add_fold"
@@ -162,15 +163,21 @@ def run_kernel(
     return time.perf_counter() - t0
 
 
-def kernel_groups(ids: np.ndarray, counts: np.ndarray, max_ids: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(ids, row_of_id) of every step group ``store.fold()`` would pass for this width."""
+def kernel_groups(
+    ids: np.ndarray, counts: np.ndarray, max_ids: int, step_block: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(ids, row_of_id) of every kernel call ``store.fold()`` makes: blocks of ``step_block`` steps (the journal is
+    read a block at a time), each split into groups of at most ``max_ids`` ids."""
     counts_t = torch.from_numpy(counts)
     offsets = np.concatenate([[0], np.cumsum(counts)])
     ids_t = torch.from_numpy(ids)
-    return [
-        (ids_t[offsets[g0] : offsets[g1]], torch.repeat_interleave(torch.arange(g0, g1), counts_t[g0:g1]))
-        for g0, g1 in step_groups(counts_t, max_ids)
-    ]
+    groups = []
+    for s0 in range(0, len(counts), step_block):
+        s1 = min(len(counts), s0 + step_block)
+        for g0, g1 in step_groups(counts_t[s0:s1], max_ids):
+            rows = torch.repeat_interleave(torch.arange(s0 + g0, s0 + g1), counts_t[s0 + g0 : s0 + g1])
+            groups.append((ids_t[offsets[s0 + g0] : offsets[s0 + g1]], rows))
+    return groups
 
 
 def build_store(path: Path, n: int, cols: int, rows: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> None:
@@ -302,8 +309,10 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     n, p = args.examples, args.columns
     device = torch.device(args.device)
-    # store.fold()'s grouping for this width: at most this many ids gathered at once.
-    max_ids = args.group_ids or max(1, (DEFAULT_FOLD_BUDGET // 4) // (4 * p))
+    # store.fold()'s grouping for this width (it gives accumulate() half its budget; uniform steps of both signs'
+    # rows; chunk rows of one step): journal blocks of this many steps, at most this many ids per kernel call.
+    step_block = fold_step_block(DEFAULT_FOLD_BUDGET // 2, 4 * p * 2, 1)
+    max_ids = args.group_ids or fold_group_ids(DEFAULT_FOLD_BUDGET // 2, p, per_example=False)
     kernels = {
         k: v
         for k, v in KERNELS.items()
@@ -329,6 +338,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "batch": args.batch,
             "zero_fraction": args.zero_fraction,
             "max_ids_per_group": max_ids,
+            "steps_per_block": step_block,
         },
         "copy_gbps": [],
         "runs": [],
@@ -343,7 +353,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cpu_rows = torch.from_numpy(np.abs(signed))
         rows = cpu_rows.to(device)
         cells = int(counts.sum()) * p
-        cpu_groups = kernel_groups(ids, counts, max_ids)
+        cpu_groups = kernel_groups(ids, counts, max_ids, step_block)
         groups = [(i.to(device), r.to(device)) for i, r in cpu_groups]
         # The bits every variant must give: the chronological fold on the CPU (columns are independent).
         ref_cols = p if device.type == "cpu" else min(p, 256)

@@ -67,13 +67,8 @@ def accumulate(
     need = _needed_columns(journal, p, cols) if per_example or units else {}
     id_bytes = 4 * sum(_count(sel) for sel in need.values())
     step_bytes = 4 * ncols * 2 + id_bytes * (int(counts_all.max()) if len(counts_all) else 0)
-    step_block = max(layout.chunk_steps, (budget // 4) // max(1, step_bytes))
-    step_block = max(1, step_block // layout.chunk_steps) * layout.chunk_steps
-    if per_example or units:
-        max_ids = max(1, (budget // 4) // max(1, 4 * ncols * 5))
-    else:
-        # The kernel gathers rows in bounded slices: a group costs only a few index bytes per id.
-        max_ids = max(1, (budget // 4) // 64)
+    step_block = fold_step_block(budget, step_bytes, layout.chunk_steps)
+    max_ids = fold_group_ids(budget, ncols, per_example or units)
     for s0 in range(start, stop, step_block):
         s1 = min(stop, s0 + step_block)
         steps = slice(s0, s1)
@@ -120,6 +115,20 @@ def accumulate(
             )
             kernel(acc_pos, pos_rows, ids, row_of_id, scale)
             kernel(acc_neg, neg_rows, ids, row_of_id, scale)
+
+
+def fold_step_block(budget: int, step_bytes: int, chunk_steps: int) -> int:
+    """Journal steps read at once by :func:`accumulate` (whole chunk rows), for steps of ``step_bytes``."""
+    block = max(chunk_steps, (budget // 4) // max(1, step_bytes))
+    return max(1, block // chunk_steps) * chunk_steps
+
+
+def fold_group_ids(budget: int, ncols: int, per_example: bool) -> int:
+    """Ids per kernel call in :func:`accumulate`: per-example folds hold a few (ids, columns) temporaries; the
+    others only a few index bytes per id (the kernels gather rows in bounded slices, or not at all)."""
+    if per_example:
+        return max(1, (budget // 4) // max(1, 4 * ncols * 5))
+    return max(1, (budget // 4) // 64)
 
 
 def _needed_columns(journal: JournalSource, p: ParamSpec, cols: slice | np.ndarray) -> dict[str, slice | np.ndarray]:
