@@ -37,11 +37,11 @@ from responsibility.store._format import (
     labels_digest,
     new_metadata,
 )
-from responsibility.store._journal import Journal, create_journal
+from responsibility.store._journal import Journal, journal_arrays
 from responsibility.store._read import DEFAULT_READ_BUDGET, check_sign
 from responsibility.store._running import RunningSums
 from responsibility.store._state import StoreState
-from responsibility.store.layout import Layout, create_array
+from responsibility.store.layout import Layout, create_arrays
 from responsibility.store.location import ATTR_KEY, check_replaceable, check_replaceable_url, is_url, open_zarr_store
 from responsibility.store.spec import ParamSpec, RecordingSpec
 
@@ -131,10 +131,12 @@ class ResponsibilityStore:
         attributes: dict[str, Any] = {ATTR_KEY: meta, MANIFEST_KEY: empty_manifest()}
         # Metadata first: a reader that opens the store while it is being made sees an empty, valid store.
         group = zarr.open_group(store=store, mode="w", attributes=attributes)
-        create_journal(group, spec, layout)
+        arrays, streamed, array_attributes = journal_arrays(spec, layout)
         if labels is not None:
-            chunks = (min(len(labels), 1 << 20),)
-            create_array(group, "labels", labels.shape, "int64", chunks, layout, ("example",))[:] = labels
+            arrays["labels"] = (labels.shape, "int64", (min(len(labels), 1 << 20),), ("example",))
+        created = create_arrays(group, arrays, layout, streamed, array_attributes)
+        if labels is not None:
+            created["labels"][:] = labels
         return cls(group, path, read_only=False)
 
     def refresh(self) -> None:

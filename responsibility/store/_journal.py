@@ -22,7 +22,7 @@ import zarr
 from responsibility.errors import StoreCorruptError
 from responsibility.store._arrays import Arrays
 from responsibility.store._state import StoreState
-from responsibility.store.layout import BF16_STORAGE, Layout, create_array
+from responsibility.store.layout import BF16_STORAGE, ArraySpec, Layout
 from responsibility.store.spec import RecordingSpec
 
 EXAMPLE_CHUNK_COLS = 1024
@@ -46,27 +46,30 @@ class Membership:
         return ids, counts, np.concatenate([[0], np.cumsum(counts)]), self.first + int(offsets[a])
 
 
-def create_journal(group: zarr.Group, spec: RecordingSpec, layout: Layout) -> None:
-    """The empty journal arrays of a new store."""
-    journal = group.require_group("journal")
+def journal_arrays(spec: RecordingSpec, layout: Layout) -> tuple[dict[str, ArraySpec], set[str], dict[str, dict]]:
+    """The empty journal arrays of a new store, for :func:`~responsibility.store.layout.create_arrays` (names under
+    ``journal/``): their specs, the streamed ones, and their attributes."""
     width = spec.journal_width
-    chunks = (layout.chunk_steps, min(width, layout.journal_chunk_cols))
-    rows = create_array(
-        journal, "rows", (0, width), rows_dtype(layout), chunks, layout, ("step", "column"), streamed=True
-    )
-    rows.attrs.put({"encoding": layout.journal_dtype})
-    create_array(journal, "ids", (0,), "int64", (1 << 16,), layout, ("visit",))
-    create_array(journal, "steps", (0, 4), "int64", (1 << 14, 4), layout, ("step", "field"))
+    arrays: dict[str, ArraySpec] = {
+        "journal/rows": (
+            (0, width),
+            rows_dtype(layout),
+            (layout.chunk_steps, min(width, layout.journal_chunk_cols)),
+            ("step", "column"),
+        ),
+        "journal/ids": ((0,), "int64", (1 << 16,), ("visit",)),
+        "journal/steps": ((0, 4), "int64", (1 << 14, 4), ("step", "field")),
+    }
+    streamed = {"journal/rows"}
     if spec.example_width:
         # Narrow column chunks: a fold reads one parameter's columns over all examples, and a row holds
         # every parameter's values, so wide chunks would make each small parameter's fold read them all.
         cols = min(spec.example_width, EXAMPLE_CHUNK_COLS)
         # ~4 MiB chunks, like the journal rows: written by id ranges, read by id ranges and parameter columns.
         visits = int(max(256, (4 << 20) // (4 * cols)))
-        dims = ("visit", "example_column")
-        create_array(
-            journal, "examples", (0, spec.example_width), "float32", (visits, cols), layout, dims, streamed=True
-        )
+        arrays["journal/examples"] = ((0, spec.example_width), "float32", (visits, cols), ("visit", "example_column"))
+        streamed.add("journal/examples")
+    return arrays, streamed, {"journal/rows": {"encoding": layout.journal_dtype}}
 
 
 def rows_dtype(layout: Layout) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -112,15 +113,25 @@ def writable(arr: zarr.Array) -> zarr.Array:
 ArraySpec = tuple[tuple[int, ...], str, tuple[int, ...], tuple[str, ...]]  # shape, dtype, chunks, dimension names
 
 
-def create_arrays(group: zarr.Group, arrays: dict[str, ArraySpec], layout: Layout) -> dict[str, zarr.Array]:
-    """Several new arrays of :func:`create_array` in ``group`` at once: their metadata is formed in memory and
-    written concurrently by ``zarr.create_hierarchy`` (one array at a time costs a few ms of round trips each)."""
+def create_arrays(
+    group: zarr.Group,
+    arrays: dict[str, ArraySpec],
+    layout: Layout,
+    streamed: Collection[str] = (),
+    attributes: Mapping[str, dict[str, Any]] | None = None,
+) -> dict[str, zarr.Array]:
+    """Several new arrays of :func:`create_array` in ``group`` at once (names may have a path: ``journal/rows``;
+    ``streamed`` names those of :meth:`Layout.compressors`' streamed data; ``attributes`` per name): their metadata
+    is formed in memory and written concurrently by ``zarr.create_hierarchy``. One array at a time costs a few ms of
+    round trips each, and rewrites every parent group's metadata (the root's holds the store's whole spec)."""
     template = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
     prefix = f"{group.path}/" if group.path else ""
-    nodes: dict[str, GroupMetadata | ArrayV2Metadata | ArrayV3Metadata] = {
-        prefix + name: create_array(template, name, shape, dtype, chunks, layout, dims).metadata
-        for name, (shape, dtype, chunks, dims) in arrays.items()
-    }
+    nodes: dict[str, GroupMetadata | ArrayV2Metadata | ArrayV3Metadata] = {}
+    for name, (shape, dtype, chunks, dims) in arrays.items():
+        made = create_array(template, name, shape, dtype, chunks, layout, dims, streamed=name in streamed)
+        if attributes and name in attributes:
+            made.attrs.put(attributes[name])
+        nodes[prefix + name] = made.metadata
     created = dict(zarr.create_hierarchy(store=group.store, nodes=nodes))
     out = {}
     for name in arrays:
