@@ -34,13 +34,14 @@ def journal_layout(
     # A step's buffer holds its journal row and, per example, the per-example values.
     row_bytes = 4 * (spec.journal_width + spec.example_width * max(1, examples_per_step))
     chunk_steps = int(max(1, min(256, journal_buffer // (2 * row_bytes))))
+    # Up to ~4 MiB journal chunks: big enough to write at disk speed, narrow enough to read one weight's column
+    # (the bytes read per step and column are set here, by the tallest chunk row the buffers allow).
+    cols = int(max(1024, (4 << 20) // (4 * chunk_steps)))
     if steps_per_epoch is not None and steps_per_epoch > 0:
         # The epoch-end flush writes a partly filled chunk row padded to its full height (zarr encodes whole
         # chunks): an epoch of 79 steps in 256-step chunks encoded 3.2x its bytes there. Split the epoch evenly.
         rows_per_epoch = -(-steps_per_epoch // chunk_steps)
         chunk_steps = -(-steps_per_epoch // rows_per_epoch)
-    # ~4 MiB journal chunks: big enough to write at disk speed, small enough to read one weight's column.
-    cols = int(max(1024, (4 << 20) // (4 * chunk_steps)))
     return Layout(
         chunk_steps=chunk_steps,
         journal_chunk_cols=cols,

@@ -128,15 +128,17 @@ def test_flushes_that_do_not_wait_write_the_same_store(tmp_path, monkeypatch, at
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
-@pytest.mark.parametrize(("buffer_mb", "chunk_steps"), [(1, 8), (0.003, 4), (0.002, 3)])
-def test_journal_chunk_rows_split_an_epoch_evenly(tmp_path, buffer_mb, chunk_steps):
+@pytest.mark.parametrize(("buffer_mb", "chunk_steps", "tallest"), [(1, 8, 256), (0.003, 4, 5), (0.002, 3, 3)])
+def test_journal_chunk_rows_split_an_epoch_evenly(tmp_path, buffer_mb, chunk_steps, tallest):
     """8 steps per epoch. A 75-value row is 300 bytes and two buffers must fit: 0.003 MiB holds chunk rows of 5
-    steps, so the epoch is split into 2 rows of 4; 0.002 MiB holds 3, so 3 rows of 3 (the last one 2)."""
+    steps, so the epoch is split into 2 rows of 4; 0.002 MiB holds 3, so 3 rows of 3 (the last one 2); 1 MiB holds
+    the cap, 256. Column chunks stay as wide as the tallest rows allow (4 MiB chunks), not wider."""
     session = RecordingSession(tmp_path / "s.zarr", attribution="uniform", journal_buffer_mb=buffer_mb)
     train(session, model(), (0, 1), steps_per_epoch=8)
     store = ResponsibilityStore.open(tmp_path / "s.zarr")
     assert store.spec.journal_width == 75
     assert store.layout.chunk_steps == chunk_steps
+    assert store.layout.journal_chunk_cols == max(1024, (4 << 20) // (4 * tallest))
     ref = RecordingSession(tmp_path / "ref.zarr", attribution="uniform", journal_buffer_mb=buffer_mb)
     train(ref, model(), (0, 1))
     np.testing.assert_array_equal(
