@@ -4,7 +4,7 @@ The Lightning callback is a thin adapter over it; a plain PyTorch loop uses it d
 
     session = RecordingSession("run.zarr", layers="fc")
     session.track(model)
-    session.start(len(train_set), optimizers=[opt], examples_per_step=batch_size)
+    session.start(len(train_set), optimizers=[opt], examples_per_step=batch_size, steps_per_epoch=len(loader))
     for x, y, ids in loader:
         opt.zero_grad()
         loss_fn(model(x), y).backward()
