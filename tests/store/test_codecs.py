@@ -3,6 +3,8 @@ step) and everything else byte-shuffled; every codec stores the same numbers."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,7 @@ from zarr.codecs import BloscCodec
 
 from responsibility.recording.recorder import Recorder
 from responsibility.store import Layout, ResponsibilityStore
+from responsibility.store.layout import ArraySpec, create_array, create_arrays
 from responsibility.store.spec import ParamSpec, RecordingSpec
 
 N = 11
@@ -82,3 +85,33 @@ def test_lz4_leaves_only_the_journals_float_data_unshuffled(tmp_path):
         assert setting == ((1, "noshuffle") if path in streamed else (5, "shuffle")), path
     zstd = blosc_settings(record(tmp_path / "zstd.zarr", "zstd").path)
     assert set(zstd.values()) == {(1, "shuffle")}  # the compact choice shuffles everything
+
+
+def test_arrays_created_at_once_match_arrays_created_one_by_one(tmp_path):
+    """create_arrays shares one metadata object among arrays alike: each array's zarr.json must still be what
+    create_array writes for it alone, and arrays alike must stay separate arrays."""
+    arrays: dict[str, ArraySpec] = {
+        "p/pos": ((10, 4), "float32", (5, 2), ("example", "unit")),
+        "p/neg": ((10, 4), "float32", (5, 2), ("example", "unit")),
+        "p/ids": ((3, 4), "int64", (3, 2), ("rank", "unit")),
+        "q/pos": ((10, 6), "float32", (5, 2), ("example", "unit")),
+        "j/rows": ((0, 6), "float32", (2, 3), ("step", "column")),
+        "j/more": ((0, 6), "float32", (2, 3), ("step", "column")),
+    }
+    streamed, attributes = {"j/rows", "j/more"}, {"j/rows": {"encoding": "float32"}}
+    layout = Layout()
+    made = create_arrays(zarr.open_group(tmp_path / "once", mode="w"), arrays, layout, streamed, attributes)
+    each = zarr.open_group(tmp_path / "each", mode="w")
+    for name, (shape, dtype, chunks, dims) in arrays.items():
+        one = create_array(each, name, shape, dtype, chunks, layout, dims, streamed=name in streamed)
+        if name in attributes:
+            one.attrs.put(attributes[name])
+    for name in arrays:
+        once = json.loads((tmp_path / "once" / name / "zarr.json").read_text())
+        alone = json.loads((tmp_path / "each" / name / "zarr.json").read_text())
+        assert once == alone, name
+    made["p/pos"][:] = 1.0
+    made["p/neg"][:] = 2.0
+    again = zarr.open_group(tmp_path / "once", mode="r")
+    assert np.all(again["p/pos"][:] == 1.0) and np.all(again["p/neg"][:] == 2.0)
+    assert again["j/rows"].attrs.asdict() == {"encoding": "float32"} and again["j/more"].attrs.asdict() == {}
