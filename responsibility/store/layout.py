@@ -125,8 +125,8 @@ def create_arrays(
     """Several new arrays of :func:`create_array` in ``group`` at once (names may have a path: ``journal/rows``;
     ``streamed`` names those of :meth:`Layout.compressors`' streamed data; ``attributes`` per name; ``groups``: new
     groups to make with them, by path, with their attributes): their metadata is formed in memory and written
-    concurrently by ``zarr.create_hierarchy``. One array at a time costs a few ms of
-    round trips each, and rewrites every parent group's metadata (the root's holds the store's whole spec)."""
+    concurrently by ``zarr.create_hierarchy``. One array at a time costs a few ms of round trips each, and rewrites
+    every parent group's metadata (the root's holds the store's whole spec)."""
     template = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
     prefix = f"{group.path}/" if group.path else ""
     nodes: dict[str, GroupMetadata | ArrayV2Metadata | ArrayV3Metadata] = {
