@@ -102,7 +102,7 @@ class Recorder:
         self._snapshots: dict[int, torch.Tensor] = {}
         self._snapped: set[int] = set()
         self._neuron = {id(param) for spec, param in tracked if spec.granularity == "neuron"}
-        self._ids = {id(param) for _, param in tracked}
+        self._param_keys = {id(param) for _, param in tracked}
         self._shapes = [torch.Size(spec.shape) for spec, _ in tracked]
         self._changed: set[int] = set()  # parameters whose Δw of this step is in their scratch space
         # Rows formed on the accelerator in a few kernels (decided at the first snapshot).
@@ -128,11 +128,11 @@ class Recorder:
         wanted = None if params is None else {id(p) for p in params}
         with torch.no_grad():
             device_rows = self._rows_on_device()
-            if device_rows is not None and not self._snapped and (wanted is None or self._ids <= wanted):
+            if device_rows is not None and not self._snapped and (wanted is None or self._param_keys <= wanted):
                 # Every parameter at once (the usual case): one multi-tensor copy, no per-parameter Python.
                 self._check_shapes()
                 device_rows.snapshot()
-                self._snapped.update(self._ids)
+                self._snapped.update(self._param_keys)
                 return
             snaps: list[torch.Tensor] = []
             sources: list[torch.Tensor] = []

@@ -120,7 +120,7 @@ def fold(
         outs = _create_generations(journal, todo, paths, [topk for _, topk in shapes])
         with _deferred_interrupt() as interrupted, _Writer() as writer, _core_for_writer(device):
             progress = bar(total=total, desc="fold", unit="B", unit_scale=True)
-            done = 0
+            committed = 0
             try:
                 for p, path, out, (width, _) in zip(todo, paths, outs, shapes, strict=True):
                     # Running sums start from nothing: they are R itself only for a parameter with no fold yet.
@@ -143,10 +143,10 @@ def fold(
                         budget_bytes,
                         summed,
                     )
-                    done += 1
+                    committed += 1
             except BaseException:
                 # The failed parameter's generation and those not begun leave no trace (missing ones are skipped).
-                for path in paths[done:]:
+                for path in paths[committed:]:
                     journal.arrays.delete(path)
                 raise
             finally:
