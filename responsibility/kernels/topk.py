@@ -136,9 +136,10 @@ def _select(parts: list[torch.Tensor], gmax: torch.Tensor, g: int, k: int) -> tu
     dense_ids = torch.full((c, width), n, dtype=torch.int64, device=device)
     dense.view(-1).scatter_(0, where, values)
     dense_ids.view(-1).scatter_(0, where, rows)
-    # Rows are short: a stable sort ranks them exactly (equal values keep their order, that of the example ids).
-    vals, at = dense.sort(dim=1, descending=True, stable=True)
-    return dense_ids.gather(1, at[:, :k]).t(), vals[:, :k].t()
+    # A row's positions follow its example ids, so topk_rows' tie rule (the smaller position) is the store's. It
+    # sorts only the k it keeps: a stable sort of the whole rows took 1.4x as long (1,562 columns of 10,000 examples).
+    at, vals = topk_rows(dense, k)
+    return dense_ids.gather(1, at).t(), vals.t()
 
 
 def topk_desc(values: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
