@@ -211,7 +211,7 @@ def _fold_parameter(
                 acc_neg = torch.zeros(n, cols.stop - c0, device=device)
             if summed is None:
                 accumulate(journal, p, cols, done, steps, acc_pos, acc_neg, budget_bytes // 2, kernel, members)
-            host = (acc_pos.cpu().contiguous(), acc_neg.cpu().contiguous())
+            host = _to_host(acc_pos, acc_neg)
             stored = [_to_stored(journal, p.name, a) for a in host]
             writer.submit(_write_block, out, cols, stored)
             # Ranked where R was folded (on a GPU many times faster than on the host) while the writer writes it.
@@ -233,6 +233,17 @@ def _fold_parameter(
     state.group[f"fold/{p.name}"].attrs.update({"current": path.rsplit("/", 1)[1], "steps": steps})
     if old is not None:
         arrays.delete(old)
+
+
+def _to_host(*blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Contiguous host copies of ``blocks``. From a GPU they go to page-locked memory, which torch's caching host
+    allocator keeps for the next block and fold: on an H200 host two 62.5 MB blocks took 98 ms to pageable memory,
+    2.5 ms to cached page-locked memory (80 ms the first time, when it is allocated)."""
+    if blocks[0].device.type != "cuda":
+        return tuple(b.cpu().contiguous() for b in blocks)
+    out = tuple(torch.empty(b.shape, dtype=b.dtype, pin_memory=True).copy_(b, non_blocking=True) for b in blocks)
+    torch.cuda.current_stream(blocks[0].device).synchronize()  # the writer reads them next
+    return out
 
 
 def _parts(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> list[torch.Tensor]:
