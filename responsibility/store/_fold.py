@@ -235,15 +235,15 @@ def _fold_parameter(
         arrays.delete(old)
 
 
-def _to_host(*blocks: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Contiguous host copies of ``blocks``. From a GPU they go to page-locked memory, which torch's caching host
-    allocator keeps for the next block and fold: on an H200 host two 62.5 MB blocks took 98 ms to pageable memory,
-    2.5 ms to cached page-locked memory (80 ms the first time, when it is allocated)."""
-    if blocks[0].device.type != "cuda":
-        return tuple(b.cpu().contiguous() for b in blocks)
-    out = tuple(torch.empty(b.shape, dtype=b.dtype, pin_memory=True).copy_(b, non_blocking=True) for b in blocks)
-    torch.cuda.current_stream(blocks[0].device).synchronize()  # the writer reads them next
-    return out
+def _to_host(pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Contiguous host copies of a block's two parts. From a GPU they go to page-locked memory, which torch's
+    caching host allocator keeps for the next block and fold: on an H200 host two 62.5 MB blocks took 98 ms to
+    pageable memory, 2.5 ms to cached page-locked memory (80 ms the first time, when it is allocated)."""
+    if pos.device.type != "cuda":
+        return pos.cpu().contiguous(), neg.cpu().contiguous()
+    pinned = [torch.empty(b.shape, dtype=b.dtype, pin_memory=True).copy_(b, non_blocking=True) for b in (pos, neg)]
+    torch.cuda.current_stream(pos.device).synchronize()  # the writer reads them next
+    return pinned[0], pinned[1]
 
 
 def _parts(pos: torch.Tensor, neg: torch.Tensor, sign: str) -> list[torch.Tensor]:
