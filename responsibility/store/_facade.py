@@ -340,8 +340,10 @@ class ResponsibilityStore:
         the parameters already folded and the old R of the others. (Under Ctrl-C the fold stops at the end of
         the current block, removes the unfinished generation and raises KeyboardInterrupt; a second Ctrl-C
         interrupts at once.) Generations no manifest references, left by a killed fold, are removed first.
-        ``device="cuda"`` runs the scatter-adds on the GPU (the budget then bounds GPU memory); CUDA's atomic
-        adds make the order of additions, and so the last bits of R, vary between runs. ``sums``
+        ``device="cuda"`` runs the scatter-adds on the GPU (the budget then bounds GPU memory), in the CPU's order
+        (no atomics), so uniform R has the CPU's bits; per-example shares, formed there by matrix products, differ
+        by a few ulps. The folded blocks come to the host through page-locked memory, which torch's caching host
+        allocator keeps for later folds. ``sums``
         (:meth:`running_sums`) give R of each parameter not folded before whose sums cover every committed step:
         it is written as it is (the same floats), the journal is not read for it.
         """
