@@ -30,8 +30,8 @@ class Layout:
 
     ``chunk_steps`` journal rows form one chunk row: the recorder buffers that many steps and writes whole
     chunks. R chunks are (``r_chunk_examples``, ``r_chunk_units``): a fold writes column blocks over all
-    examples, so it writes whole chunks too, and every read of R is of whole columns: taller chunks cost a read no
-    extra bytes and save files (4,096 against 1,024 examples: a fit-end fold 0.71x, a one-weight read 0.71x).
+    examples, so it writes whole chunks too, and the library reads R in whole columns: taller chunks cost its reads
+    no extra bytes and save files (4,096 against 1,024 examples: a fit-end fold 0.71x, a one-weight read 0.71x).
     """
 
     chunk_steps: int = 32
