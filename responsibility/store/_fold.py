@@ -120,7 +120,6 @@ def fold(
         outs = _create_generations(journal, todo, paths, [topk for _, topk in shapes])
         with _deferred_interrupt() as interrupted, _Writer() as writer, _core_for_writer(device):
             progress = bar(total=total, desc="fold", unit="B", unit_scale=True)
-            committed = 0
             try:
                 for p, path, out, (width, _) in zip(todo, paths, outs, shapes, strict=True):
                     # Running sums start from nothing: they are R itself only for a parameter with no fold yet.
@@ -143,11 +142,14 @@ def fold(
                         budget_bytes,
                         summed,
                     )
-                    committed += 1
+                    _commit(journal, p, path)
             except BaseException:
-                # The failed parameter's generation and those not begun leave no trace (missing ones are skipped).
-                for path in paths[committed:]:
-                    journal.arrays.delete(path)
+                writer.wait(quietly=True)  # nothing may still write into a generation removed now
+                # Generations the manifest does not reference (the failed one, those not begun) leave no trace.
+                current = {entry["path"] for entry in state.manifest["folded"].values()}
+                for path in paths:
+                    if path not in current:
+                        journal.arrays.delete(path)
                 raise
             finally:
                 progress.close()
@@ -189,50 +191,52 @@ def _fold_parameter(
     budget_bytes: int,
     summed: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
-    """Fold one parameter into its new generation ``path`` (arrays ``out``) and commit it, or leave no trace of
-    it; ``summed``: its R already summed over the steps to add (from a base of nothing: a fresh fold)."""
+    """Fold one parameter into its new generation ``path`` (arrays ``out``), every write finished when it returns
+    (:func:`fold` commits it); ``summed``: its R already summed over the steps to add (from a base of nothing: a
+    fresh fold)."""
     state, arrays = journal.state, journal.arrays
     n, steps = state.num_examples, state.steps
     done = _base_steps(journal, p)
     old = state.fold_path(p.name)
     k = min(state.layout.topk, n)
-    try:
-        for c0 in range(0, p.units, width):
-            if interrupted():
-                raise KeyboardInterrupt(f"fold of {p.name!r} interrupted; parameters folded before it are committed")
-            cols = slice(c0, min(p.units, c0 + width))
-            if summed is not None:
-                acc_pos, acc_neg = summed[0][:, cols], summed[1][:, cols]
-            elif old is not None and done:
-                acc_pos = tensor(arrays.read(arrays.fold(p.name, "pos"), slice(None), cols), device)
-                acc_neg = tensor(arrays.read(arrays.fold(p.name, "neg"), slice(None), cols), device)
-            else:
-                acc_pos = torch.zeros(n, cols.stop - c0, device=device)
-                acc_neg = torch.zeros(n, cols.stop - c0, device=device)
-            if summed is None:
-                accumulate(journal, p, cols, done, steps, acc_pos, acc_neg, budget_bytes // 2, kernel, members)
-            host = _to_host(acc_pos, acc_neg)
-            stored = [_to_stored(journal, p.name, a) for a in host]
-            writer.submit(_write_block, out, cols, stored)
-            # Ranked where R was folded (on a GPU many times faster than on the host) while the writer writes it.
-            ranked = host if acc_pos.device == host[0].device else (acc_pos, acc_neg)
-            t0 = time.perf_counter()
-            top = {s: _host_topk(_parts(*ranked, s), k) for s in SIGNS} if k else {}
-            report.topk_seconds += time.perf_counter() - t0
-            writer.submit(_write_topk, out, cols, top)
-            report.cells += int(members.counts[done:].sum()) * (cols.stop - c0)
-            report.r_bytes += sum(a.nbytes for a in stored)
-            progress.update(sum(a.nbytes for a in stored))
-        writer.wait()
-    except BaseException:
-        writer.wait(quietly=True)  # nothing may still write into the generation that is removed now
-        arrays.delete(path)
-        raise
-    folded = {**state.manifest["folded"], p.name: {"steps": steps, "path": path}}
-    state.write_manifest(folded=folded)  # the commit point of this parameter
-    state.group[f"fold/{p.name}"].attrs.update({"current": path.rsplit("/", 1)[1], "steps": steps})
+    for c0 in range(0, p.units, width):
+        if interrupted():
+            raise KeyboardInterrupt(f"fold of {p.name!r} interrupted; parameters folded before it are committed")
+        cols = slice(c0, min(p.units, c0 + width))
+        if summed is not None:
+            acc_pos, acc_neg = summed[0][:, cols], summed[1][:, cols]
+        elif old is not None and done:
+            acc_pos = tensor(arrays.read(arrays.fold(p.name, "pos"), slice(None), cols), device)
+            acc_neg = tensor(arrays.read(arrays.fold(p.name, "neg"), slice(None), cols), device)
+        else:
+            acc_pos = torch.zeros(n, cols.stop - c0, device=device)
+            acc_neg = torch.zeros(n, cols.stop - c0, device=device)
+        if summed is None:
+            accumulate(journal, p, cols, done, steps, acc_pos, acc_neg, budget_bytes // 2, kernel, members)
+        host = _to_host(acc_pos, acc_neg)
+        stored = [_to_stored(journal, p.name, a) for a in host]
+        writer.submit(_write_block, out, cols, stored)
+        # Ranked where R was folded (on a GPU many times faster than on the host) while the writer writes it.
+        ranked = host if acc_pos.device == host[0].device else (acc_pos, acc_neg)
+        t0 = time.perf_counter()
+        top = {s: _host_topk(_parts(*ranked, s), k) for s in SIGNS} if k else {}
+        report.topk_seconds += time.perf_counter() - t0
+        writer.submit(_write_topk, out, cols, top)
+        report.cells += int(members.counts[done:].sum()) * (cols.stop - c0)
+        report.r_bytes += sum(a.nbytes for a in stored)
+        progress.update(sum(a.nbytes for a in stored))
+    writer.wait()
+
+
+def _commit(journal: Journal, p: ParamSpec, path: str) -> None:
+    """Make ``path`` the current fold of ``p``: the manifest write is the commit point; then the pointer for other
+    readers, and the old generation goes."""
+    state = journal.state
+    old = state.fold_path(p.name)
+    state.write_manifest(folded={**state.manifest["folded"], p.name: {"steps": state.steps, "path": path}})
+    state.group[f"fold/{p.name}"].attrs.update({"current": path.rsplit("/", 1)[1], "steps": state.steps})
     if old is not None:
-        arrays.delete(old)
+        journal.arrays.delete(old)
 
 
 def _to_host(pos: torch.Tensor, neg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
