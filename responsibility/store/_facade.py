@@ -131,10 +131,10 @@ class ResponsibilityStore:
         attributes: dict[str, Any] = {ATTR_KEY: meta, MANIFEST_KEY: empty_manifest()}
         # Metadata first: a reader that opens the store while it is being made sees an empty, valid store.
         group = zarr.open_group(store=store, mode="w", attributes=attributes)
-        arrays, streamed, array_attributes = journal_arrays(spec, layout)
+        arrays, unshuffled, array_attributes = journal_arrays(spec, layout)
         if labels is not None:
             arrays["labels"] = (labels.shape, "int64", (min(len(labels), 1 << 20),), ("example",))
-        created = create_arrays(group, arrays, layout, streamed, array_attributes)
+        created = create_arrays(group, arrays, layout, unshuffled, array_attributes)
         if labels is not None:
             created["labels"][:] = labels
         return cls(group, path, read_only=False)

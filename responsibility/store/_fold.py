@@ -290,10 +290,13 @@ def _create_generations(
     state = journal.state
     n, lay = state.num_examples, state.layout
     specs: dict[str, ArraySpec] = {}
+    unshuffled: set[str] = set()
     for p, path, topk_chunk in zip(params, paths, topk_chunks, strict=True):
         chunks = (min(n, lay.r_chunk_examples), min(p.units, lay.r_chunk_units))
         for s in ("pos", "neg"):
             specs[f"{path}/{s}"] = ((n, p.units), lay.r_dtype, chunks, ("example", "unit"))
+            if p.example_form is not None and lay.r_dtype == "float32":  # see Layout.compressors
+                unshuffled.add(f"{path}/{s}")
         k = min(lay.topk, n)
         if k:
             # A fold block writes whole top-k chunks: one, or a whole number of them.
@@ -301,7 +304,7 @@ def _create_generations(
             for s in SIGNS:
                 for kind, dtype in (("ids", "int64"), ("values", "float32")):
                     specs[f"{path}/top_{s}_{kind}"] = ((k, p.units), dtype, tchunks, ("rank", "unit"))
-    made = create_arrays(state.group, specs, lay, groups={path: {"steps": state.steps} for path in paths})
+    made = create_arrays(state.group, specs, lay, unshuffled, groups={path: {"steps": state.steps} for path in paths})
     by_path: dict[str, dict[str, zarr.Array]] = {path: {} for path in paths}
     for name, arr in made.items():
         path, _, leaf = name.rpartition("/")

@@ -48,7 +48,7 @@ class Membership:
 
 def journal_arrays(spec: RecordingSpec, layout: Layout) -> tuple[dict[str, ArraySpec], set[str], dict[str, dict]]:
     """The empty journal arrays of a new store, for :func:`~responsibility.store.layout.create_arrays` (names under
-    ``journal/``): their specs, the streamed ones, and their attributes."""
+    ``journal/``): their specs, those stored unshuffled, and their attributes."""
     width = spec.journal_width
     arrays: dict[str, ArraySpec] = {
         "journal/rows": (
@@ -60,7 +60,7 @@ def journal_arrays(spec: RecordingSpec, layout: Layout) -> tuple[dict[str, Array
         "journal/ids": ((0,), "int64", (1 << 16,), ("visit",)),
         "journal/steps": ((0, 4), "int64", (1 << 14, 4), ("step", "field")),
     }
-    streamed = {"journal/rows"}
+    unshuffled = {"journal/rows"}
     if spec.example_width:
         # Narrow column chunks: a fold reads one parameter's columns over all examples, and a row holds
         # every parameter's values, so wide chunks would make each small parameter's fold read them all.
@@ -68,8 +68,8 @@ def journal_arrays(spec: RecordingSpec, layout: Layout) -> tuple[dict[str, Array
         # ~4 MiB chunks, like the journal rows: written by id ranges, read by id ranges and parameter columns.
         visits = int(max(256, (4 << 20) // (4 * cols)))
         arrays["journal/examples"] = ((0, spec.example_width), "float32", (visits, cols), ("visit", "example_column"))
-        streamed.add("journal/examples")
-    return arrays, streamed, {"journal/rows": {"encoding": layout.journal_dtype}}
+        unshuffled.add("journal/examples")
+    return arrays, unshuffled, {"journal/rows": {"encoding": layout.journal_dtype}}
 
 
 def rows_dtype(layout: Layout) -> str:

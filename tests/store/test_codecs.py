@@ -1,5 +1,6 @@
-"""Codecs per array: lz4 (the default) writes the journal's float data unshuffled at level 1 (speed at every
-step) and everything else byte-shuffled; every codec stores the same numbers."""
+"""Codecs per array: lz4 (the default) writes the journal's float data and per-example R unshuffled at level 1
+(speed at every step; shuffling does not shrink them) and everything else byte-shuffled; every codec stores the
+same numbers."""
 
 from __future__ import annotations
 
@@ -72,17 +73,31 @@ def test_every_codec_stores_the_same_journal_and_r(tmp_path, journal_dtype):
             np.testing.assert_array_equal(store.topk_index(s.name)[0], ref.topk_index(s.name)[0])
 
 
-def test_lz4_leaves_only_the_journals_float_data_unshuffled(tmp_path):
-    record(tmp_path / "lz4.zarr", "lz4")
-    # A per-example parameter gives the store its journal of per-example values too.
-    spec = RecordingSpec((ParamSpec("d", (3, 2), example_form="dense"),), num_examples=N, attribution="per_example")
-    ResponsibilityStore.create(tmp_path / "examples.zarr", spec)
+@pytest.mark.parametrize("r_dtype", ["float32", "float16"])
+def test_lz4_leaves_only_the_journals_float_data_and_per_example_r_unshuffled(tmp_path, r_dtype):
+    record(tmp_path / "lz4.zarr", "lz4")  # uniform attribution: its R is shuffled
+    # One parameter recorded per example and one uniformly, in one store with its journal of per-example values.
+    spec = RecordingSpec(
+        (ParamSpec("d", (3, 2), example_form="dense"), ParamSpec("u", (2, 2))),
+        num_examples=N,
+        attribution="per_example",
+    )
+    mixed = ResponsibilityStore.create(tmp_path / "examples.zarr", spec, layout=Layout(r_dtype=r_dtype))
+    rng = np.random.default_rng(0)
+    rows = rng.standard_normal((1, spec.journal_width)).astype(np.float32)
+    examples = rng.standard_normal((3, spec.example_width)).astype(np.float32)
+    mixed.write_journal(0, rows, np.array([1, 4, 7]), 0, np.array([[3, 0, 0, 0]]), examples)
+    mixed.commit(1, 3)
+    mixed.fold()
     found = {**blosc_settings(tmp_path / "lz4.zarr"), **blosc_settings(tmp_path / "examples.zarr")}
-    streamed = {"journal/rows", "journal/examples"}
-    assert streamed <= found.keys() and {"journal/ids", "journal/steps"} <= found.keys()
-    assert any(p.endswith("/pos") for p in found) and any(p.endswith("_values") for p in found)
+    d_r = {p for p in found if p.startswith("fold/d/") and p.rsplit("/", 1)[1] in ("pos", "neg")}
+    # float16 R keeps shuffling: it is smaller with it.
+    unshuffled = {"journal/rows", "journal/examples", *(d_r if r_dtype == "float32" else ())}
+    assert len(d_r) == 2 and unshuffled <= found.keys() and {"journal/ids", "journal/steps"} <= found.keys()
+    assert any(p.startswith("fold/u/") and p.endswith("/pos") for p in found)  # uniform R, shuffled
+    assert any(p.startswith("fold/d/") and p.endswith("_values") for p in found)  # its top-k index, shuffled
     for path, setting in found.items():
-        assert setting == ((1, "noshuffle") if path in streamed else (5, "shuffle")), path
+        assert setting == ((1, "noshuffle") if path in unshuffled else (5, "shuffle")), path
     zstd = blosc_settings(record(tmp_path / "zstd.zarr", "zstd").path)
     assert set(zstd.values()) == {(1, "shuffle")}  # the compact choice shuffles everything
 
@@ -98,12 +113,12 @@ def test_arrays_created_at_once_match_arrays_created_one_by_one(tmp_path):
         "j/rows": ((0, 6), "float32", (2, 3), ("step", "column")),
         "j/more": ((0, 6), "float32", (2, 3), ("step", "column")),
     }
-    streamed, attributes = {"j/rows", "j/more"}, {"j/rows": {"encoding": "float32"}}
+    unshuffled, attributes = {"j/rows", "j/more"}, {"j/rows": {"encoding": "float32"}}
     layout = Layout()
-    made = create_arrays(zarr.open_group(tmp_path / "once", mode="w"), arrays, layout, streamed, attributes)
+    made = create_arrays(zarr.open_group(tmp_path / "once", mode="w"), arrays, layout, unshuffled, attributes)
     each = zarr.open_group(tmp_path / "each", mode="w")
     for name, (shape, dtype, chunks, dims) in arrays.items():
-        one = create_array(each, name, shape, dtype, chunks, layout, dims, streamed=name in streamed)
+        one = create_array(each, name, shape, dtype, chunks, layout, dims, unshuffled=name in unshuffled)
         if name in attributes:
             one.attrs.put(attributes[name])
     for name in arrays:
