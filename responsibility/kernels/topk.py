@@ -57,8 +57,12 @@ def topk_rows(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def group_size(n: int, k: int) -> int:
-    """Examples per group: balances the group-maximum table (~n/g per column) against the gathered (~2k*g)."""
-    return 1 << max(0, min(6, round(math.log2(max(1.0, math.sqrt(n / max(1, k)) / 2)))))
+    """Examples per group: balances the group-maximum table (~n/g per column) against the gathered (~2k*g).
+
+    ``sqrt(n/k) / 3`` rounded to a power of two: within a fifth of the fastest of 2-64 on one thread in every shape
+    swept (n from 1,000 to 300,000, k 10 and 50), the fastest in most; ``/ 2`` chose twice as large groups at
+    n/k = 1,000 (issue 12's store) and 10,000, each slower (docs/benchmarks.md)."""
+    return 1 << max(0, min(6, round(math.log2(max(1.0, math.sqrt(n / max(1, k)) / 3)))))
 
 
 def topk_columns(parts: torch.Tensor | Sequence[torch.Tensor], k: int) -> tuple[torch.Tensor, torch.Tensor]:
