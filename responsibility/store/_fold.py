@@ -129,7 +129,6 @@ def fold(
                     _fold_parameter(
                         journal,
                         p,
-                        path,
                         out,
                         width,
                         members,
@@ -145,11 +144,7 @@ def fold(
                     _commit(journal, p, path)
             except BaseException:
                 writer.wait(quietly=True)  # nothing may still write into a generation removed now
-                # Generations the manifest does not reference (the failed one, those not begun) leave no trace.
-                current = {entry["path"] for entry in state.manifest["folded"].values()}
-                for path in paths:
-                    if path not in current:
-                        journal.arrays.delete(path)
+                remove_orphans(journal)  # the failed generation and those not begun leave no trace
                 raise
             finally:
                 progress.close()
@@ -178,7 +173,6 @@ def _block_shape(journal: Journal, p: ParamSpec, budget_bytes: int) -> tuple[int
 def _fold_parameter(
     journal: Journal,
     p: ParamSpec,
-    path: str,
     out: dict[str, zarr.Array],
     width: int,
     members: Membership,
@@ -191,7 +185,7 @@ def _fold_parameter(
     budget_bytes: int,
     summed: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
-    """Fold one parameter into its new generation ``path`` (arrays ``out``), every write finished when it returns
+    """Fold one parameter into the arrays ``out`` of its new generation, every write finished when it returns
     (:func:`fold` commits it); ``summed``: its R already summed over the steps to add (from a base of nothing: a
     fresh fold)."""
     state, arrays = journal.state, journal.arrays
