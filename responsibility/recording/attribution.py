@@ -64,6 +64,7 @@ class PerExample:
             self.capture.attach()
         self._journal: list[tuple[ParamSpec, nn.Parameter]] = []
         self._scratch: dict[str, torch.Tensor] = {}  # per-unit shares' (2, units, inputs) space, reused every step
+        self._taken: torch.Tensor | None = None  # the rows take() returned, which the capture's weight_grads cover
 
     def decide(self, specs: Sequence[ParamSpec], warn: bool) -> list[ParamSpec]:
         """Give each spec its journaled per-example form (None: recorded uniformly), from what the backward passes
@@ -101,6 +102,7 @@ class PerExample:
             raise LayerSelectionError("attribution='per_example' cannot record " + _listing(skipped), fixes=_FIXES)
         if capture is not None:
             capture.keep_only(set(forms))
+            capture.keep_weight_grads({name for name, form in forms.items() if form == "units"})
         by_name = {name: param for name, _, _, param in self._owners}
         out = [dataclasses.replace(s, example_form=forms.get(s.name)) for s in specs]
         self._journal = [(s, by_name[s.name]) for s in out if s.example_form is not None]
@@ -135,7 +137,8 @@ class PerExample:
 
     def take(self) -> torch.Tensor | None:
         """The captured per-example rows of the step so far (then forgotten)."""
-        return self.capture.take() if self.capture is not None else None
+        self._taken = self.capture.take() if self.capture is not None else None
+        return self._taken
 
     def journal_values(
         self, rows: torch.Tensor, weight_change: Callable[[nn.Parameter], torch.Tensor], rule: ShareRule
@@ -145,6 +148,10 @@ class PerExample:
         capture = self.capture
         if capture is None or all(s.example_form != "units" for s, _ in self._journal):
             return rows
+        # Autograd's weight gradient is the "gradient" rule's Σ_k g_k when it covers exactly these rows (not rows
+        # gathered from other processes, or given by the caller): one product per step fewer to form.
+        sums = capture.weight_grads if rule == "gradient" and rows is self._taken else {}
+        self._taken = None
         out = rows.new_empty(len(rows), sum(s.example_width for s, _ in self._journal))
         col = j = 0
         for spec, param in self._journal:
@@ -154,7 +161,9 @@ class PerExample:
                 scratch = self._scratch.get(spec.name)
                 if scratch is None or scratch.device != rows.device:
                     scratch = self._scratch[spec.name] = rows.new_empty(2, spec.units, spec.numel // spec.units)
-                part = unit_shares(part, weight_change(param), capture.form(spec.name), spec.shape, rule, scratch)
+                delta = weight_change(param)
+                form = capture.form(spec.name)
+                part = unit_shares(part, delta, form, spec.shape, rule, scratch, sums.get(spec.name))
             out[:, j : j + spec.example_width] = part
             col, j = col + width, j + spec.example_width
         return out

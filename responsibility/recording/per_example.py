@@ -95,6 +95,12 @@ class ExampleGradients:
         self._captured: dict[int, list[dict[str, tuple[torch.Tensor, ...]] | None]] = {k: [] for k in self._modules}
         self._input_dims: dict[str, int] = {}
         self._handles: list[Any] = []
+        self._grad_wanted: set[str] = set()
+        self._grad_sums: dict[str, torch.Tensor] = {}
+        self._grad_calls: dict[str, int] = {}  # calls whose weight gradient is in the sum: it must be all of them
+        #: After :meth:`take`: the weight gradients kept (:meth:`keep_weight_grads`) that cover exactly the rows it
+        #: returned, by name; valid until the next backward pass, and free to overwrite.
+        self.weight_grads: dict[str, torch.Tensor] = {}
 
     def attach(self) -> None:
         """Register the hooks (idempotent)."""
@@ -111,6 +117,13 @@ class ExampleGradients:
     def clear(self) -> None:
         for calls in self._captured.values():
             calls.clear()
+        self._grad_calls.clear()
+
+    def keep_weight_grads(self, names: set[str]) -> None:
+        """Keep the batch gradient of these "outer" Linear weights as autograd computes it in the backward pass
+        (each layer call's own, before accumulation, clipping or reduction across processes), for
+        :attr:`weight_grads`."""
+        self._grad_wanted = {n for n in names if self._forms.get(n) == "outer"}
 
     # ------------------------------------------------------------------ what was seen
     def input_dims(self, name: str) -> int | None:
@@ -156,6 +169,13 @@ class ExampleGradients:
             self._input_dims[spec.name] = max(x.dim(), self._input_dims.get(spec.name, 0))
         calls.append(None)
         output.register_hook(partial(self._backward, module, x.detach(), calls, len(calls) - 1))
+        if self._grad_wanted and x.dim() == 2:
+            node = output.grad_fn
+            for spec, leaf in self._modules[id(module)][1]:
+                if spec.name in self._grad_wanted and self._forms[spec.name] == "outer":
+                    edge = _weight_edge(node, getattr(module, leaf))
+                    if node is not None and edge is not None:
+                        node.register_hook(partial(self._weight_grad, spec.name, edge))
 
     def _backward(
         self,
@@ -180,6 +200,22 @@ class ExampleGradients:
                 values[spec.name] = (_conv2d_weight_grads(module, x, delta),)
         calls[slot] = values
 
+    def _weight_grad(self, name: str, edge: int, grad_inputs: tuple[Any, ...], _: Any) -> None:
+        """Post-hook of a tracked Linear call's product node: add the call's weight gradient to the step's sum."""
+        grad = grad_inputs[edge]
+        if grad is None or grad.dtype != torch.float32:
+            return  # not counted: the step falls back to forming the sum from the captured rows
+        calls = self._grad_calls.get(name, 0)
+        total = self._grad_sums.get(name)
+        weight_grad = grad.t()  # the node's input is the weight's transpose
+        if calls == 0:
+            if total is None or total.shape != weight_grad.shape or total.device != weight_grad.device:
+                total = self._grad_sums[name] = torch.empty_like(weight_grad, memory_format=torch.contiguous_format)
+            total.copy_(weight_grad)
+        else:
+            total += weight_grad
+        self._grad_calls[name] = calls + 1
+
     # ------------------------------------------------------------------ rows
     def take(self) -> torch.Tensor:
         """``(B, width)`` float32 rows of the examples seen since the last call, then forget them."""
@@ -202,6 +238,11 @@ class ExampleGradients:
                 )
             batch, device, first = n, next(iter(done[0].values()))[0].device, names
             per_module[key] = done
+        self.weight_grads = {
+            spec.name: self._grad_sums[spec.name]
+            for spec, key in self._order
+            if key in per_module and self._grad_calls.get(spec.name) == len(per_module[key])
+        }
         self.clear()
         widths = [self.width(spec.name) for spec, _ in self._order]
         out = torch.empty(batch or 0, sum(widths), dtype=torch.float32, device=device)
@@ -234,6 +275,19 @@ class ExampleGradients:
         d = delta.reshape(len(delta), -1, delta.shape[-1])
         a = x.reshape(len(x), -1, x.shape[-1])
         return torch.bmm(d.transpose(1, 2), a).reshape(len(delta), -1)
+
+
+def _weight_edge(node: Any, weight: torch.Tensor) -> int | None:
+    """Which input of a Linear call's product node (``addmm``/``mm`` of the input and the weight's transpose) is
+    the weight, or None when the node is anything else (autocast's cast, a compiled or wrapped forward)."""
+    if type(node).__name__ not in ("AddmmBackward0", "MmBackward0"):
+        return None
+    for edge, (fn, _) in enumerate(node.next_functions):
+        if type(fn).__name__ == "TBackward0":
+            (leaf, _), *_ = fn.next_functions
+            if getattr(leaf, "variable", None) is weight:
+                return edge
+    return None
 
 
 def _rows(call: dict[str, tuple[torch.Tensor, ...]]) -> int:

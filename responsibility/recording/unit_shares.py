@@ -13,7 +13,8 @@ For a Linear weight with (batch, features) inputs ``w_j[o, i] = δ_jo a_ji`` and
 ``Σ_i max(S[o, i] δ_jo a_ji, 0) = δ⁺_jo P_jo + δ⁻_jo Q_jo`` where ``P = a⁺ S⁺ᵀ + a⁻ S⁻ᵀ`` and
 ``Q = a⁻ S⁺ᵀ + a⁺ S⁻ᵀ`` (a product is positive exactly when its factors' signs agree). That is two matrix products
 of the step's inputs with the (units, inputs) ratios, fewer when factors are zero (non-negative inputs after a ReLU
-or under "magnitude"; ratios of one sign, as plain SGD's are), and one more for ``Σ_k w_k``: no
+or under "magnitude"; ratios of one sign, as plain SGD's are), and one more for ``Σ_k w_k``, unless the rule is
+"gradient" and autograd's product for the layer's calls (the weight's gradient from them) is at hand: no
 (examples, units, inputs) tensor is formed. Other parameters have dense per-example gradients, and the shares are
 formed directly.
 """
@@ -36,13 +37,17 @@ def unit_shares(
     shape: tuple[int, ...],
     rule: ShareRule,
     scratch: torch.Tensor | None = None,
+    weight_sums: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(B, 2 · units)``: each example's positive, then negative, share of ``delta`` summed per unit.
 
     ``values`` holds the step's B examples' captured gradients of a parameter of ``shape``: ``"outer"`` factors
     (B, out + in) of a Linear weight, or ``"dense"`` gradients (B, numel); the result has their dtype.
     ``scratch``: optional (2, units, numel / units) space of that dtype and device, reused from step to step (a
-    fresh multi-MB temporary per step costs page faults).
+    fresh multi-MB temporary per step costs page faults). ``weight_sums``: for "outer" values and the rule
+    "gradient", ``Σ_k w_k`` when already at hand, (units, inputs), float32: the batch's weight gradient, which
+    autograd has formed (:attr:`ExampleGradients.weight_grads
+    <responsibility.recording.per_example.ExampleGradients.weight_grads>`); it is overwritten.
     """
     units = shape[0] if shape else 1
     d = delta.detach().to(values.dtype).reshape(units, -1)
@@ -52,7 +57,10 @@ def unit_shares(
         out, inp = values[:, :units], values[:, units:]
         if rule == "magnitude":
             out, inp = out.abs(), inp.abs()
-        denom = torch.mm(out.T, inp, out=scratch[0]) if scratch is not None else out.T @ inp
+        if weight_sums is not None and rule == "gradient":
+            denom = weight_sums.view(units, -1)
+        else:
+            denom = torch.mm(out.T, inp, out=scratch[0]) if scratch is not None else out.T @ inp
         scale, bounds, even = _ratios(d, denom, n, spare)
         p, q = _outer_sums(inp, scale, bounds)
         o_pos, o_neg = out.clamp(min=0), out.clamp(max=0).neg_()

@@ -127,6 +127,32 @@ def test_neuron_plain_sgd_unit_shares_are_each_examples_own_update(tmp_path):
     assert_matches(store, ref, store.parameters, rtol=2e-3, atol_frac=1e-5)
 
 
+class PenalizedNet(TinyNet):
+    """TinyNet whose loss adds an L2 penalty on the first layer's weights: a part of their gradient, and of Δw,
+    that comes from no example."""
+
+    def training_step(self, batch, batch_idx):
+        return super().training_step(batch, batch_idx) + 0.05 * self.net[0].weight.square().sum()
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_neuron_shares_divide_by_the_examples_gradients_not_the_weights_gradient(tmp_path, accumulate):
+    """The "gradient" rule divides by Σ_k g_k of the examples' own gradients. The recorder takes that sum from
+    autograd's product for the tracked layer's calls (one per micro-batch), which the penalty's part of the
+    weight's gradient does not enter; the float64 reference forms it from the examples."""
+    model = PenalizedNet()
+    ref = PerExampleReference(N, "gradient", granularity=granularity_of(model, "neuron"))
+    cb = ResponsibilityCallback(
+        tmp_path / "s.zarr", attribution="per_example", granularity="neuron", share_rule="gradient", fold="never"
+    )
+    torch.manual_seed(1)
+    trainer = make_trainer(tmp_path, [cb, ref], max_epochs=2, accumulate_grad_batches=accumulate)
+    trainer.fit(model, DataLoader(IndexedData(N), batch_size=6, shuffle=True))
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    assert store.param("net.0.weight").example_form == "units"
+    assert_matches(store, ref, store.parameters)
+
+
 @pytest.mark.parametrize("granularity", ["weight", "neuron"])
 def test_conv_layers_per_example_match_reference(tmp_path, granularity):
     module = Classifier(ConvNet(), "adam")

@@ -160,6 +160,55 @@ def test_capture_ignores_forward_passes_without_gradient():
     assert cap.take().shape == (0, 5)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_weight_grads_are_the_captured_calls_own_gradient(bias):
+    """The kept weight gradient is Σ_j δ_j a_jᵀ of every captured call since the last take (two calls here, as
+    with gradient accumulation or a layer applied twice), and nothing else the weight's gradient holds (a
+    penalty in the loss)."""
+    torch.manual_seed(0)
+    layer = nn.Linear(7, 5, bias=bias)
+    spec = ParamSpec("w", (5, 7))
+    cap = ExampleGradients([(spec, layer, "weight")])
+    cap.keep_weight_grads({"w"})
+    cap.attach()
+    x1, x2 = torch.randn(4, 7), torch.randn(3, 7)
+    (layer(x1).tanh().sum() + layer.weight.square().sum()).backward()
+    (layer(x2) ** 2).sum().backward()
+    rows = cap.take()
+    delta, a = rows[:, :5].double(), rows[:, 5:].double()
+    want = delta.T @ a
+    got = cap.weight_grads["w"]
+    np.testing.assert_allclose(got.double(), want, rtol=1e-5, atol=1e-6)
+    penalty = 2 * layer.weight.detach().double()
+    np.testing.assert_allclose(layer.weight.grad.double(), want + penalty, rtol=1e-5, atol=1e-6)
+    layer(x1).sum().backward()  # a step whose rows the next take() returns: the sum starts afresh
+    cap.take()
+    np.testing.assert_allclose(cap.weight_grads["w"], torch.ones(4, 5).T @ x1, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_grads_only_where_they_cover_every_call_in_float32():
+    """No kept gradient for a weight not asked for, under autocast (the product runs on a cast copy of the
+    weight, in bfloat16), or when one of the step's calls was not seen by the hook."""
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3)
+    cap = ExampleGradients([(ParamSpec("w", (3, 4)), layer, "weight")])
+    cap.attach()
+    layer(torch.randn(2, 4)).sum().backward()
+    cap.take()
+    assert cap.weight_grads == {}  # not asked for
+    cap.keep_weight_grads({"w"})
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(torch.randn(2, 4))
+    out.float().sum().backward()
+    cap.take()
+    assert cap.weight_grads == {}
+    layer(torch.randn(2, 4)).sum().backward()
+    cap.keep_weight_grads(set())  # the next call's node gets no hook
+    layer(torch.randn(2, 4)).sum().backward()
+    assert len(cap.take()) == 4
+    assert cap.weight_grads == {}
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 def test_plain_sgd_shares_are_each_examples_own_update(tmp_path):
     """With plain SGD, example j's share is -lr·g_j/B: R is Σ_steps |lr·g_j/B| over the steps containing j."""
