@@ -55,6 +55,23 @@ def test_per_example_on_cuda_matches_reference(tmp_path):
         np.testing.assert_allclose(store.read(name), want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
 
 
+def test_per_example_neurons_on_cuda_match_reference(tmp_path):
+    """Per-unit shares on the GPU under the "gradient" rule (plain SGD), whose denominators are autograd's weight
+    gradients kept on the device by the capture's node hooks."""
+    granularity = {n: "neuron" for n in ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")}
+    ref = PerExampleReference(N, "gradient", granularity=granularity)
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", attribution="per_example", granularity="neuron", fold="never")
+    torch.manual_seed(0)
+    make_trainer(tmp_path, [cb, ref], accelerator="gpu", max_epochs=2).fit(TinyNet(optimizer="sgd"), loader())
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    assert store.spec.share_rule == "gradient"
+    for name in store.parameters:
+        assert store.param(name).example_form == "units"
+        for sign in ("pos", "neg"):
+            want = ref.get(name, sign)
+            np.testing.assert_allclose(store.read(name, sign), want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("attribution", ["uniform", "per_example"])
 @pytest.mark.parametrize("budget", [1 << 14, None], ids=["small groups", "one group"])
 def test_gpu_fold_equals_cpu_fold(tmp_path, attribution, budget):
