@@ -66,9 +66,11 @@ class PerExample:
         self._scratch: dict[str, torch.Tensor] = {}  # per-unit shares' (2, units, inputs) space, reused every step
         self._taken: torch.Tensor | None = None  # the rows take() returned, which the capture's weight_grads cover
 
-    def decide(self, specs: Sequence[ParamSpec], warn: bool) -> list[ParamSpec]:
+    def decide(self, specs: Sequence[ParamSpec], warn: bool, rule: ShareRule) -> list[ParamSpec]:
         """Give each spec its journaled per-example form (None: recorded uniformly), from what the backward passes
-        so far showed; ``warn`` (one process of several) says which parameters are recorded uniformly and why."""
+        so far showed; ``warn`` (one process of several) says which parameters are recorded uniformly and why.
+        Under the share ``rule`` "gradient", the capture keeps autograd's weight gradients for the per-unit
+        shares."""
         skipped = dict(self.skipped)
         forms: dict[str, ExampleForm] = {}
         capture = self.capture
@@ -102,7 +104,8 @@ class PerExample:
             raise LayerSelectionError("attribution='per_example' cannot record " + _listing(skipped), fixes=_FIXES)
         if capture is not None:
             capture.keep_only(set(forms))
-            capture.keep_weight_grads({name for name, form in forms.items() if form == "units"})
+            if rule == "gradient":  # the "magnitude" rule divides by Σ_k |g_k|, which autograd does not form
+                capture.keep_weight_grads({name for name, form in forms.items() if form == "units"})
         by_name = {name: param for name, _, _, param in self._owners}
         out = [dataclasses.replace(s, example_form=forms.get(s.name)) for s in specs]
         self._journal = [(s, by_name[s.name]) for s in out if s.example_form is not None]

@@ -278,7 +278,7 @@ class RecordingSession:
             return
         specs = [s for s, _ in self._tracked]
         if self._per_example is not None:
-            specs = self._per_example.decide(specs, warn=run.writer and self.stopped_at is None)
+            specs = self._per_example.decide(specs, warn=run.writer and self.stopped_at is None, rule=run.rule)
         self._tracked = [(s, p) for s, (_, p) in zip(specs, self._tracked, strict=True)]
         per_example = any(s.example_form is not None for s in specs)
         spec = RecordingSpec(

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from responsibility import LayerSelectionError, ResponsibilityCallback, ResponsibilityError, ResponsibilityStore
+from responsibility.recording.per_example import ExampleGradients
 
 N = 24
 
@@ -151,6 +152,25 @@ def test_neuron_shares_divide_by_the_examples_gradients_not_the_weights_gradient
     store = ResponsibilityStore.open(tmp_path / "s.zarr")
     assert store.param("net.0.weight").example_form == "units"
     assert_matches(store, ref, store.parameters)
+
+
+@pytest.mark.parametrize("optimizer, kept", [("sgd", True), ("adam", False)])
+def test_weight_gradients_are_kept_for_the_gradient_rule_only(tmp_path, monkeypatch, optimizer, kept):
+    """Autograd's weight gradients stand in for the "gradient" rule's denominator (plain SGD's rule); under
+    "magnitude" (Adam's) nothing would use them, so no hook copies them."""
+    seen: list[str] = []
+    original = ExampleGradients._weight_grad
+
+    def spy(self, name, *args):
+        seen.append(name)
+        return original(self, name, *args)
+
+    monkeypatch.setattr(ExampleGradients, "_weight_grad", spy)
+    store = fit(
+        tmp_path, TinyNet(optimizer=optimizer), IndexedData(N), [], attribution="per_example", granularity="neuron"
+    )
+    assert store.spec.share_rule == ("gradient" if kept else "magnitude")
+    assert sorted(set(seen)) == (["net.0.weight", "net.2.weight"] if kept else [])
 
 
 @pytest.mark.parametrize("granularity", ["weight", "neuron"])
