@@ -172,7 +172,7 @@ class ExampleGradients:
         if self._grad_wanted and x.dim() == 2:
             node = output.grad_fn
             for spec, leaf in self._modules[id(module)][1]:
-                if spec.name in self._grad_wanted and self._forms[spec.name] == "outer":
+                if spec.name in self._grad_wanted:  # "outer" weights only (keep_weight_grads)
                     edge = _weight_edge(node, getattr(module, leaf))
                     if node is not None and edge is not None:
                         node.register_hook(partial(self._weight_grad, spec.name, edge))
