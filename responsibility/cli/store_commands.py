@@ -30,7 +30,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("store", help="path or URL of the store")
     p.add_argument("--param", action="append", help="fold only this parameter (repeatable); default all")
-    p.add_argument("--budget-mb", type=float, default=1024, help="memory for R blocks and journal reads (default 1024)")
+    p.add_argument(
+        "--budget-mb",
+        type=float,
+        default=1024,
+        help="memory for R blocks and journal reads, in MiB (default 1024); peak RSS stays within it plus about "
+        "350 MiB of interpreter, libraries and allocator caches",
+    )
     p.set_defaults(func=cmd_fold)
 
     p = sub.add_parser("top", help="most responsible training examples of given weights or units")
