@@ -151,9 +151,9 @@ class PerExample:
         capture = self.capture
         if capture is None or all(s.example_form != "units" for s, _ in self._journal):
             return rows
-        # Autograd's weight gradient is the "gradient" rule's Σ_k g_k when it covers exactly these rows (not rows
-        # gathered from other processes, or given by the caller): one product per step fewer to form.
-        sums = capture.weight_grads if rule == "gradient" and rows is self._taken else {}
+        # Autograd's weight gradient is the "gradient" rule's Σ_k g_k (kept only under that rule: decide) when it
+        # covers exactly these rows (not rows gathered from other processes, or given by the caller).
+        sums = capture.weight_grads if rows is self._taken else {}
         self._taken = None
         out = rows.new_empty(len(rows), sum(s.example_width for s, _ in self._journal))
         col = j = 0
