@@ -16,7 +16,11 @@ non-negative |Δw|-like values with ``--zero-fraction`` exact zeros. One run mea
   folds R_pos and R_neg, writes them and builds the top-k index; with the library kernel (default threads and one
   thread during the kernel) and with the replaced one, the seconds spent inside the kernel and ranking the top-k
   index, and the GB/s of R written against a plain sequential write of the same bytes to the same directory
-  (one file, no fsync, as the store writes), timed between the folds.
+  (one file, no fsync, as the store writes), timed between the folds; with the library kernel also the same
+  journal in a store without a top-k index (``topk=0``), alternately: what the index adds to the fold's time.
+  Ranking overlaps R's writes, so its own seconds overstate that where cores are few (2026-12-05, 2 cores: ranking
+  the callback defaults' R took 78 ms alone and 155 ms beside the writes; ranked before the writes, the fold took
+  as long).
 
 Fold traffic is counted as 8 bytes per R cell updated (read + write of one float32 accumulator cell); the ratio of
 that to the best copy bandwidth of the workload says how close a kernel gets to the memory bound. Repeats are
@@ -180,12 +184,15 @@ def kernel_groups(
     return groups
 
 
-def build_store(path: Path, n: int, cols: int, rows: np.ndarray, ids: np.ndarray, counts: np.ndarray) -> None:
-    """A store whose journal holds exactly ``rows`` and the membership, written by the Recorder."""
+def build_store(
+    path: Path, n: int, cols: int, rows: np.ndarray, ids: np.ndarray, counts: np.ndarray, topk: int = 10
+) -> None:
+    """A store whose journal holds exactly ``rows`` and the membership, written by the Recorder; its folds build
+    a top-k index of depth ``topk`` (0: none)."""
     if path.exists():
         shutil.rmtree(path)
     spec = RecordingSpec((ParamSpec("w", (cols,)),), num_examples=n)
-    store = ResponsibilityStore.create(path, spec, layout=Layout(chunk_steps=64))
+    store = ResponsibilityStore.create(path, spec, layout=Layout(chunk_steps=64, topk=topk))
     w = torch.nn.Parameter(torch.zeros(cols))
     rec = Recorder(store, [(spec.params[0], w)])
     delta = torch.from_numpy(rows)
@@ -386,6 +393,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not args.skip_store:
             base = args.workdir / f"journal_e{epochs}.zarr"
             build_store(base, n, p, signed, ids, counts)
+            base_no_index = args.workdir / f"journal_e{epochs}_no_topk.zarr"
+            build_store(base_no_index, n, p, signed, ids, counts, topk=0)
+            no_index: list[float] = []
             store_kernels = {name: kernels[name] for name in (REFERENCE, LIBRARY, LIBRARY_1T) if name in kernels}
             reports: dict[str, list[FoldReport]] = {name: [] for name in store_kernels}
             inside: dict[str, list[float]] = {name: [] for name in store_kernels}
@@ -402,6 +412,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                     reports[name].append(report)
                     inside[name].append(kernel_seconds)
                     folded.setdefault(name, (store.read("w", "pos"), store.read("w", "neg")))
+                    if name == LIBRARY:
+                        plain, _, _ = time_store_fold(base_no_index, args.workdir / "work.zarr", kernel, device)
+                        no_index.append(plain.seconds)
             write_gbps = r_bytes / median(writes) / 1e9
             result["sequential_write"] = {"epochs": epochs, "bytes": r_bytes, "seconds": writes}
             print(f"{'':>6} plain sequential write of R's {r_bytes / 1e6:.0f} MB: median {write_gbps:.2f} GB/s")
@@ -419,6 +432,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                 rec["r_gbps_median"] = r_bytes / median(totals) / 1e9
                 rec["fraction_of_sequential_write"] = rec["r_gbps_median"] / write_gbps
                 rec["topk_fraction_of_fold"] = median(rec["topk_seconds"]) / median(totals)
+                added = ""
+                if name == LIBRARY:
+                    rec["fold_without_topk_seconds"] = no_index
+                    rec["topk_added_fraction_of_fold"] = 1 - median(no_index) / median(totals)
+                    added = (
+                        f"; without the index the fold takes {median(no_index):.3f} s: the index adds "
+                        f"{100 * rec['topk_added_fraction_of_fold']:.0f}% of the fold's time"
+                    )
                 print(
                     f"{'':>6} {'  of which in the kernel':<52} {min(inside[name]):>8.3f} {median(inside[name]):>8.3f}\n"
                     f"{'':>6} {'  of which ranking the top-k index':<52} {min(rec['topk_seconds']):>8.3f} "
@@ -426,11 +447,12 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{'':>6}   {store_cells / median(totals) / 1e9:.3f} Gcells/s, "
                     f"{rec['r_gbps_median']:.2f} GB/s of R written = "
                     f"{100 * rec['fraction_of_sequential_write']:.0f}% of the sequential write; "
-                    f"top-k {100 * rec['topk_fraction_of_fold']:.0f}% of the fold"
+                    f"top-k {100 * rec['topk_fraction_of_fold']:.0f}% of the fold{added}"
                 )
                 result["runs"].append(rec)
             shutil.rmtree(args.workdir / "work.zarr", ignore_errors=True)
             shutil.rmtree(base, ignore_errors=True)
+            shutil.rmtree(base_no_index, ignore_errors=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
