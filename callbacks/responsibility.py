@@ -39,6 +39,7 @@ from responsibility.choices import (
     OnError,
     RDtype,
     ShareRuleSetting,
+    Sign,
 )
 from responsibility.errors import ExampleIdError, UnsupportedStrategyError
 from responsibility.recording.ids import (
@@ -56,8 +57,8 @@ from responsibility.store import FoldReport, ResponsibilityStore
 
 _SESSION_SETTINGS = frozenset(
     (
-        "store_path layers granularity batch_share attribution share_rule topk fold fold_budget journal_buffer codec "
-        "r_dtype journal_dtype overwrite on_error storage_options background_writer"
+        "store_path layers granularity batch_share attribution share_rule topk topk_signs fold fold_budget "
+        "journal_buffer codec r_dtype journal_dtype overwrite on_error storage_options background_writer"
     ).split()
 )
 
@@ -66,10 +67,10 @@ class ResponsibilityCallback(Callback):
     """Record the responsibility arrays of Khadivpour & Guzdial for the tracked weights of a model.
 
     The recording settings (``store``, ``layers``, ``granularity``, ``batch_share``, ``attribution``,
-    ``share_rule``, ``topk``, ``fold``, ``fold_budget_mb``, ``journal_buffer_mb``, ``codec``, ``r_dtype``,
-    ``journal_dtype``, ``overwrite``, ``on_error``, ``storage_options``, ``background_writer``) are those of
-    :class:`~responsibility.recording.session.RecordingSession`, documented there; at fit end the fold runs on the
-    training device when that is a GPU. The callback adds:
+    ``share_rule``, ``topk``, ``topk_signs``, ``fold``, ``fold_budget_mb``, ``journal_buffer_mb``, ``codec``,
+    ``r_dtype``, ``journal_dtype``, ``overwrite``, ``on_error``, ``storage_options``, ``background_writer``) are
+    those of :class:`~responsibility.recording.session.RecordingSession`, documented there; at fit end the fold runs
+    on the training device when that is a GPU. The callback adds:
 
     Args:
         ids_key: read example ids from the batch (a key or position, or a callable ``batch -> ids``) instead of
@@ -95,6 +96,7 @@ class ResponsibilityCallback(Callback):
         num_examples: int | None = None,
         labels: Sequence[int] | np.ndarray | None = None,
         topk: int = 10,
+        topk_signs: Sign | Sequence[Sign] = ("abs",),
         fold: FoldMode = "auto",
         fold_budget_mb: float = 2048,
         journal_buffer_mb: float = 256,
@@ -116,6 +118,7 @@ class ResponsibilityCallback(Callback):
             attribution=attribution,
             share_rule=share_rule,
             topk=topk,
+            topk_signs=topk_signs,
             fold=fold,
             fold_budget_mb=fold_budget_mb,
             journal_buffer_mb=journal_buffer_mb,

@@ -42,6 +42,7 @@ from responsibility.choices import (
     RDtype,
     ShareRule,
     ShareRuleSetting,
+    Sign,
     check_choice,
 )
 from responsibility.errors import ExampleIdError, ParameterChangedError, ResponsibilityError, StoreWriteError
@@ -57,7 +58,7 @@ from responsibility.recording.store_policy import (
     storage_failure,
 )
 from responsibility.store import FoldReport, ResponsibilityStore
-from responsibility.store.layout import Layout
+from responsibility.store.layout import Layout, sign_set
 from responsibility.store.location import check_location
 from responsibility.store.spec import ParamSpec, RecordingSpec
 
@@ -95,7 +96,9 @@ class RecordingSession:
             docs/attribution.md.
         share_rule: per-example split: ``"gradient"`` (exact for plain SGD), ``"magnitude"`` (for momentum, Adam,
             weight decay) or ``"auto"``: gradient when every optimizer of tracked weights is plain SGD.
-        topk: depth of the per-weight top-k index built by a fold.
+        topk: depth of the per-weight top-k index built by a fold (0: none).
+        topk_signs: the signs of R the index ranks (``"abs"``, ``"pos"``, ``"neg"``); default ``("abs",)``, the
+            paper's R. Queries of another sign read R's columns instead; each sign indexed adds to every fold.
         fold: ``"auto"`` folds at the end when R (both signs) fits ``fold_budget_mb``; ``"always"``/``"never"``.
         fold_budget_mb: size limit for the automatic fold, and the memory budget of folding (GPU memory when
             folding on CUDA). A new store folded at the end whose R fits a quarter of it sums R while
@@ -104,7 +107,8 @@ class RecordingSession:
         journal_buffer_mb: memory for the two in-flight journal buffers; sets the steps per journal chunk.
         codec: ``"lz4"`` (default), ``"zstd"`` or ``"none"``: lossless compression of all arrays.
         r_dtype: ``"float32"`` (default) or ``"float16"``: opt-in lossy storage of the folded R (relative error
-            at most 2^-11; the journal, running sums and the top-k index stay exact).
+            at most 2^-11; the journal, running sums and the top-k index stay exact; signs not in ``topk_signs``
+            are ranked from the rounded R).
         journal_dtype: ``"float32"`` (default, exact) or ``"bfloat16"``: opt-in compact journal, half the bytes
             per step; each Δw is rounded to bfloat16 (relative error at most 2^-8 per step) before it is summed.
         overwrite: replace an existing store when a fresh (non-resumed) run starts.
@@ -126,6 +130,7 @@ class RecordingSession:
         attribution: AttributionSetting = "auto",
         share_rule: ShareRuleSetting = "auto",
         topk: int = 10,
+        topk_signs: Sign | Sequence[Sign] = ("abs",),
         fold: FoldMode = "auto",
         fold_budget_mb: float = 2048,
         journal_buffer_mb: float = 256,
@@ -153,8 +158,14 @@ class RecordingSession:
         if isinstance(granularity, Mapping):
             granularity = dict(granularity)  # Hydra passes DictConfig
         validate_granularity(granularity)
-        # Validates these now rather than when the run starts.
-        Layout(topk=topk, codec=codec, r_dtype=r_dtype, journal_dtype=journal_dtype)
+        # The store's settings, checked now rather than when the run starts; the journal's chunking is added then.
+        self.layout_settings = Layout(
+            topk=int(topk),
+            topk_signs=sign_set("topk_signs", topk_signs),
+            codec=codec,
+            r_dtype=r_dtype,
+            journal_dtype=journal_dtype,
+        )
         self.store_path = check_location(store)
         self.layers = (
             [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
@@ -163,13 +174,9 @@ class RecordingSession:
         self.batch_share = batch_share
         self.attribution = attribution
         self.share_rule = share_rule
-        self.topk = int(topk)
         self.fold = fold
         self.fold_budget = int(fold_budget_mb * 2**20)
         self.journal_buffer = int(journal_buffer_mb * 2**20)
-        self.codec = codec
-        self.r_dtype = r_dtype
-        self.journal_dtype = journal_dtype
         self.overwrite = overwrite
         self.on_error = on_error
         self.storage_options = storage_options
@@ -192,6 +199,27 @@ class RecordingSession:
         self._recorder: Recorder | None = None
         self._store: ResponsibilityStore | None = None
         self.num_examples: int | None = None
+
+    # The store settings, as given (read from the one Layout that checked them).
+    @property
+    def topk(self) -> int:
+        return self.layout_settings.topk
+
+    @property
+    def topk_signs(self) -> tuple[Sign, ...]:
+        return self.layout_settings.topk_signs
+
+    @property
+    def codec(self) -> Codec:
+        return self.layout_settings.codec
+
+    @property
+    def r_dtype(self) -> RDtype:
+        return self.layout_settings.r_dtype
+
+    @property
+    def journal_dtype(self) -> JournalDtype:
+        return self.layout_settings.journal_dtype
 
     # ------------------------------------------------------------------ the model
     @property
@@ -297,14 +325,7 @@ class RecordingSession:
                     resume=run.resume,
                     overwrite=self.overwrite,
                     layout=journal_layout(
-                        spec,
-                        run.examples_per_step,
-                        self.journal_buffer,
-                        self.codec,
-                        self.topk,
-                        self.r_dtype,
-                        self.journal_dtype,
-                        run.steps_per_epoch,
+                        spec, run.examples_per_step, self.journal_buffer, self.layout_settings, run.steps_per_epoch
                     ),
                     storage_options=self.storage_options,
                     info=self.info,

@@ -3,6 +3,7 @@ into a recorded one), and whether to fold R when the run ends."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from responsibility.choices import Codec, FoldMode, JournalDtype, OnError, RDtype
+from responsibility.choices import FoldMode, OnError
 from responsibility.errors import StoreExistsError, StoreWriteError
 from responsibility.store import FoldReport, ResponsibilityStore, RunningSums
 from responsibility.store.layout import Layout
@@ -23,14 +24,12 @@ def journal_layout(
     spec: RecordingSpec,
     examples_per_step: int,
     journal_buffer: int,
-    codec: Codec,
-    topk: int,
-    r_dtype: RDtype,
-    journal_dtype: JournalDtype,
+    settings: Layout,
     steps_per_epoch: int | None = None,
 ) -> Layout:
-    """The store's layout: journal chunks sized so two in-flight buffers fit ``journal_buffer`` bytes, and, given
-    ``steps_per_epoch``, so that an epoch fills whole chunk rows (its first epoch exactly, if it fits one row)."""
+    """The store's layout: the user's ``settings`` (top-k index, codec, dtypes) with journal chunks sized so two
+    in-flight buffers fit ``journal_buffer`` bytes, and, given ``steps_per_epoch``, so that an epoch fills whole
+    chunk rows (its first epoch exactly, if it fits one row)."""
     # A step's buffer holds its journal row and, per example, the per-example values.
     row_bytes = 4 * (spec.journal_width + spec.example_width * max(1, examples_per_step))
     chunk_steps = int(max(1, min(256, journal_buffer // (2 * row_bytes))))
@@ -42,14 +41,7 @@ def journal_layout(
         # chunks): an epoch of 79 steps in 256-step chunks encoded 3.2x its bytes there. Split the epoch evenly.
         rows_per_epoch = -(-steps_per_epoch // chunk_steps)
         chunk_steps = -(-steps_per_epoch // rows_per_epoch)
-    return Layout(
-        chunk_steps=chunk_steps,
-        journal_chunk_cols=cols,
-        codec=codec,
-        topk=topk,
-        r_dtype=r_dtype,
-        journal_dtype=journal_dtype,
-    )
+    return dataclasses.replace(settings, chunk_steps=chunk_steps, journal_chunk_cols=cols)
 
 
 def open_run_store(

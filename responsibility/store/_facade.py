@@ -377,7 +377,8 @@ class ResponsibilityStore:
     def topk_index(
         self, name: str, sign: Sign = "abs", columns: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray] | None:
-        """The stored top-k index of ``name`` (ids, values: ``(depth, columns)``), or None unless it is current."""
+        """The stored top-k index of ``name`` (ids, values: ``(depth, columns)``), or None unless it is current
+        and ``sign`` is one of ``layout.topk_signs``."""
         return _read.topk_index(self._journal, name, sign, columns)
 
     # ------------------------------------------------------------------ reading
@@ -412,8 +413,9 @@ class ResponsibilityStore:
 
         Returns ``(ids, values)``, each of shape ``(k, *r_shape)``, best first; ties go to the smaller id. With
         ``weights`` (flat indices, repeats allowed) only those columns: ``(k, len(weights))``. Served from the
-        top-k index when it is current and deep enough, else computed from R of just the asked columns (the
-        part of the journal not folded yet summed on the fly), block by block within ``budget_bytes``.
+        top-k index when it is current, deep enough and of this sign (``layout.topk_signs``), else computed from R
+        of just the asked columns (the part of the journal not folded yet summed on the fly), block by block within
+        ``budget_bytes``.
         """
         return self._state.after_newer_commit(
             lambda: _read.most_responsible(self._journal, name, k, sign, weights, budget_bytes)

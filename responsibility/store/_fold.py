@@ -3,7 +3,7 @@
 Arrays of a fold generation (``g<G>``: the manifest generation that made it current)::
 
     fold/<p>/g<G>/pos, neg                            (example, unit) folded R_pos, R_neg (layout.r_dtype)
-    fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values   (rank, unit) per-column top-k, sign in abs/pos/neg
+    fold/<p>/g<G>/top_<sign>_ids, top_<sign>_values   (rank, unit) per-column top-k, sign in layout.topk_signs
 
 ``fold/<p>`` carries the attribute ``current`` (the name of the current generation) for readers that do not parse
 the manifest (``xarray.open_zarr(path, group=f"fold/{p}/{current}")``); the manifest stays the commit point.
@@ -28,7 +28,6 @@ import numpy as np
 import torch
 import zarr
 
-from responsibility.choices import SIGNS
 from responsibility.kernels import FoldKernel, index_add_fold, topk_columns
 from responsibility.progress import bar
 from responsibility.store._accumulate import accumulate, block_width, tensor
@@ -89,7 +88,7 @@ def plan(journal: Journal, parameters: Sequence[str] | None) -> FoldPlan:
         parameters=[p.name for p in todo],
         cells=cells,
         r_bytes=sum(2 * n * p.units * itemsize for p in todo),
-        topk_bytes=sum(len(SIGNS) * k * p.units * 12 for p in todo),
+        topk_bytes=sum(len(state.layout.topk_signs) * k * p.units * 12 for p in todo),
     )
 
 
@@ -213,7 +212,7 @@ def _fold_parameter(
         # Ranked where R was folded (on a GPU many times faster than on the host) while the writer writes it.
         ranked = host if acc_pos.device == host[0].device else (acc_pos, acc_neg)
         t0 = time.perf_counter()
-        top = {s: _host_topk(_parts(*ranked, s), k) for s in SIGNS} if k else {}
+        top = {s: _host_topk(_parts(*ranked, s), k) for s in state.layout.topk_signs} if k else {}
         report.topk_seconds += time.perf_counter() - t0
         writer.submit(_write_topk, out, cols, top)
         report.cells += int(members.counts[done:].sum()) * (cols.stop - c0)
@@ -295,7 +294,7 @@ def _create_generations(
         if k:
             # A fold block writes whole top-k chunks: one, or a whole number of them.
             tchunks = (k, min(p.units, topk_chunk))
-            for s in SIGNS:
+            for s in lay.topk_signs:
                 for kind, dtype in (("ids", "int64"), ("values", "float32")):
                     specs[f"{path}/top_{s}_{kind}"] = ((k, p.units), dtype, tchunks, ("rank", "unit"))
     made = create_arrays(state.group, specs, lay, unshuffled, groups={path: {"steps": state.steps} for path in paths})

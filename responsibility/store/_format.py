@@ -18,13 +18,15 @@ from typing import Any
 import numpy as np
 
 from responsibility import __version__
+from responsibility.choices import SIGNS
 from responsibility.errors import StoreCorruptError
 from responsibility.store.layout import Layout
 from responsibility.store.location import ATTR_KEY
 from responsibility.store.spec import RecordingSpec
 
 # 2: layout.journal_dtype and dimension names (format 1 stores are read as float32 journals).
-FORMAT_VERSION = 2
+# 3: layout.topk_signs, the signs with a top-k index (format 1 and 2 stores index all three).
+FORMAT_VERSION = 3
 MANIFEST_KEY = "manifest"
 
 
@@ -116,13 +118,20 @@ def parse_metadata(attrs: dict[str, Any], path: str) -> Metadata:
     try:
         return Metadata(
             spec=RecordingSpec.from_json(meta["spec"]),
-            layout=Layout(**meta["layout"]),
+            layout=_layout(meta),
             labels_digest=meta.get("labels_digest"),
             info=dict(meta.get("info", {})),
             class_names=_class_names(meta.get("class_names")),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StoreCorruptError(f"{path}/zarr.json: malformed responsibility metadata ({exc!r})") from exc
+
+
+def _layout(meta: dict[str, Any]) -> Layout:
+    fields = dict(meta["layout"])
+    if meta["format"] < 3:
+        fields.setdefault("topk_signs", list(SIGNS))
+    return Layout(**fields)
 
 
 def _class_names(value: Any) -> list[str] | None:

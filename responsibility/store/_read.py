@@ -143,6 +143,7 @@ def topk_index(
     if (
         not (state.steps > 0 and state.folded_steps(name) == state.steps)
         or min(state.layout.topk, state.num_examples) == 0
+        or sign not in state.layout.topk_signs
     ):
         return None
     sel: Any = np.s_[:] if columns is None else (slice(None), np.asarray(columns, dtype=np.int64))

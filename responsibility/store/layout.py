@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +13,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.group import GroupMetadata  # what zarr.create_hierarchy takes for a group
 
-from responsibility.choices import Codec, JournalDtype, RDtype, check_choice
+from responsibility.choices import SIGNS, Codec, JournalDtype, RDtype, Sign, check_choice
 
 if TYPE_CHECKING:  # the metadata types zarr.create_hierarchy takes for arrays
     from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
@@ -40,6 +40,11 @@ class Layout:
     r_chunk_units: int = 256
     codec: Codec = "lz4"
     topk: int = 10
+    # The signs of R a fold ranks into the top-k index. R_abs is the paper's R and what the library's queries rank
+    # by default; R_pos or R_neg queries on a sign without an index read R's columns instead. Each sign indexed
+    # costs the fold a ranking of every column and two more arrays per parameter: on 2 cores all three signs took
+    # 21-24% of a fold, "abs" alone 5% (docs/benchmarks.md).
+    topk_signs: tuple[Sign, ...] = ("abs",)
     # float16 stores the folded R lossily (relative error <= 2^-11, absolute <= 2^-25 below 2^-14) at half the
     # size; the fold still accumulates in float32 from the journal and never resumes from rounded sums.
     r_dtype: RDtype = "float32"
@@ -54,6 +59,8 @@ class Layout:
                 raise ValueError(f"{field} must be >= 1")
         if self.topk < 0:
             raise ValueError("topk must be >= 0")
+        # A list from JSON or Hydra becomes the canonical tuple, so layouts indexing the same signs are equal.
+        object.__setattr__(self, "topk_signs", sign_set("topk_signs", self.topk_signs))
         check_choice("codec", self.codec, Codec)
         check_choice("r_dtype", self.r_dtype, RDtype)
         check_choice("journal_dtype", self.journal_dtype, JournalDtype)
@@ -74,7 +81,17 @@ class Layout:
         return [BloscCodec(cname=self.codec, clevel=5 if self.codec == "lz4" else 1, shuffle="shuffle"), Crc32cCodec()]
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "topk_signs": list(self.topk_signs)}
+
+
+def sign_set(name: str, signs: str | Iterable[str]) -> tuple[Sign, ...]:
+    """``signs`` (one sign, or several, each once) checked, in the order of :data:`~responsibility.choices.SIGNS`."""
+    given = [signs] if isinstance(signs, str) else list(signs)
+    for sign in given:
+        check_choice(name, sign, Sign)
+    if not given or len(set(given)) != len(given):
+        raise ValueError(f"{name} must name at least one sign, each once (topk=0 builds no index); got {given}")
+    return tuple(s for s in SIGNS if s in given)
 
 
 def create_array(

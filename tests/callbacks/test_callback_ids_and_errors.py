@@ -152,6 +152,9 @@ def test_layer_globs_and_granularity_mapping_select_as_documented(tmp_path):
         (dict(fold="sometimes"), ValueError),
         (dict(codec="gzip9"), ValueError),
         (dict(topk=-1), ValueError),
+        (dict(topk_signs=["both"]), ValueError),
+        (dict(topk_signs=[]), ValueError),
+        (dict(topk_signs=["abs", "abs"]), ValueError),
         (dict(num_examples=0), ValueError),
         (dict(on_error="ignore"), ValueError),
     ],
@@ -173,6 +176,17 @@ def test_bad_store_location_fails_at_construction(tmp_path, where, message):
 def _fit(tmp_path, model=None, **kw):
     cb = ResponsibilityCallback(tmp_path / "s.zarr", **kw)
     make_trainer(tmp_path, [cb], max_epochs=1).fit(model or TinyNet(), DataLoader(IndexedData(N), batch_size=8))
+
+
+def test_topk_signs_reach_the_store_as_given_in_a_list(tmp_path):
+    """As Hydra passes it (a list): the store's fold indexes just those signs; the rest are read from R."""
+    _fit(tmp_path, topk_signs=["neg"], fold="always")
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    assert store.layout.topk_signs == ("neg",)
+    assert store.topk_index("net.0.weight", "neg") is not None and store.topk_index("net.0.weight", "abs") is None
+    r = store.read("net.0.weight", "abs").reshape(N, -1)
+    ids, vals = store.most_responsible("net.0.weight", 2, "abs")
+    np.testing.assert_array_equal(vals.reshape(2, -1), -np.sort(-r, axis=0)[:2])
 
 
 def test_fresh_run_into_recorded_store_is_refused_unless_overwrite(tmp_path):

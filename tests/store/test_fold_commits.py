@@ -20,9 +20,9 @@ N = 11
 SPECS = (ParamSpec("a", (2, 3)), ParamSpec("b", (4, 5)), ParamSpec("c", (3,), "neuron"))
 
 
-def record(path, steps: int = 9, **create) -> ResponsibilityStore:
+def record(path, steps: int = 9, topk_signs=("abs",), **create) -> ResponsibilityStore:
     spec = RecordingSpec(SPECS, num_examples=N)
-    layout = Layout(chunk_steps=4, topk=3, r_chunk_units=1, r_chunk_examples=4)
+    layout = Layout(chunk_steps=4, topk=3, topk_signs=topk_signs, r_chunk_units=1, r_chunk_examples=4)
     store = ResponsibilityStore.create(path, spec, layout=layout, **create)
     params = [torch.nn.Parameter(torch.zeros(s.shape)) for s in SPECS]
     rec = Recorder(store, list(zip(SPECS, params, strict=True)), background=False)
@@ -133,17 +133,20 @@ def test_orphans_are_listed_and_the_next_fold_removes_them(tmp_path):
     assert store.folded_steps("a") == store.folded_steps("c") == 9  # committed folds are not orphans
 
 
-def test_fold_plan_counts_what_a_fold_writes(tmp_path):
-    store = record(tmp_path / "s.zarr")
+@pytest.mark.parametrize("signs", [("abs",), ("pos", "neg"), ("abs", "pos", "neg")])
+def test_fold_plan_counts_what_a_fold_writes(tmp_path, signs):
+    store = record(tmp_path / "s.zarr", topk_signs=signs)
     plan = store.fold_plan()
     units = [6, 20, 3]
     assert plan.parameters == ["a", "b", "c"]
     assert plan.r_bytes == sum(2 * 4 * N * u for u in units)
     assert plan.cells == 9 * 4 * sum(units)  # 9 steps of 4 ids
-    assert plan.topk_bytes == sum(3 * 3 * u * 12 for u in units)
+    assert plan.topk_bytes == sum(len(signs) * 3 * u * 12 for u in units)  # ids and values, depth 3, per sign
     report = store.fold(["a"])
     assert report.cells == 9 * 4 * 6 and report.r_bytes == 2 * 4 * N * 6
     assert store.fold_plan().parameters == ["b", "c"]
+    written = sorted(zarr.open_group(tmp_path / "s.zarr")[store.fold_group("a")].array_keys())
+    assert written == sorted(["pos", "neg", *(f"top_{s}_{kind}" for s in signs for kind in ("ids", "values"))])
 
 
 def test_xarray_opens_the_store_and_finds_the_current_fold(tmp_path):

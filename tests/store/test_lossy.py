@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from responsibility.choices import SIGNS
 from responsibility.recording.recorder import Recorder
 from responsibility.store import Layout, ResponsibilityStore
 from responsibility.store.spec import ParamSpec, RecordingSpec
@@ -18,7 +19,8 @@ def record(path, r_dtype, steps, start=0, store=None):
     w = torch.nn.Parameter(torch.zeros(SHAPE))
     spec = RecordingSpec((ParamSpec("w", SHAPE), ParamSpec("u", SHAPE, "neuron")), num_examples=N)
     if store is None:
-        store = ResponsibilityStore.create(path, spec, layout=Layout(chunk_steps=3, topk=4, r_dtype=r_dtype))
+        layout = Layout(chunk_steps=3, topk=4, topk_signs=SIGNS, r_dtype=r_dtype)
+        store = ResponsibilityStore.create(path, spec, layout=layout)
     u = torch.nn.Parameter(torch.zeros(SHAPE))
     rec = Recorder(store, [(spec.params[0], w), (spec.params[1], u)], background=False)
     rng = np.random.default_rng(0)
@@ -49,7 +51,7 @@ def test_float16_r_error_bound_and_exact_rankings(tmp_path):
             got = lossy.read(name, sign).astype(np.float64)
             bound = np.maximum(np.abs(want) * 2.0**-11, 2.0**-25) * (2 if sign == "abs" else 1)
             assert np.all(np.abs(got - want) <= bound), (name, sign)
-            # the top-k index is built from float32 sums before rounding: identical to the exact store's
+            # the top-k index (here of every sign) is built from float32 sums before rounding: as the exact store's
             for a, b in zip(exact.most_responsible(name, 4, sign), lossy.most_responsible(name, 4, sign), strict=True):
                 np.testing.assert_array_equal(a, b)
 

@@ -19,9 +19,12 @@ N = 9
 SHAPE = (3, 5)
 
 
-def record(path, steps: int, topk: int = 3, seed: int = 0) -> tuple[ResponsibilityStore, Recorder, torch.Tensor]:
+def record(
+    path, steps: int, topk: int = 3, seed: int = 0, topk_signs=("abs",)
+) -> tuple[ResponsibilityStore, Recorder, torch.Tensor]:
     spec = RecordingSpec((ParamSpec("w", SHAPE),), num_examples=N)
-    store = ResponsibilityStore.create(path, spec, layout=Layout(chunk_steps=2, topk=topk, r_chunk_units=4))
+    layout = Layout(chunk_steps=2, topk=topk, topk_signs=topk_signs, r_chunk_units=4)
+    store = ResponsibilityStore.create(path, spec, layout=layout)
     w = torch.nn.Parameter(torch.zeros(SHAPE))
     rec = Recorder(store, [(store.param("w"), w)], background=False)
     more(rec, w, steps, seed)
@@ -59,12 +62,14 @@ def expected(store: ResponsibilityStore, sign: str, k: int, weights: list[int]) 
 WEIGHTS = [7, 2, 2, 14, 0, 3]  # unsorted, with a repeat and a run (2, 3)
 
 
+@pytest.mark.parametrize("indexed", [("abs",), SIGNS])
 @pytest.mark.parametrize("sign", SIGNS)
-def test_unfolded_folded_and_partly_folded_agree_with_naive(tmp_path, sign):
-    store, rec, w = record(tmp_path / "s.zarr", steps=7)
+def test_unfolded_folded_and_partly_folded_agree_with_naive(tmp_path, sign, indexed):
+    store, rec, w = record(tmp_path / "s.zarr", steps=7, topk_signs=indexed)
     answers = [store.most_responsible("w", 3, sign, weights=WEIGHTS)]  # journal only
     store.fold()
-    answers.append(store.most_responsible("w", 3, sign, weights=WEIGHTS))  # the top-k index
+    assert (store.topk_index("w", sign) is not None) == (sign in indexed)
+    answers.append(store.most_responsible("w", 3, sign, weights=WEIGHTS))  # the top-k index, or folded R
     answers.append(store.most_responsible("w", N, sign, weights=WEIGHTS))  # deeper than the index: from R
     for ids, vals in answers:
         want_ids, want_vals = expected(store, sign, len(ids), WEIGHTS)

@@ -370,7 +370,7 @@ CASES: list[tuple[str, Mutation, str]] = [
     ("fold-chunk-missing", remove(f"{FOLD_W}/pos/c/0/0"), "same"),
     ("fold-chunk-truncated", truncate(f"{FOLD_W}/pos/c/0/0", 5), "same"),
     ("topk-ids-chunk-missing", remove(f"{FOLD_U}/top_abs_ids/c/0/0"), "same"),
-    ("topk-values-chunk-missing", remove(f"{FOLD_U}/top_pos_values/c/0/0"), "same"),
+    ("topk-values-chunk-missing", remove(f"{FOLD_U}/top_abs_values/c/0/0"), "same"),
     ("journal-missing", remove("journal"), "same"),
 ]
 
@@ -380,7 +380,7 @@ def test_fixture_layout(pristine: tuple[Path, dict[str, Any]]) -> None:
     root = pristine[0]
     for rel in ("journal/rows/c/2/0", "journal/rows/c/0/2", "journal/ids/c/0", "journal/steps/c/0/0"):
         assert (root / rel).is_file(), rel
-    for rel in (f"{FOLD_W}/pos/c/0/0", f"{FOLD_U}/top_abs_ids/c/0/0", f"{FOLD_U}/top_pos_values/c/0/0"):
+    for rel in (f"{FOLD_W}/pos/c/0/0", f"{FOLD_U}/top_abs_ids/c/0/0", f"{FOLD_U}/top_abs_values/c/0/0"):
         assert (root / rel).is_file(), rel
     manifest = json.loads((root / "zarr.json").read_text())["attributes"]["manifest"]
     assert manifest["folded"]["w"]["path"] == FOLD_W and manifest["folded"]["u"]["path"] == FOLD_U
