@@ -42,8 +42,8 @@ class Layout:
     topk: int = 10
     # The signs of R a fold ranks into the top-k index. R_abs is the paper's R and what the library's queries rank
     # by default; R_pos or R_neg queries on a sign without an index read R's columns instead. Each sign indexed
-    # costs the fold a ranking of every column and two more arrays per parameter: on 2 cores all three signs took
-    # 21-24% of a fold, "abs" alone 5% (docs/benchmarks.md).
+    # costs the fold a ranking of every column and two more arrays per parameter: on 2 cores an index of all three
+    # signs added 29% to the defaults' fit-end-sized fold, of R_abs alone 8-10% (docs/benchmarks.md).
     topk_signs: tuple[Sign, ...] = ("abs",)
     # float16 stores the folded R lossily (relative error <= 2^-11, absolute <= 2^-25 below 2^-14) at half the
     # size; the fold still accumulates in float32 from the journal and never resumes from rounded sums.
