@@ -77,6 +77,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"classes      {len(names)}: {', '.join(names)}")
     print(f"steps        {info['steps']} optimizer steps, {info['ids']} example visits")
     print(f"settings     batch_share={info['batch_share']} attribution={info['attribution']}")
+    lay = info["layout"]
+    index = f"depth {lay['topk']}, of {' '.join(lay['topk_signs'])}" if lay["topk"] else "none"
+    print(f"storage      codec={lay['codec']} journal={lay['journal_dtype']} R={lay['r_dtype']}; top-k index: {index}")
     print(f"{'parameter':<32} {'shape':<16} {'granularity':<11} {'columns':>9} {'folded':>7} {'R size':>10}")
     for p in info["parameters"]:
         shape = "x".join(map(str, p["shape"])) or "scalar"

@@ -234,7 +234,7 @@ class ResponsibilityStore:
                 "columns": p.units,
                 "folded_steps": self.folded_steps(p.name),
                 "fold_group": self._state.fold_path(p.name),
-                "r_bytes": 2 * 4 * p.units * self.num_examples,
+                "r_bytes": 2 * np.dtype(self.layout.r_dtype).itemsize * p.units * self.num_examples,
             }
             for p in self.spec.params
         ]

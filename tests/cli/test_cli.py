@@ -34,7 +34,10 @@ def test_inspect_fold_top(unfolded_store):
     info = json.loads(out.stdout)
     assert info["steps"] == 12 and info["num_examples"] == 48
     assert [p["folded_steps"] for p in info["parameters"]] == [0, 0, 0, 0]
-    assert "net.0.weight" in cli("inspect", str(unfolded_store)).stdout
+    assert info["layout"]["topk_signs"] == ["abs"]
+    text = cli("inspect", str(unfolded_store)).stdout
+    assert "net.0.weight" in text
+    assert "codec=lz4 journal=float32 R=float32; top-k index: depth 4, of abs" in text
 
     lazy = cli("top", str(unfolded_store), "--param", "net.2.weight", "--weights", "1,2", "-k", "3", "--json")
     assert lazy.returncode == 0, lazy.stderr

@@ -45,6 +45,9 @@ def test_float16_r_error_bound_and_exact_rankings(tmp_path):
     exact.fold()
     lossy.fold()
     assert str(lossy.fold_array("w", "pos").dtype) == "float16"
+    cells = N * 5 * 7  # "w": one column per weight; "u" (neuron granularity): one per unit, 5
+    assert [p["r_bytes"] for p in exact.summary()["parameters"]] == [2 * 4 * cells, 2 * 4 * N * 5]
+    assert [p["r_bytes"] for p in lossy.summary()["parameters"]] == [2 * 2 * cells, 2 * 2 * N * 5]
     for name in ("w", "u"):
         for sign in ("abs", "pos", "neg"):
             want = exact.read(name, sign).astype(np.float64)
