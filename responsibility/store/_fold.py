@@ -32,6 +32,7 @@ from responsibility.kernels import FoldKernel, index_add_fold, topk_columns
 from responsibility.progress import bar
 from responsibility.store._accumulate import accumulate, block_width, tensor
 from responsibility.store._journal import Journal, Membership
+from responsibility.store._memory import zeros
 from responsibility.store._running import RunningSums
 from responsibility.store.layout import FLOAT16_MAX, ArraySpec, create_arrays
 from responsibility.store.spec import ParamSpec
@@ -202,8 +203,7 @@ def _fold_parameter(
             acc_pos = tensor(arrays.read(arrays.fold(p.name, "pos"), slice(None), cols), device)
             acc_neg = tensor(arrays.read(arrays.fold(p.name, "neg"), slice(None), cols), device)
         else:
-            acc_pos = torch.zeros(n, cols.stop - c0, device=device)
-            acc_neg = torch.zeros(n, cols.stop - c0, device=device)
+            acc_pos, acc_neg = zeros(n, cols.stop - c0, device), zeros(n, cols.stop - c0, device)
         if summed is None:
             accumulate(journal, p, cols, done, steps, acc_pos, acc_neg, budget_bytes // 2, kernel, members)
         host = _to_host(acc_pos, acc_neg)

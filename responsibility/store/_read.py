@@ -18,6 +18,7 @@ from responsibility.kernels import topk_desc
 from responsibility.progress import bar
 from responsibility.store._accumulate import accumulate, block_width, signed
 from responsibility.store._journal import Journal
+from responsibility.store._memory import zeros
 from responsibility.store.spec import ParamSpec
 
 DEFAULT_READ_BUDGET = 4 << 30
@@ -103,8 +104,7 @@ def pos_neg(
         parts = [arrays.read(arrays.fold(p.name, s), slice(None), cols) for s in ("pos", "neg")]
         pos, neg = (torch.from_numpy(np.ascontiguousarray(r, dtype=np.float32)) for r in parts)
     else:
-        pos = torch.zeros(state.num_examples, ncols)
-        neg = torch.zeros(state.num_examples, ncols)
+        pos, neg = zeros(state.num_examples, ncols), zeros(state.num_examples, ncols)
     accumulate(journal, p, cols, start, stop, pos, neg, budget)
     return pos, neg
 

@@ -13,6 +13,7 @@ import torch
 
 from responsibility.store._accumulate import accumulate
 from responsibility.store._journal import Membership, decode_rows, encode_rows
+from responsibility.store._memory import zeros
 from responsibility.store._state import StoreState
 
 # Bounds the temporaries of one block's accumulation (a block is one journal chunk row: a few dozen steps).
@@ -31,7 +32,7 @@ class RunningSums:
         self._state = state
         self.start = self.stop = state.steps
         n = state.num_examples
-        self.sums = {p.name: (torch.zeros(n, p.units), torch.zeros(n, p.units)) for p in state.spec.params}
+        self.sums = {p.name: (zeros(n, p.units), zeros(n, p.units)) for p in state.spec.params}
 
     def add(
         self,
