@@ -1,6 +1,6 @@
 """Zeroed R-sized host buffers, taken from the OS in transparent huge pages where it offers them.
 
-A fold's accumulators and the running sums are as large as R (125 MB for the callback defaults' store) and new.
+A fold's accumulators and a lazy read's are as large as the R they sum (125 MB for issue 12's store) and new.
 ``torch.zeros`` writes every byte, and the first write to each 4 KiB page is a page fault. Fresh anonymous memory
 is zero already, and advised into 2 MiB pages it faults 512 times less often: two (10,000 x 1,562) float32 buffers
 made and then added to once took 53 ms with ``torch.zeros`` and 13 ms from huge pages, on one thread of a 2-core
