@@ -35,7 +35,7 @@ def register(sub: Any) -> None:
         type=float,
         default=1024,
         help="memory for R blocks and journal reads, in MiB (default 1024); peak RSS stays within it plus about "
-        "350 MiB of interpreter, libraries and allocator caches",
+        "380 MiB of interpreter, libraries and allocator caches",
     )
     p.set_defaults(func=cmd_fold)
 
