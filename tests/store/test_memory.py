@@ -46,11 +46,15 @@ def test_large_buffers_are_mapped_for_huge_pages_and_unmapped_with_the_tensor():
     t.fill_(1.0)
     address = t.data_ptr()
     assert smaps_entry(address)["THPeligible"] == "1"
-    assert smaps_entry(torch.zeros(4096, 1024).data_ptr())["THPeligible"] == "0"  # the allocator's memory is not
+    if "[madvise]" in _memory._THP_SETTING.read_text():  # only advised memory gets huge pages
+        assert smaps_entry(torch.zeros(4096, 1024).data_ptr())["THPeligible"] == "0"
     del t
     gc.collect()
-    with pytest.raises(LookupError):
-        smaps_entry(address)
+    try:
+        after = smaps_entry(address)
+    except LookupError:
+        return
+    assert after.get("THPeligible") != "1"  # the address may be mapped again, but not by a buffer kept alive
 
 
 @pytest.mark.parametrize(
