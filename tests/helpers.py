@@ -317,6 +317,21 @@ def all_arrays(path) -> dict[str, np.ndarray]:
     return out
 
 
+def naive_r(store: ResponsibilityStore, name: str, sign: str) -> np.ndarray:
+    """R of one parameter of a uniformly recorded store, ``(N, columns)`` in float64, by plain loops over its
+    journal: every example of a step gets the step's row (Δw split by sign, or the journaled unit sums)."""
+    kinds = store.param_rows(name)
+    pos = kinds["delta"].clip(min=0) if "delta" in kinds else kinds["pos"]
+    neg = -kinds["delta"].clip(max=0) if "delta" in kinds else kinds["neg"]
+    part = {"pos": pos, "neg": neg, "abs": pos.astype(np.float64) + neg}[sign]
+    ids, counts = store.membership()
+    r = np.zeros((store.num_examples, part.shape[1]))
+    for step, members in enumerate(np.split(ids, np.cumsum(counts)[:-1])):
+        for m in members:
+            r[m] += part[step]
+    return r
+
+
 def assert_same_store(a, b):
     A, B = all_arrays(a), all_arrays(b)
     assert A.keys() == B.keys()

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from helpers import naive_r
 
 from responsibility.errors import StoreCorruptError
 from responsibility.recording.recorder import Recorder
@@ -35,20 +36,6 @@ def record(path, steps: int = 9, topk_signs=("abs",), **create) -> Responsibilit
         rec.record_step(rng.choice(N, size=4, replace=False), t, t // 4)
     rec.close()
     return store
-
-
-def naive(store: ResponsibilityStore, name: str, sign: str) -> np.ndarray:
-    """R of one parameter in float64 by plain loops over the journal (neuron: the journaled unit sums)."""
-    kinds = store.param_rows(name)
-    pos = kinds["delta"].clip(min=0) if "delta" in kinds else kinds["pos"]
-    neg = -kinds["delta"].clip(max=0) if "delta" in kinds else kinds["neg"]
-    part = {"pos": pos, "neg": neg, "abs": pos.astype(np.float64) + neg}[sign]
-    ids, counts = store.membership()
-    r = np.zeros((N, part.shape[1]))
-    for step, members in enumerate(np.split(ids, np.cumsum(counts)[:-1])):
-        for m in members:
-            r[m] += part[step]
-    return r
 
 
 def interrupt_at(monkeypatch, name: str, call: int) -> None:
@@ -81,7 +68,7 @@ def test_ctrl_c_keeps_finished_parameters_and_leaves_no_half_fold(tmp_path, monk
     for name in "abc":
         for sign in ("pos", "neg", "abs"):
             got = store.read(name, sign).reshape(N, -1)
-            np.testing.assert_allclose(got, naive(store, name, sign), rtol=1e-5, atol=1e-7)
+            np.testing.assert_allclose(got, naive_r(store, name, sign), rtol=1e-5, atol=1e-7)
 
 
 def test_a_failed_write_keeps_the_parameters_written_before_it(tmp_path, monkeypatch):
@@ -101,7 +88,7 @@ def test_a_failed_write_keeps_the_parameters_written_before_it(tmp_path, monkeyp
     assert [store.folded_steps(n) for n in "abc"] == [9, 0, 0]
     assert store.orphans() == []
     assert not list((tmp_path / "s.zarr" / "fold").glob("[bc]/g*"))  # no generation of b or c is left
-    np.testing.assert_allclose(store.read("a", "abs").reshape(N, -1), naive(store, "a", "abs"), rtol=1e-5)
+    np.testing.assert_allclose(store.read("a", "abs").reshape(N, -1), naive_r(store, "a", "abs"), rtol=1e-5)
 
 
 def test_each_generation_is_named_for_the_manifest_generation_that_commits_it(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import naive_r
 
 from responsibility.choices import SIGNS
 from responsibility.recording.recorder import Recorder
@@ -41,20 +42,8 @@ def more(rec: Recorder, w: torch.Tensor, steps: int, seed: int) -> None:
     rec.flush()
 
 
-def naive(store: ResponsibilityStore, sign: str) -> np.ndarray:
-    """R of ``w`` (N, 15) in float64 from the journal, one example and step at a time."""
-    delta = store.param_rows("w")["delta"].astype(np.float64)
-    part = {"pos": np.maximum(delta, 0), "neg": np.maximum(-delta, 0), "abs": np.abs(delta)}[sign]
-    ids, counts = store.membership()
-    r = np.zeros((N, delta.shape[1]))
-    for step, members in enumerate(np.split(ids, np.cumsum(counts)[:-1])):
-        for m in members:
-            r[m] += part[step]
-    return r
-
-
 def expected(store: ResponsibilityStore, sign: str, k: int, weights: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    r = naive(store, sign)[:, weights]
+    r = naive_r(store, "w", sign)[:, weights]
     order = np.argsort(-r, axis=0, kind="stable")[:k]
     return order, np.take_along_axis(r, order, axis=0)
 

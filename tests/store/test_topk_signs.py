@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
+from helpers import naive_r
 
 from responsibility.choices import SIGNS
 from responsibility.recording.recorder import Recorder
@@ -42,13 +43,7 @@ def more(store: ResponsibilityStore, steps: int, seed: int) -> ResponsibilitySto
 
 
 def expected_top(store: ResponsibilityStore, sign: str, k: int) -> tuple[np.ndarray, np.ndarray]:
-    delta = store.param_rows("w")["delta"].astype(np.float64)
-    part = {"pos": np.maximum(delta, 0), "neg": np.maximum(-delta, 0), "abs": np.abs(delta)}[sign]
-    ids, counts = store.membership()
-    r = np.zeros((N, delta.shape[1]))
-    for step, members in enumerate(np.split(ids, np.cumsum(counts)[:-1])):
-        for m in members:
-            r[m] += part[step]
+    r = naive_r(store, "w", sign)
     order = np.argsort(-r, axis=0, kind="stable")[:k]
     return order, np.take_along_axis(r, order, axis=0).astype(np.float32)
 
