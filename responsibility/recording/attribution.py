@@ -151,8 +151,8 @@ class PerExample:
         capture = self.capture
         if capture is None or all(s.example_form != "units" for s, _ in self._journal):
             return rows
-        # Autograd's weight gradient is the "gradient" rule's Σ_k g_k (kept only under that rule: decide) when it
-        # covers exactly these rows (not rows gathered from other processes, or given by the caller).
+        # Autograd's weight gradient is the "gradient" rule's Σ_k g_k (decide() keeps it only under that rule) when
+        # it covers exactly these rows (not rows gathered from other processes, or given by the caller).
         sums = capture.weight_grads if rows is self._taken else {}
         self._taken = None
         out = rows.new_empty(len(rows), sum(s.example_width for s, _ in self._journal))
