@@ -27,7 +27,11 @@ def shares(
     usable = torch.isfinite(scale)  # denom == 0, or so small that the ratio overflows
     scale = torch.where(usable, scale, torch.zeros((), dtype=scale.dtype))
     even = torch.where(usable, torch.zeros((), dtype=delta.dtype), delta / counts.to(delta.dtype).unsqueeze(1))
-    return scale[row_of_id].mul_(weight).add_(even[row_of_id])
+    share = scale[row_of_id].mul_(weight)
+    # Usually no weight that moved lacks a gradient, and adding zeros is two passes over (M, P) for nothing.
+    if bool(even.any()):
+        share.add_(even[row_of_id])
+    return share
 
 
 def example_grads(p: ParamSpec, values: dict[str, torch.Tensor], cols: slice | np.ndarray) -> torch.Tensor:

@@ -48,6 +48,8 @@ def test_shares_hand_computed():
     np.testing.assert_allclose(shares(delta, grads, row, counts, "gradient"), [[0.5, -1.0, 2.0], [1.5, 3.0, 2.0]])
     # magnitude rule: Δw·|g_j|/Σ|g|
     np.testing.assert_allclose(shares(delta, grads, row, counts, "magnitude"), [[0.5, 0.5, 2.0], [1.5, 1.5, 2.0]])
+    # no weight split evenly (the usual step): the same ratios, without the even part
+    np.testing.assert_allclose(shares(delta[:, :2], grads[:, :2], row, counts, "gradient"), [[0.5, -1.0], [1.5, 3.0]])
 
 
 @pytest.mark.parametrize("rule", ["gradient", "magnitude"])
