@@ -253,16 +253,18 @@ class ExampleGradients:
                 out[:, col : col + width].zero_()
             row = 0
             for call in module_calls or ():
-                values = self._layout(spec, call[spec.name])
-                out[row : row + len(values), col : col + width] = values
-                row += len(values)
+                factors = call[spec.name]
+                n = len(factors[0])
+                self._put(spec, factors, out[row : row + n, col : col + width])
+                row += n
             col += width
         return out
 
-    def _layout(self, spec: ParamSpec, factors: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        """One call's values of ``spec`` as (examples, width) rows."""
+    def _put(self, spec: ParamSpec, factors: tuple[torch.Tensor, ...], rows: torch.Tensor) -> None:
+        """Write one call's values of ``spec`` into its (examples, width) ``rows``."""
         if len(factors) == 1:  # a bias or a Conv2d weight: the per-example gradient itself
-            return factors[0].reshape(len(factors[0]), -1)
+            rows.copy_(factors[0].reshape(len(factors[0]), -1))
+            return
         delta, x = factors
         if self._forms[spec.name] == "outer":
             if x.dim() != 2:
@@ -270,11 +272,15 @@ class ExampleGradients:
                     f"per-example attribution of {spec.name!r}: its Linear got inputs of shape {tuple(x.shape)} "
                     "after the store was set up for (batch, features) inputs; record it uniformly or start a new store"
                 )
-            return torch.cat([delta, x], 1)
+            # The two factors side by side, copied straight into place (no concatenated temporary).
+            units = delta.shape[1]
+            rows[:, :units].copy_(delta)
+            rows[:, units:].copy_(x)
+            return
         # Σ over positions of δ_t a_tᵀ, one matmul per example batch: (B, out, T) @ (B, T, in).
         d = delta.reshape(len(delta), -1, delta.shape[-1])
         a = x.reshape(len(x), -1, x.shape[-1])
-        return torch.bmm(d.transpose(1, 2), a).reshape(len(delta), -1)
+        rows.copy_(torch.bmm(d.transpose(1, 2), a).reshape(len(delta), -1))
 
 
 def _weight_edge(node: Any, weight: torch.Tensor) -> int | None:
