@@ -12,12 +12,18 @@ Also prints each fit's CPU seconds (all threads).
 
     python docs/bench/ab_2026_12_05_s16/ab_fit.py --data-dir ../shared/data/fashion-mnist --repeats 5
 """
-import argparse, shutil, statistics, sys, tempfile
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
 import bench_overhead
 from responsibility.callbacks import ResponsibilityCallback
+
 from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
 
 G = {"*": "neuron", "net.fc2": "weight"}

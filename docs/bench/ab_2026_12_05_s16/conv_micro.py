@@ -4,6 +4,7 @@ largest difference from the recorder's.
 
     python docs/bench/ab_2026_12_05_s16/conv_micro.py
 """
+
 import time
 
 import torch

@@ -4,16 +4,18 @@ three products in training. Times each, isolated, median of 7 rounds of 200 call
 
     python docs/bench/ab_2026_12_05_s16/floor_micro.py
 """
-import statistics, time
+
+import statistics
+import time
 
 import torch
 
 torch.manual_seed(0)
-B, O, I = 64, 128, 5408
-x = torch.relu(torch.randn(B, I))
-w = torch.randn(O, I) * 0.02
-delta = torch.randn(B, O) * 1e-3
-scale = torch.full((O, I), -0.05)
+B, UNITS, INPUTS = 64, 128, 5408
+x = torch.relu(torch.randn(B, INPUTS))
+w = torch.randn(UNITS, INPUTS) * 0.02
+delta = torch.randn(B, UNITS) * 1e-3
+scale = torch.full((UNITS, INPUTS), -0.05)
 cases = {
     "forward x @ W.T": lambda: x @ w.T,
     "backward, weight gradient delta.T @ x": lambda: delta.T @ x,

@@ -3,17 +3,24 @@ everywhere, fc2 per weight, attribution 'auto'), ``fold="never"``: paper CNN, 10
 
     python docs/bench/ab_2026_12_05_s16/parts_prof.py --data-dir ../shared/data/fashion-mnist --fits 3
 """
-import argparse, collections, shutil, sys, tempfile, time
+
+import argparse
+import collections
+import shutil
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
 import bench_overhead
+from responsibility.callbacks import ResponsibilityCallback
+
 import responsibility.recording.attribution as att
 import responsibility.recording.per_example as pe
 import responsibility.recording.recorder as rec
 import responsibility.recording.session as ses
 import responsibility.recording.unit_shares as us
-from responsibility.callbacks import ResponsibilityCallback
 from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
 
 spent = collections.defaultdict(float)
@@ -64,10 +71,22 @@ for r in range(opts.fits):
     cb = ResponsibilityCallback(str(store), granularity={"*": "neuron", "net.fc2": "weight"}, fold="never")
     w, _ = bench_overhead.fit_once(data, net, args, 1, cb, r)
     print(f"fit {r}: baseline {wb:.2f} s, with the callback {w:.2f} s ({w / wb:.2f}x); ms per fit:", flush=True)
-    order = ["session.record_step", "  unit_shares", "    the product with the inputs (_outer_sums)",
-             "    ratios (_ratios)", "  weight_change", "  recorder.record_step", "    _write_delta (per-unit sums of Δw)",
-             "    put_examples", "take (captured rows)", "snapshot", "capture: backward hook", "capture: forward hook",
-             "capture: weight-gradient hook", "writer thread: journal write"]
+    order = [
+        "session.record_step",
+        "  unit_shares",
+        "    the product with the inputs (_outer_sums)",
+        "    ratios (_ratios)",
+        "  weight_change",
+        "  recorder.record_step",
+        "    _write_delta (per-unit sums of Δw)",
+        "    put_examples",
+        "take (captured rows)",
+        "snapshot",
+        "capture: backward hook",
+        "capture: forward hook",
+        "capture: weight-gradient hook",
+        "writer thread: journal write",
+    ]
     for label in order:
         print(f"  {label:48s} {1e3 * spent[label]:6.0f}")
 shutil.rmtree(store.parent, ignore_errors=True)

@@ -4,13 +4,19 @@ product for the operands' finiteness, NaN zeroed, one aminmax), against today's 
     python docs/bench/ab_2026_12_05_s16/ratios_proto.py old
     python docs/bench/ab_2026_12_05_s16/ratios_proto.py proto
 """
-import runpy, sys
+
+import runpy
+import sys
 from pathlib import Path
 
 import torch
+
 import responsibility.recording.unit_shares as us
+
 _INF = float("inf")
 orig = us._ratios
+
+
 def proto(delta, denom, n, spare):
     scale = torch.div(delta, denom, out=spare) if spare is not None else delta / denom
     if bool(torch.isfinite(torch.dot(delta.reshape(-1), denom.reshape(-1)))):
@@ -18,6 +24,8 @@ def proto(delta, denom, n, spare):
         if us._finite(bounds):
             return scale, bounds, None
     return orig(delta, denom, n, spare)  # (prototype: recomputes; never taken in this benchmark)
+
+
 if sys.argv[1] == "proto":
     us._ratios = proto
 sys.argv = [sys.argv[0], "--fits", "3"]

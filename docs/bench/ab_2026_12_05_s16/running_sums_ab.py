@@ -4,15 +4,23 @@ the ms of ``RunningSums.add`` and of fc2's per-example accumulation in it.
 
     python docs/bench/ab_2026_12_05_s16/running_sums_ab.py --data-dir ../shared/data/fashion-mnist --fits 8
 """
-import argparse, collections, shutil, statistics, sys, tempfile, time
+
+import argparse
+import collections
+import shutil
+import statistics
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "scripts"))
 import bench_overhead
 import torch
+from responsibility.callbacks import ResponsibilityCallback
+
 import responsibility.store._accumulate as acc_mod
 import responsibility.store._running as running
-from responsibility.callbacks import ResponsibilityCallback
 from responsibility.experiments.datasets import FASHION_MNIST_CLASSES, build_dataset, load_fashion_mnist
 
 
@@ -66,8 +74,12 @@ for r in range(opts.fits):
         cb = ResponsibilityCallback(str(store), granularity={"*": "neuron", "net.fc2": "weight"})
         bench_overhead.fit_once(data, net, args, 1, cb, r)
         res[name].append((spent["add"], spent["net.fc2.weight"]))
-        print(f"{name}: add {1e3 * spent['add']:.0f} ms, fc2 weights {1e3 * spent['net.fc2.weight']:.0f} ms", flush=True)
+        print(
+            f"{name}: add {1e3 * spent['add']:.0f} ms, fc2 weights {1e3 * spent['net.fc2.weight']:.0f} ms", flush=True
+        )
 for name, rows in res.items():
-    print(f"{name} median: add {1e3 * statistics.median(a for a, _ in rows):.0f} ms, "
-          f"fc2 weights {1e3 * statistics.median(b for _, b in rows):.0f} ms")
+    print(
+        f"{name} median: add {1e3 * statistics.median(a for a, _ in rows):.0f} ms, "
+        f"fc2 weights {1e3 * statistics.median(b for _, b in rows):.0f} ms"
+    )
 shutil.rmtree(store.parent, ignore_errors=True)
