@@ -35,6 +35,7 @@ from responsibility.choices import (
     BatchShare,
     Codec,
     FoldMode,
+    JournalDelta,
     JournalDtype,
     OnError,
     RDtype,
@@ -58,7 +59,7 @@ from responsibility.store import FoldReport, ResponsibilityStore
 _SESSION_SETTINGS = frozenset(
     (
         "store_path layers granularity batch_share attribution share_rule topk topk_signs fold fold_budget "
-        "journal_buffer codec r_dtype journal_dtype overwrite on_error storage_options background_writer"
+        "journal_buffer codec r_dtype journal_dtype journal_delta overwrite on_error storage_options background_writer"
     ).split()
 )
 
@@ -68,7 +69,8 @@ class ResponsibilityCallback(Callback):
 
     The recording settings (``store``, ``layers``, ``granularity``, ``batch_share``, ``attribution``,
     ``share_rule``, ``topk``, ``topk_signs``, ``fold``, ``fold_budget_mb``, ``journal_buffer_mb``, ``codec``,
-    ``r_dtype``, ``journal_dtype``, ``overwrite``, ``on_error``, ``storage_options``, ``background_writer``) are
+    ``r_dtype``, ``journal_dtype``, ``journal_delta``, ``overwrite``, ``on_error``, ``storage_options``,
+    ``background_writer``) are
     those of :class:`~responsibility.recording.session.RecordingSession`, documented there; at fit end the fold runs
     on the training device when that is a GPU. The callback adds:
 
@@ -103,6 +105,7 @@ class ResponsibilityCallback(Callback):
         codec: Codec = "lz4",
         r_dtype: RDtype = "float32",
         journal_dtype: JournalDtype = "float32",
+        journal_delta: JournalDelta = "stored",
         overwrite: bool = False,
         on_error: OnError = "raise",
         storage_options: dict[str, Any] | None = None,
@@ -125,6 +128,7 @@ class ResponsibilityCallback(Callback):
             codec=codec,
             r_dtype=r_dtype,
             journal_dtype=journal_dtype,
+            journal_delta=journal_delta,
             overwrite=overwrite,
             on_error=on_error,
             storage_options=storage_options,

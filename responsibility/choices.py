@@ -23,6 +23,9 @@ Codec = Literal["lz4", "zstd", "none"]
 RDtype = Literal["float32", "float16"]
 # How journal rows (per-step Δw) are stored: exact float32, or bfloat16 (half the bytes, relative error <= 2^-8).
 JournalDtype = Literal["float32", "bfloat16"]
+# What a per-example parameter's journal row holds at weight granularity: Δw itself, or (plain SGD) the scale c with
+# Δw = c · Σ_j g_j, derived from the examples' journaled gradients (Δw where a step is not such a multiple).
+JournalDelta = Literal["stored", "derived"]
 ActivationRule = Literal["sum", "max"]
 # Queries: how an input's explanation is formed, which R it reads ("net" = R_pos - R_neg), how layers are combined.
 QueryMethod = Literal["contribution", "most_activated"]

@@ -79,7 +79,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"settings     batch_share={info['batch_share']} attribution={info['attribution']}")
     lay = info["layout"]
     index = f"depth {lay['topk']}, of {' '.join(lay['topk_signs'])}" if lay["topk"] else "none"
-    print(f"storage      codec={lay['codec']} journal={lay['journal_dtype']} R={lay['r_dtype']}; top-k index: {index}")
+    journal = lay["journal_dtype"] + (
+        ", Δw derived where plain SGD allows" if lay["journal_delta"] == "derived" else ""
+    )
+    print(f"storage      codec={lay['codec']} journal={journal} R={lay['r_dtype']}; top-k index: {index}")
+    derived = [p for p in info["parameters"] if p.get("example_form") in ("outer", "dense") and "derived_steps" in p]
+    if derived:
+        cells = sum(p["derived_steps"] for p in derived)
+        print(
+            f"derived Δw   {cells} of {len(derived) * info['steps']} parameter steps journaled c with Δw = c · Σ_j g_j "
+            "(plain SGD); the others journal Δw"
+        )
     print(f"{'parameter':<32} {'shape':<16} {'granularity':<11} {'columns':>9} {'folded':>7} {'R size':>10}")
     for p in info["parameters"]:
         shape = "x".join(map(str, p["shape"])) or "scalar"

@@ -15,12 +15,24 @@ if TYPE_CHECKING:
 
 
 def shares(
-    delta: torch.Tensor, grads: torch.Tensor, row_of_id: torch.Tensor, counts: torch.Tensor, rule: str
+    delta: torch.Tensor | None,
+    grads: torch.Tensor,
+    row_of_id: torch.Tensor,
+    counts: torch.Tensor,
+    rule: str,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Each example's share of its step's Δw: ``(M, P)`` from ``delta`` ``(T, P)`` and ``grads`` ``(M, P)``.
 
-    Example row j belongs to step ``row_of_id[j]``; ``counts`` (T,) is the number of examples of each step.
+    Example row j belongs to step ``row_of_id[j]``; ``counts`` (T,) is the number of examples of each step. A
+    derived journal's steps (rule "gradient") give ``scale`` (T,) instead, c with Δw = c · Σ_j g_j, so the share is
+    ``c · g_j``: ``delta`` is zero at those steps (None when all are), ``scale`` zero at the others.
     """
+    derived = None if scale is None else grads * scale[row_of_id].unsqueeze(1)
+    if delta is None:
+        if derived is None:
+            raise ValueError("shares need the steps' Δw or their scales")
+        return derived
     weight = grads.abs() if rule == "magnitude" else grads
     denom = torch.zeros_like(delta).index_add_(0, row_of_id, weight)
     scale = delta / denom
@@ -31,7 +43,7 @@ def shares(
     # Usually no weight that moved lacks a gradient, and adding zeros is two passes over (M, P) for nothing.
     if bool(even.any()):
         share.add_(even[row_of_id])
-    return share
+    return share if derived is None else share.add_(derived)
 
 
 def example_grads(p: ParamSpec, values: dict[str, torch.Tensor], cols: slice | np.ndarray) -> torch.Tensor:

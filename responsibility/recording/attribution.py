@@ -66,11 +66,11 @@ class PerExample:
         self._scratch: dict[str, torch.Tensor] = {}  # per-unit shares' (2, units, inputs) space, reused every step
         self._taken: torch.Tensor | None = None  # the rows take() returned, which the capture's weight_grads cover
 
-    def decide(self, specs: Sequence[ParamSpec], warn: bool, rule: ShareRule) -> list[ParamSpec]:
+    def decide(self, specs: Sequence[ParamSpec], warn: bool, rule: ShareRule, derived: bool = False) -> list[ParamSpec]:
         """Give each spec its journaled per-example form (None: recorded uniformly), from what the backward passes
         so far showed; ``warn`` (one process of several) says which parameters are recorded uniformly and why.
         Under the share ``rule`` "gradient", the capture keeps autograd's weight gradients for the per-unit
-        shares."""
+        shares, and with a ``derived`` journal for the check of the "outer" weights' steps too."""
         skipped = dict(self.skipped)
         forms: dict[str, ExampleForm] = {}
         capture = self.capture
@@ -105,7 +105,8 @@ class PerExample:
         if capture is not None:
             capture.keep_only(set(forms))
             if rule == "gradient":  # the "magnitude" rule divides by Σ_k |g_k|, which autograd does not form
-                capture.keep_weight_grads({name for name, form in forms.items() if form == "units"})
+                kept = {"units", "outer"} if derived else {"units"}
+                capture.keep_weight_grads({name for name, form in forms.items() if form in kept})
         by_name = {name: param for name, _, _, param in self._owners}
         out = [dataclasses.replace(s, example_form=forms.get(s.name)) for s in specs]
         self._journal = [(s, by_name[s.name]) for s in out if s.example_form is not None]
@@ -143,6 +144,12 @@ class PerExample:
         self._taken = self.capture.take() if self.capture is not None else None
         return self._taken
 
+    def gradient_sums(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Autograd's weight gradients that are ``Σ_k g_k`` of the captured ``rows``, by name: only when they are
+        this process's rows of the step (not gathered from other processes, or given by the caller). Call before
+        :meth:`journal_values`, which may overwrite them."""
+        return dict(self.capture.weight_grads) if self.capture is not None and rows is self._taken else {}
+
     def journal_values(
         self, rows: torch.Tensor, weight_change: Callable[[nn.Parameter], torch.Tensor], rule: ShareRule
     ) -> torch.Tensor:
@@ -151,9 +158,8 @@ class PerExample:
         capture = self.capture
         if capture is None or all(s.example_form != "units" for s, _ in self._journal):
             return rows
-        # Autograd's weight gradient is the "gradient" rule's Σ_k g_k (decide() keeps it only under that rule) when
-        # it covers exactly these rows (not rows gathered from other processes, or given by the caller).
-        sums = capture.weight_grads if rows is self._taken else {}
+        # Autograd's weight gradient is the "gradient" rule's Σ_k g_k (decide() keeps it only under that rule).
+        sums = self.gradient_sums(rows)
         self._taken = None
         out = rows.new_empty(len(rows), sum(s.example_width for s, _ in self._journal))
         col = j = 0

@@ -12,13 +12,14 @@ the writer also adds each written block to running sums of R, so the fold at the
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import torch
 
 from responsibility.errors import ExampleIdError, ParameterChangedError, ResponsibilityError, StoreWriteError
+from responsibility.recording.derived import derived_scale, gradient_sum
 from responsibility.recording.device_rows import DeviceRows
 from responsibility.recording.ids import as_ids, check_ids
 from responsibility.store import ResponsibilityStore, RunningSums
@@ -30,10 +31,12 @@ FLAG_NONFINITE = 1
 class _Buffer:
     """``chunk_steps`` journal rows plus the ids and step records (ids_end, global_step, epoch, flags)."""
 
-    def __init__(self, rows: int, width: int, example_width: int, pin: bool) -> None:
+    def __init__(self, rows: int, width: int, example_width: int, pin: bool, params: int) -> None:
         self.pin = pin
         self._shape = (rows, width)
         self._data: torch.Tensor | None = None
+        # journal_delta="derived": each step's scale per parameter (inf: its Δw in the row counts); else None.
+        self.scales = torch.full((rows, params), float("inf"), pin_memory=pin) if params else None
         self.steps = np.zeros((rows, 4), dtype=np.int64)
         self.ids: list[np.ndarray] = []
         # Per-example attribution: every id's values, (ids so far, example_width); grown, never shrunk.
@@ -97,7 +100,11 @@ class Recorder:
         pin = torch.cuda.is_available() and any(p.is_cuda for _, p in tracked)
         rows = store.layout.chunk_steps
         width, ex_width = store.spec.journal_width, store.spec.example_width
-        self._buffers = [_Buffer(rows, width, ex_width, pin), _Buffer(rows, width, ex_width, pin)]
+        derived = store.layout.journal_delta == "derived"
+        # Parameters whose steps may journal a scale instead of Δw: recorded per example at weight granularity.
+        self._derivable = {id(param) for spec, param in tracked if derived and spec.example_form in ("outer", "dense")}
+        params = len(tracked) if derived else 0
+        self._buffers = [_Buffer(rows, width, ex_width, pin, params), _Buffer(rows, width, ex_width, pin, params)]
         self._buf = self._buffers[0]
         self._snapshots: dict[int, torch.Tensor] = {}
         self._snapped: set[int] = set()
@@ -174,12 +181,16 @@ class Recorder:
         global_step: int = -1,
         epoch: int = -1,
         examples: torch.Tensor | None = None,
+        grad_sums: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         """Journal one optimizer step: Δw of every snapshotted parameter, and the step's example ids.
 
         A store that records per-example attribution also needs ``examples``: the step's per-example values,
         ``(len(ids), example_width)`` in id order (:meth:`RecordingSession.record_step
-        <responsibility.recording.session.RecordingSession.record_step>` forms them).
+        <responsibility.recording.session.RecordingSession.record_step>` forms them). A derived journal
+        (``journal_delta="derived"``) checks each per-example weight's Δw against the sum of the examples'
+        gradients, ``grad_sums`` by name where already at hand (autograd's weight gradient for exactly these
+        examples), else formed from ``examples``.
         """
         ids = as_ids(ids)
         check_ids(ids, self.store.num_examples)
@@ -201,8 +212,17 @@ class Recorder:
                 self._check_shapes()
                 device_rows.form(row)
             else:
-                for spec, param, cols in self._tracked:
-                    self._write_delta(spec, param, cols, row)
+                for j, (spec, param, cols) in enumerate(self._tracked):
+                    delta = self._write_delta(spec, param, cols, row)
+                    if buf.scales is None:
+                        continue
+                    if delta is not None and examples is not None and id(param) in self._derivable:
+                        grad_sum = (grad_sums or {}).get(spec.name)
+                        if grad_sum is None:
+                            grad_sum = self._gradient_sum(spec, examples)
+                        buf.scales[buf.n, j].copy_(derived_scale(delta, grad_sum, param), non_blocking=True)
+                    else:
+                        buf.scales[buf.n, j] = float("inf")
         buf.steps[buf.n] = (0, global_step, epoch, 0)
         buf.ids.append(ids)
         if examples is not None:
@@ -223,7 +243,8 @@ class Recorder:
         snapshots from then on."""
         if not self._device_rows_decided:
             self._device_rows_decided = True
-            if DeviceRows.applies([param for _, param, _ in self._tracked]):
+            # A derived journal checks each derivable parameter's Δw on its own (the per-parameter path).
+            if not self._derivable and DeviceRows.applies([param for _, param, _ in self._tracked]):
                 self._device_rows = DeviceRows(self._tracked, self.store.spec.journal_width)
                 for (_, param, _), snap in zip(self._tracked, self._device_rows.snapshots, strict=True):
                     self._snapshots[id(param)] = snap
@@ -236,26 +257,27 @@ class Recorder:
 
     def _write_delta(
         self, spec: ParamSpec, param: torch.nn.Parameter, cols: dict[str, slice], row: torch.Tensor
-    ) -> None:
+    ) -> torch.Tensor | None:
+        """Put the parameter's journal values of this step into ``row``; at weight granularity, return its Δw
+        (flat, on the weights' device; None without a snapshot)."""
         p = param.detach()
         snap = self._snapshots.get(id(param))
         if id(param) not in self._snapped or snap is None:
             for sl in cols.values():
                 row[sl].zero_()
-            return
+            return None
         _check_shape(spec, p)
         if spec.granularity == "weight":
             out = row[cols["delta"]]
             if p.dtype == torch.float32 and not p.is_cuda:
                 torch.sub(p.reshape(-1), snap.reshape(-1), out=out)
-            elif p.dtype == torch.float64:
-                # Subtract before rounding: small changes keep their digits.
-                out.copy_((p - snap).reshape(-1), non_blocking=True)
-            else:
-                # Low-precision or device weights: the difference is taken in float32 on the weights' device;
-                # the copy to the (pinned) host row overlaps training until the writer needs it.
-                out.copy_(p.float().reshape(-1) - snap.float().reshape(-1), non_blocking=True)
-            return
+                return out
+            # float64 weights: subtract before rounding, so small changes keep their digits. Low-precision or
+            # device weights: the difference is taken in float32 on the weights' device; the copy to the (pinned)
+            # host row overlaps training until the writer needs it.
+            diff = (p - snap if p.dtype == torch.float64 else p.float() - snap.float()).reshape(-1)
+            out.copy_(diff, non_blocking=True)
+            return diff
         diff, part = self._scratch_for(param)
         if id(param) not in self._changed:  # weight_change() did not form it this step
             torch.sub(p.float(), snap.float(), out=diff)
@@ -264,6 +286,13 @@ class Recorder:
         row[cols["pos"]].copy_(part.sum(1), non_blocking=True)
         torch.clamp(d, max=0, out=part)
         row[cols["neg"]].copy_(part.sum(1).neg_(), non_blocking=True)
+        return None
+
+    def _gradient_sum(self, spec: ParamSpec, examples: torch.Tensor) -> torch.Tensor:
+        """Σ_j g_j of a per-example parameter, from its columns of the step's journaled values."""
+        kinds = self.store.spec.example_columns()[spec.name].values()
+        lo, hi = min(sl.start for sl in kinds), max(sl.stop for sl in kinds)
+        return gradient_sum(examples[:, lo:hi], str(spec.example_form), spec.shape)
 
     def _scratch_for(self, param: torch.nn.Parameter) -> tuple[torch.Tensor, torch.Tensor]:
         scratch = self._scratch.get(id(param))
@@ -286,6 +315,10 @@ class Recorder:
         buf = self._buf
         buf.reset(base, self.num_ids - len(ids))
         n = self.steps - base
+        scales = self.store.journal_scales(base, self.steps)
+        if scales is not None and buf.scales is not None:
+            buf.scales[:n] = torch.from_numpy(scales)
+            rows = np.nan_to_num(rows, nan=0.0)  # a derived step's Δw cells (NaN): never read, and not non-finite
         buf.data[:n] = torch.from_numpy(rows)
         buf.steps[:n] = steps
         buf.ids = list(np.split(ids, steps[:-1, 0] - buf.ids_base))
@@ -349,11 +382,12 @@ class Recorder:
             last = self.nonfinite_steps[-1] if self.nonfinite_steps else -1
             self.nonfinite_steps.extend(step for i in np.flatnonzero(bad) if (step := int(buf.base + i)) > last)
         steps = buf.steps[:n]
-        self.store.write_journal(buf.base, data, ids, buf.ids_base, steps, examples)
+        scales = None if buf.scales is None else buf.scales[:n].numpy()
+        self.store.write_journal(buf.base, data, ids, buf.ids_base, steps, examples, scales)
         self.store.commit(buf.base + n, int(steps[-1, 0]) if n else buf.ids_base)
         if self.sums is not None:  # in this thread: summing overlaps training as the writes do
             try:
-                self.sums.add(buf.base, data, ids, buf.ids_base, steps, examples)
+                self.sums.add(buf.base, data, ids, buf.ids_base, steps, examples, scales)
             except Exception as exc:  # the journal is committed; only the shortcut for the fold is lost
                 self.sums = None
                 warnings.warn(

@@ -37,6 +37,7 @@ from responsibility.choices import (
     BatchShare,
     Codec,
     FoldMode,
+    JournalDelta,
     JournalDtype,
     OnError,
     RDtype,
@@ -111,6 +112,10 @@ class RecordingSession:
             are ranked from the rounded R).
         journal_dtype: ``"float32"`` (default, exact) or ``"bfloat16"``: opt-in compact journal, half the bytes
             per step; each Δw is rounded to bfloat16 (relative error at most 2^-8 per step) before it is summed.
+        journal_delta: ``"stored"`` (default, exact) or ``"derived"``: with plain SGD and per-example attribution,
+            a weight-granularity parameter's step whose Δw is c · Σ_j g_j (to within 2^-20 of the parameter's
+            largest weight, checked every step) journals c instead of Δw, and each example's share is c · g_j;
+            other steps journal Δw. Needs the share rule "gradient". See :mod:`responsibility.recording.derived`.
         overwrite: replace an existing store when a fresh (non-resumed) run starts.
         on_error: what a storage failure (full disk, read-only location, lost connection) does: ``"raise"``
             stops training with :class:`StoreWriteError`; ``"warn"`` warns and lets training go on without
@@ -137,6 +142,7 @@ class RecordingSession:
         codec: Codec = "lz4",
         r_dtype: RDtype = "float32",
         journal_dtype: JournalDtype = "float32",
+        journal_delta: JournalDelta = "stored",
         overwrite: bool = False,
         on_error: OnError = "raise",
         storage_options: dict[str, Any] | None = None,
@@ -165,7 +171,14 @@ class RecordingSession:
             codec=codec,
             r_dtype=r_dtype,
             journal_dtype=journal_dtype,
+            journal_delta=journal_delta,
         )
+        if journal_delta == "derived" and (attribution == "uniform" or share_rule == "magnitude"):
+            raise ValueError(
+                "journal_delta='derived' journals plain SGD's per-example steps as c · g_j: it needs attribution "
+                f"'auto' or 'per_example' and share_rule 'auto' or 'gradient'; got attribution={attribution!r}, "
+                f"share_rule={share_rule!r}"
+            )
         self.store_path = check_location(store)
         self.layers = (
             [str(x) for x in layers] if isinstance(layers, Sequence) and not isinstance(layers, str) else layers
@@ -221,6 +234,10 @@ class RecordingSession:
     def journal_dtype(self) -> JournalDtype:
         return self.layout_settings.journal_dtype
 
+    @property
+    def journal_delta(self) -> JournalDelta:
+        return self.layout_settings.journal_delta
+
     # ------------------------------------------------------------------ the model
     @property
     def tracked(self) -> list[tuple[ParamSpec, nn.Parameter]]:
@@ -274,6 +291,11 @@ class RecordingSession:
             rule = self.share_rule
         elif self._per_example is not None:
             rule = default_rule(optimizers, [p for _, p in self._tracked])
+        if self.journal_delta == "derived" and rule != "gradient":
+            raise ValueError(
+                "journal_delta='derived' needs plain SGD (no momentum, no weight decay): an optimizer of the tracked "
+                "parameters is not, so share_rule 'auto' chose 'magnitude'. Use journal_delta='stored'"
+            )
         loaded = self._loaded
         resume = loaded["steps"] if loaded is not None else (self.steps or None)
         if loaded is not None:
@@ -306,7 +328,12 @@ class RecordingSession:
             return
         specs = [s for s, _ in self._tracked]
         if self._per_example is not None:
-            specs = self._per_example.decide(specs, warn=run.writer and self.stopped_at is None, rule=run.rule)
+            specs = self._per_example.decide(
+                specs,
+                warn=run.writer and self.stopped_at is None,
+                rule=run.rule,
+                derived=self.journal_delta == "derived",
+            )
         self._tracked = [(s, p) for s, (_, p) in zip(specs, self._tracked, strict=True)]
         per_example = any(s.example_form is not None for s in specs)
         spec = RecordingSpec(
@@ -388,10 +415,13 @@ class RecordingSession:
             )
         recorder, spec = self._recorder, self._spec
         if recorder is not None and spec is not None:
+            sums = None
             if examples is not None and self._per_example is not None:
+                if self.journal_delta == "derived":
+                    sums = self._per_example.gradient_sums(examples)
                 examples = self._per_example.journal_values(examples, recorder.weight_change, spec.share_rule)
             with self._storage_guard():
-                recorder.record_step(ids, global_step=global_step, epoch=epoch, examples=examples)
+                recorder.record_step(ids, global_step=global_step, epoch=epoch, examples=examples, grad_sums=sums)
         self.steps += 1
         self.num_ids += len(ids)
 

@@ -31,6 +31,8 @@ class JournalSource(Protocol):
 
     def members(self, start: int, stop: int) -> Membership: ...
 
+    def scales(self, start: int, stop: int) -> np.ndarray | None: ...
+
     def example_block(self, lo: int, hi: int, cols: slice | np.ndarray) -> np.ndarray: ...
 
 
@@ -76,7 +78,7 @@ def accumulate(
             lo, hi = int(offsets[s0 - start]), int(offsets[s1 - start])
             values = _example_values(journal, need, first + lo, first + hi, device)
             if per_example:
-                delta = tensor(read(steps, shift(cols, kinds["delta"].start)), device)
+                delta, scale = _deltas(journal, p, steps, shift(cols, kinds["delta"].start), device)
         elif p.granularity == "weight":
             block = read(steps, shift(cols, kinds["delta"].start))
             pos_rows, neg_rows = split_signed(tensor(block, device))
@@ -98,11 +100,12 @@ def accumulate(
                 base = int(offsets[s0 - start])
                 group = {kind: v[lo - base : hi - base] for kind, v in values.items()}
                 share = shares(
-                    delta[g0:g1],
+                    None if delta is None else delta[g0:g1],
                     example_grads(p, group, cols),
                     row_of_id - g0,
                     counts[g0:g1].to(device),
                     spec.share_rule,
+                    None if scale is None else scale[g0:g1],
                 )
                 pos_part, neg_part = split_signed(share)
                 del share
@@ -115,6 +118,26 @@ def accumulate(
             )
             kernel(acc_pos, pos_rows, ids, row_of_id, scale)
             kernel(acc_neg, neg_rows, ids, row_of_id, scale)
+
+
+def _deltas(
+    journal: JournalSource, p: ParamSpec, steps: slice, cols: slice | np.ndarray, device: torch.device
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A per-example parameter's journaled Δw of ``steps`` (row columns ``cols``; zero at derived steps; None
+    when every step is derived) and the steps' scales (zero where Δw is journaled; None when none is derived)."""
+    stored = journal.scales(steps.start, steps.stop)
+    if stored is None:
+        return tensor(journal.row_block(steps, cols), device), None
+    c = stored[:, journal.state.spec.names.index(p.name)]
+    derived = np.isfinite(c)
+    delta = None
+    if not derived.all():
+        rows = journal.row_block(steps, cols)
+        # Not in place: an in-memory block's rows are the recorder's buffer.
+        delta = tensor(np.where(derived[:, None], np.float32(0), rows) if derived.any() else rows, device)
+    if not derived.any():
+        return delta, None
+    return delta, tensor(np.where(derived, c, 0.0).astype(np.float32), device)
 
 
 def fold_step_block(budget: int, step_bytes: int, chunk_steps: int) -> int:

@@ -38,27 +38,44 @@ class Arrays:
             raise StoreCorruptError(f"{where}: shape {arr.shape} does not match the store's metadata")
         return writable(arr)
 
-    def get(self, arr: zarr.Array, selection: Any, orthogonal: bool = False) -> np.ndarray:
-        """Read and verify: checksum errors and chunks that are missing (read as fill) raise StoreCorruptError."""
+    def get(
+        self,
+        arr: zarr.Array,
+        selection: Any,
+        orthogonal: bool = False,
+        unwritten: Callable[[], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Read and verify: checksum errors and chunks that are missing (read as fill) raise StoreCorruptError.
+
+        ``unwritten``: the cells (a boolean mask of the data's shape, formed only when a fill value is read) that
+        may hold the fill value because nothing was written there (a derived step's Δw)."""
         try:
             data = np.asarray(arr.get_orthogonal_selection(selection) if orthogonal else arr[selection])
         except Exception as exc:  # checksum, codec and I/O errors all mean a damaged chunk here
             raise StoreCorruptError(f"{self.state.path}/{arr.path}: unreadable chunk ({exc!r})") from exc
         if data.dtype.kind == "f":
-            lost = bool(np.isnan(data).any())
+            fill = np.isnan(data)
         elif str(data.dtype) == BF16_STORAGE:  # bfloat16 bits: the fill is a NaN pattern no journal value has
-            lost = bool((data == BF16_NAN_BITS).any())
+            fill = data == BF16_NAN_BITS
         else:  # journal/steps: only its ids_end column is never negative
-            lost = bool(((data[:, 0] if arr.path.endswith("journal/steps") else data) < 0).any())
+            fill = (data[:, 0] if arr.path.endswith("journal/steps") else data) < 0
+        lost = bool(fill.any())
+        if lost and unwritten is not None:
+            lost = bool((fill & ~unwritten()).any())
         if lost:
             raise StoreCorruptError(f"{self.state.path}/{arr.path}: a chunk is missing (read as fill value)")
         return data
 
-    def read(self, arr: zarr.Array, rows: slice, cols: slice | np.ndarray) -> np.ndarray:
-        """Rows by a slice, columns by a slice (plain read) or by sorted indices (orthogonal read)."""
-        if isinstance(cols, slice):
-            return self.get(arr, (rows, cols))
-        return self.get(arr, (rows, cols), orthogonal=True)
+    def read(
+        self,
+        arr: zarr.Array,
+        rows: slice,
+        cols: slice | np.ndarray,
+        unwritten: Callable[[], np.ndarray] | None = None,
+    ) -> np.ndarray:
+        """Rows by a slice, columns by a slice (plain read) or by sorted indices (orthogonal read); ``unwritten``:
+        see :meth:`get`."""
+        return self.get(arr, (rows, cols), orthogonal=not isinstance(cols, slice), unwritten=unwritten)
 
     def delete(self, path: str) -> None:
         try:

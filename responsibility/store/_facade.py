@@ -113,6 +113,11 @@ class ResponsibilityStore:
         """
         path = str(path)
         layout = layout or Layout()
+        if layout.journal_delta == "derived" and spec.attribution == "per_example" and spec.share_rule != "gradient":
+            raise ValueError(
+                f"journal_delta='derived' splits each step as c · g_j, the share rule 'gradient' (plain SGD); this "
+                f"recording uses {spec.share_rule!r}. Use journal_delta='stored' with it"
+            )
         if cls.exists(path, storage_options=storage_options) and not overwrite:
             raise StoreExistsError(f"{path} already exists; pass overwrite=True to replace it")
         if labels is not None:
@@ -228,6 +233,7 @@ class ResponsibilityStore:
 
     def summary(self) -> dict[str, Any]:
         """What was recorded, for ``responsibility inspect``."""
+        scales = self.journal_scales()
         params = [
             {
                 **p.to_json(),
@@ -235,8 +241,10 @@ class ResponsibilityStore:
                 "folded_steps": self.folded_steps(p.name),
                 "fold_group": self._state.fold_path(p.name),
                 "r_bytes": 2 * np.dtype(self.layout.r_dtype).itemsize * p.units * self.num_examples,
+                # journal_delta="derived": the steps whose Δw was journaled as a scale.
+                **({} if scales is None else {"derived_steps": int(np.isfinite(scales[:, k]).sum())}),
             }
-            for p in self.spec.params
+            for k, p in enumerate(self.spec.params)
         ]
         return {
             "path": self.path,
@@ -276,14 +284,17 @@ class ResponsibilityStore:
         ids_start: int,
         steps: np.ndarray,
         examples: np.ndarray | None = None,
+        scales: np.ndarray | None = None,
     ) -> None:
         """Write journal rows for steps ``start_step ..`` (not visible until :meth:`commit`).
 
         ``rows`` is (n, journal_width); ``ids`` the concatenated ids of those steps, starting at flat position
         ``ids_start``; ``steps`` (n, 4): absolute ids_end, global_step, epoch, flags; ``examples``
-        (len(ids), example_width): per-example values, required exactly when the store records per example.
+        (len(ids), example_width): per-example values, required exactly when the store records per example;
+        ``scales`` (n, parameters), required exactly when the layout's ``journal_delta`` is "derived": per step and
+        parameter the scale c with Δw = c · Σ_j g_j, or inf where the row's Δw counts.
         """
-        self._journal.write(start_step, rows, ids, ids_start, steps, examples)
+        self._journal.write(start_step, rows, ids, ids_start, steps, examples, scales)
 
     def running_sums(self) -> RunningSums:
         """In-memory R of every parameter, summed from the journal blocks given to its ``add`` (the arguments of
@@ -305,6 +316,15 @@ class ResponsibilityStore:
     def journal_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Committed journal ``[start, stop)``: rows (n, journal_width), their ids, and (n, 4) step records."""
         return self._journal.rows(start, stop)
+
+    def journal_scales(self, start: int = 0, stop: int | None = None) -> np.ndarray | None:
+        """A ``journal_delta="derived"`` store's scales of committed steps ``[start, stop)``, (steps, parameters):
+        c where a step's Δw is c · Σ_j g_j (each example's share is c · g_j), inf where its Δw is journaled; None
+        for a store that journals every Δw."""
+        stop = self.steps if stop is None else stop
+        if not 0 <= start <= stop <= self.steps:
+            raise IndexError(f"journal steps [{start}, {stop}) outside committed [0, {self.steps})")
+        return self._journal.scales(start, stop)
 
     def param_rows(self, name: str, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
         """One parameter's journal values for steps ``[start, stop)``, by kind (delta, or pos and neg)."""

@@ -26,7 +26,8 @@ from responsibility.store.spec import RecordingSpec
 
 # 2: layout.journal_dtype and dimension names (format 1 stores are read as float32 journals).
 # 3: layout.topk_signs, the signs with a top-k index (format 1 and 2 stores index all three).
-FORMAT_VERSION = 3
+# 4: layout.journal_delta and journal/scales (format 1 to 3 stores journal every Δw).
+FORMAT_VERSION = 4
 MANIFEST_KEY = "manifest"
 
 

@@ -9,6 +9,11 @@ read by the library; another reader should cut them at the manifest's ``steps`` 
     journal/steps     (step, field)           ids_end, global_step, epoch, flags (int64; flag 1 = non-finite Δw,
                                               row zeroed)
     journal/examples  (visit, example_column) per-example attribution only: each id's journaled values (float32)
+    journal/scales    (step, parameter)       ``journal_delta="derived"`` only: per parameter and step, the scale c
+                                              with Δw = c · Σ_j g_j (float32), or inf where Δw is in journal/rows
+
+In a derived store a derived step's cells of journal/rows are not read: chunks of only such cells are not written,
+and :meth:`Journal.rows` returns NaN for them.
 """
 
 from __future__ import annotations
@@ -60,6 +65,9 @@ def journal_arrays(spec: RecordingSpec, layout: Layout) -> tuple[dict[str, Array
         "journal/ids": ((0,), "int64", (1 << 16,), ("visit",)),
         "journal/steps": ((0, 4), "int64", (1 << 14, 4), ("step", "field")),
     }
+    if layout.journal_delta == "derived":
+        n = len(spec.params)
+        arrays["journal/scales"] = ((0, n), "float32", (1 << 14, n), ("step", "parameter"))
     unshuffled = {"journal/rows"}
     if spec.example_width:
         # Narrow column chunks: a fold reads one parameter's columns over all examples, and a row holds
@@ -99,6 +107,11 @@ class Journal:
         self.arrays = arrays
 
     @property
+    def derived(self) -> bool:
+        """Whether steps may journal a scale instead of Δw (``journal_delta="derived"``)."""
+        return self.state.layout.journal_delta == "derived"
+
+    @property
     def zarr_arrays(self) -> dict[str, zarr.Array]:
         """The journal arrays, opened and checked once per reload."""
         cached = self.state.cache.get("journal")
@@ -114,6 +127,11 @@ class Journal:
                 e = spec.example_width
                 cached["examples"] = open_(
                     "journal/examples", "float32", lambda s: len(s) == 2 and s[1] == e and s[0] >= ids
+                )
+            if self.derived:
+                n = len(spec.params)
+                cached["scales"] = open_(
+                    "journal/scales", "float32", lambda s: len(s) == 2 and s[1] == n and s[0] >= steps
                 )
             self.state.cache["journal"] = cached
         return cached
@@ -139,6 +157,7 @@ class Journal:
         ids_start: int,
         steps: np.ndarray,
         examples: np.ndarray | None = None,
+        scales: np.ndarray | None = None,
     ) -> None:
         self.state.require_writable()
         spec = self.state.spec
@@ -146,7 +165,17 @@ class Journal:
         if rows.shape != (n, spec.journal_width) or steps.shape != (n, 4):
             raise ValueError(f"journal block shapes {rows.shape}, {steps.shape} do not match the store")
         stored = encode_rows(rows, self.state.layout)
-        blocks = [("rows", stored, start_step), ("ids", ids, ids_start), ("steps", steps, start_step)]
+        blocks: list[tuple[str, np.ndarray, int]] = [("ids", ids, ids_start), ("steps", steps, start_step)]
+        if self.derived:
+            if scales is None or scales.shape != (n, len(spec.params)) or bool(np.isnan(scales).any()):
+                got = None if scales is None else scales.shape
+                raise ValueError(
+                    f"a derived journal needs (steps, parameters) = ({n}, {len(spec.params)}) scales, not "
+                    f"NaN; got {got}"
+                )
+            blocks.append(("scales", scales.astype(np.float32, copy=False), start_step))
+        elif scales is not None:
+            raise ValueError("this store journals every Δw: it takes no scales")
         if spec.example_width:
             if examples is None or examples.shape != (len(ids), spec.example_width):
                 got = None if examples is None else examples.shape
@@ -155,12 +184,38 @@ class Journal:
         elif examples is not None:
             raise ValueError("this store records uniform attribution: it takes no per-example values")
         journal = self.zarr_arrays
-        for name, block, first in blocks:
+        for name, block, first in [("rows", stored, start_step), *blocks]:
             arr = journal[name]
             if arr.shape[0] < first + len(block):
                 # Grow geometrically so metadata rewrites stay rare.
                 arr.resize((max(first + len(block), 2 * arr.shape[0]), *arr.shape[1:]))
-            arr[first : first + len(block)] = block
+            if name == "rows" and scales is not None:
+                for c0, c1 in self._written_columns(scales):
+                    arr[first : first + len(block), c0:c1] = block[:, c0:c1]
+            else:
+                arr[first : first + len(block)] = block
+
+    def _written_columns(self, scales: np.ndarray) -> list[tuple[int, int]]:
+        """The column runs of journal/rows a derived block writes: every chunk column but those whose parameters
+        are derived at each of the block's steps (their Δw is never read)."""
+        spec, width = self.state.spec, self.state.spec.journal_width
+        chunk = int(self.zarr_arrays["rows"].chunks[1])
+        derived = np.isfinite(scales).all(0)
+        keep = np.zeros(-(-width // chunk), dtype=bool)
+        for p, (name, kinds) in enumerate(spec.journal_columns().items()):
+            if derived[p] or not spec.param(name).numel:
+                continue
+            first = min(sl.start for sl in kinds.values())
+            last = max(sl.stop for sl in kinds.values())
+            keep[first // chunk : -(-last // chunk)] = True
+        runs, start = [], None
+        for k, write in enumerate([*keep, False]):
+            if write and start is None:
+                start = k
+            elif not write and start is not None:
+                runs.append((start * chunk, min(k * chunk, width)))
+                start = None
+        return runs
 
     def commit(self, steps: int, ids: int) -> None:
         if steps < self.state.steps:
@@ -191,15 +246,47 @@ class Journal:
             raise IndexError(f"journal rows [{start}, {stop}) outside committed [0, {self.state.steps})")
         ids, _, _ = self.membership(start, stop)
         steps = self.arrays.get(self.zarr_arrays["steps"], np.s_[start:stop])
-        return self.row_block(slice(start, stop), slice(None)), ids, steps
+        return self._journaled(start, stop, slice(None)), ids, steps
+
+    def scales(self, start: int, stop: int) -> np.ndarray | None:
+        """A derived store's scales of steps ``[start, stop)``, (steps, parameters): c, or inf where Δw is
+        journaled; None for a store that journals every Δw."""
+        return self._stored_scales(start, stop) if self.derived else None
+
+    def _stored_scales(self, start: int, stop: int) -> np.ndarray:
+        return self.arrays.get(self.zarr_arrays["scales"], np.s_[start:stop])
+
+    def _derived_cells(self, scales: np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
+        """Which cells of rows (of ``scales``' steps), columns ``cols``, belong to a derived step."""
+        owner = self.state.cache.get("column_owner")
+        if owner is None:
+            spec = self.state.spec
+            widths = [p.numel if p.granularity == "weight" else 2 * p.units for p in spec.params]
+            owner = self.state.cache["column_owner"] = np.repeat(np.arange(len(widths)), widths)
+        return np.isfinite(scales)[:, owner[cols]]
 
     def param_rows(self, name: str, start: int, stop: int) -> dict[str, np.ndarray]:
         columns = self.state.spec.journal_columns()[name]
-        return {kind: self.row_block(slice(start, stop), cols) for kind, cols in columns.items()}
+        return {kind: self._journaled(start, stop, cols) for kind, cols in columns.items()}
+
+    def _journaled(self, start: int, stop: int, cols: slice) -> np.ndarray:
+        """Rows ``[start, stop)``, columns ``cols``, with NaN where a derived step journaled its scale instead."""
+        rows = self.row_block(slice(start, stop), cols)
+        if self.derived:
+            rows[self._derived_cells(self._stored_scales(start, stop), cols)] = np.nan
+        return rows
 
     def row_block(self, steps: slice, cols: slice | np.ndarray) -> np.ndarray:
-        """Journal rows ``steps`` (a slice), columns ``cols`` (of the whole row), as float32."""
-        return decode_rows(self.arrays.read(self.zarr_arrays["rows"], steps, cols))
+        """Journal rows ``steps`` (a slice), columns ``cols`` (of the whole row), as float32; a derived step's
+        cells hold its Δw or NaN (see :meth:`scales`)."""
+        unwritten = None
+        if self.derived:
+            start, stop = steps.start or 0, self.state.steps if steps.stop is None else steps.stop
+
+            def unwritten() -> np.ndarray:
+                return self._derived_cells(self._stored_scales(start, stop), cols)
+
+        return decode_rows(self.arrays.read(self.zarr_arrays["rows"], steps, cols, unwritten))
 
     def examples(self, start: int, stop: int) -> np.ndarray:
         if not self.state.spec.example_width:

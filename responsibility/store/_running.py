@@ -43,6 +43,7 @@ class RunningSums:
         ids_start: int,
         steps: np.ndarray,
         examples: np.ndarray | None = None,
+        scales: np.ndarray | None = None,
     ) -> None:
         """Add journal steps ``[start_step, start_step + len(steps))``: the arguments of a journal write. Steps
         added before are skipped (a flushed chunk row is written again, whole, when it fills up)."""
@@ -52,12 +53,13 @@ class RunningSums:
         if skip:
             first = int(steps[skip - 1, 0])  # flat position of the first id not added yet
             rows, steps, start_step = rows[skip:], steps[skip:], start_step + skip
+            scales = None if scales is None else scales[skip:]
             ids = ids[first - ids_start :]
             examples = None if examples is None else examples[first - ids_start :]
             ids_start = first
         if not len(steps):
             return
-        block = _Block(self._state, start_step, rows, ids, ids_start, steps, examples)
+        block = _Block(self._state, start_step, rows, ids, ids_start, steps, examples, scales)
         stop = start_step + len(steps)
         for p in self._state.spec.params:
             pos, neg = self.sums[p.name]
@@ -83,9 +85,11 @@ class _Block:
         ids_start: int,
         steps: np.ndarray,
         examples: np.ndarray | None,
+        scales: np.ndarray | None,
     ) -> None:
         self.state = state
         self.start = start
+        self._scales = scales
         self.rows = decode_rows(encode_rows(rows, state.layout))  # as a fold reads them back
         self.examples = examples
         self.ids_start = ids_start
@@ -94,6 +98,11 @@ class _Block:
 
     def row_block(self, steps: slice, cols: slice | np.ndarray) -> np.ndarray:
         return self.rows[steps.start - self.start : steps.stop - self.start, cols]
+
+    def scales(self, start: int, stop: int) -> np.ndarray | None:
+        if self._scales is None:
+            return None
+        return self._scales[start - self.start : stop - self.start]
 
     def members(self, start: int, stop: int) -> Membership:
         if start < self.start or stop > self.start + len(self.rows):

@@ -13,7 +13,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.core.group import GroupMetadata  # what zarr.create_hierarchy takes for a group
 
-from responsibility.choices import SIGNS, Codec, JournalDtype, RDtype, Sign, check_choice
+from responsibility.choices import SIGNS, Codec, JournalDelta, JournalDtype, RDtype, Sign, check_choice
 
 if TYPE_CHECKING:  # the metadata types zarr.create_hierarchy takes for arrays
     from zarr.core.metadata import ArrayV2Metadata, ArrayV3Metadata
@@ -52,6 +52,10 @@ class Layout:
     # bytes; every journaled value, and so every R_pos/R_neg/R_abs, is off by at most 2^-8 of itself (values below
     # float32's normal range, 1.2e-38, excepted). Folds and reads still sum in float32.
     journal_dtype: JournalDtype = "float32"
+    # "derived" (plain SGD; per-example parameters at weight granularity): a step whose Δw is c · Σ_j g_j (to within
+    # 2^-20 of the parameter's largest weight) journals c, and each example's share is c · g_j
+    # (responsibility.recording.derived).
+    journal_delta: JournalDelta = "stored"
 
     def __post_init__(self) -> None:
         for field in ("chunk_steps", "journal_chunk_cols", "r_chunk_examples", "r_chunk_units"):
@@ -64,6 +68,7 @@ class Layout:
         check_choice("codec", self.codec, Codec)
         check_choice("r_dtype", self.r_dtype, RDtype)
         check_choice("journal_dtype", self.journal_dtype, JournalDtype)
+        check_choice("journal_delta", self.journal_delta, JournalDelta)
 
     def compressors(self, unshuffled: bool = False) -> list[Any]:
         """The codecs of an array; ``unshuffled``: float data that byte shuffling does not pay for (the journal's

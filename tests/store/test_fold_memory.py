@@ -26,8 +26,8 @@ def test_per_example_reads_stay_within_the_fold_budget(tmp_path, monkeypatch, gr
     reads: list[tuple[str, int]] = []
     read = Arrays.read
 
-    def spy(self, arr, rows, cols):
-        out = read(self, arr, rows, cols)
+    def spy(self, arr, rows, cols, unwritten=None):
+        out = read(self, arr, rows, cols, unwritten)
         reads.append((arr.path, out.nbytes))
         return out
 
