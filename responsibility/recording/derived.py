@@ -26,7 +26,10 @@ def derived_scale(delta: torch.Tensor, grad_sum: torch.Tensor, weight: torch.Ten
     """``c`` (a 0-dim float32 tensor on ``delta``'s device) with ``delta`` within ``TOLERANCE · max|weight|`` of
     ``c · grad_sum`` everywhere, or inf when no such ``c`` (the least-squares one) exists. No host sync."""
     d, g = delta.reshape(-1).float(), grad_sum.reshape(-1).float()
-    c = torch.dot(d, g) / torch.dot(g, g)  # NaN when G = 0: then Δw must be 0, and the check fails (stored)
+    # Products summed pairwise: on a row not 16-byte aligned (a journal row starts anywhere in its buffer),
+    # torch.dot's float32 sum over fc1 of the paper CNN (692,224 weights) put c off by 1e-4, 100x the bound.
+    # NaN when G = 0: Δw must be 0 then, and the check fails.
+    c = (d * g).sum() / (g * g).sum()
     lo, hi = torch.aminmax(torch.addcmul(d, g, c, value=-1))
     w_lo, w_hi = torch.aminmax(weight.detach().reshape(-1).float())
     bound = torch.maximum(w_hi, -w_lo) * TOLERANCE

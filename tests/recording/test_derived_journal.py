@@ -66,6 +66,19 @@ def test_derived_scale_hand_computed():
     assert float(derived_scale(nan, g, w)) == float("inf")
 
 
+def test_derived_scale_of_a_large_unaligned_row():
+    """A journal row's Δw starts anywhere in the buffer: over fc1 of the paper CNN (692,224 weights) at an offset
+    of one float, torch.dot's float32 sum was off by 1e-4 of c, 100x the bound; the scale must still be found."""
+    torch.manual_seed(0)
+    g = (torch.randn(128, 64) @ torch.relu(torch.randn(64, 5408))).reshape(-1) * 1e-3
+    w = torch.randn(g.shape) * 0.05
+    buf = torch.zeros(len(g) + 1)
+    delta = buf[1:]  # 4 bytes past the buffer's start
+    delta.copy_((w - 0.05 * g) - w)
+    c = float(derived_scale(delta, g, w - 0.05 * g))
+    assert abs(c + 0.05) <= 1e-6 * 0.05
+
+
 def test_shares_of_derived_and_mixed_steps_hand_computed():
     grads = torch.tensor([[1.0, 2.0], [3.0, -2.0], [1.0, 1.0]])
     row, counts = torch.tensor([0, 0, 1]), torch.tensor([2, 1])
