@@ -22,15 +22,20 @@ __all__ = ["TOLERANCE", "derived_scale", "gradient_sum"]
 TOLERANCE = 2.0**-20
 
 
-def derived_scale(delta: torch.Tensor, grad_sum: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def derived_scale(
+    delta: torch.Tensor, grad_sum: torch.Tensor, weight: torch.Tensor, scratch: torch.Tensor | None = None
+) -> torch.Tensor:
     """``c`` (a 0-dim float32 tensor on ``delta``'s device) with ``delta`` within ``TOLERANCE · max|weight|`` of
-    ``c · grad_sum`` everywhere, or inf when no such ``c`` (the least-squares one) exists. No host sync."""
+    ``c · grad_sum`` everywhere, or inf when no such ``c`` (the least-squares one) exists. No host sync.
+    ``scratch``: float32 space of ``delta``'s size and device for the temporaries, reused from step to step (fresh
+    multi-MB temporaries cost page faults: the check took twice as long in a fit)."""
     d, g = delta.reshape(-1).float(), grad_sum.reshape(-1).float()
+    s = torch.empty_like(d) if scratch is None else scratch.view(-1)
     # Products summed pairwise: on a row not 16-byte aligned (a journal row starts anywhere in its buffer),
     # torch.dot's float32 sum over fc1 of the paper CNN (692,224 weights) put c off by 1e-4, 100x the bound.
     # NaN when G = 0: Δw must be 0 then, and the check fails.
-    c = (d * g).sum() / (g * g).sum()
-    lo, hi = torch.aminmax(torch.addcmul(d, g, c, value=-1))
+    c = torch.mul(d, g, out=s).sum() / torch.mul(g, g, out=s).sum()
+    lo, hi = torch.aminmax(torch.addcmul(d, g, c, value=-1, out=s))
     w_lo, w_hi = torch.aminmax(weight.detach().reshape(-1).float())
     bound = torch.maximum(w_hi, -w_lo) * TOLERANCE
     ok = (hi <= bound) & (-lo <= bound)  # False for NaN anywhere

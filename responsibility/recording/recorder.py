@@ -103,6 +103,7 @@ class Recorder:
         derived = store.layout.journal_delta == "derived"
         # Parameters whose steps may journal a scale instead of Δw: recorded per example at weight granularity.
         self._derivable = {id(param) for spec, param in tracked if derived and spec.example_form in ("outer", "dense")}
+        self._derived_space: dict[tuple[int, torch.device], torch.Tensor] = {}
         params = len(tracked) if derived else 0
         self._buffers = [_Buffer(rows, width, ex_width, pin, params), _Buffer(rows, width, ex_width, pin, params)]
         self._buf = self._buffers[0]
@@ -220,7 +221,8 @@ class Recorder:
                         grad_sum = (grad_sums or {}).get(spec.name)
                         if grad_sum is None:
                             grad_sum = self._gradient_sum(spec, examples)
-                        buf.scales[buf.n, j].copy_(derived_scale(delta, grad_sum, param), non_blocking=True)
+                        scale = derived_scale(delta, grad_sum, param, self._check_scratch(delta))
+                        buf.scales[buf.n, j].copy_(scale, non_blocking=True)
                     else:
                         buf.scales[buf.n, j] = float("inf")
         buf.steps[buf.n] = (0, global_step, epoch, 0)
@@ -287,6 +289,14 @@ class Recorder:
         torch.clamp(d, max=0, out=part)
         row[cols["neg"]].copy_(part.sum(1).neg_(), non_blocking=True)
         return None
+
+    def _check_scratch(self, delta: torch.Tensor) -> torch.Tensor:
+        """Float32 space for the derived check of a Δw like ``delta``, one per size and device."""
+        key = (delta.numel(), delta.device)
+        space = self._derived_space.get(key)
+        if space is None:
+            space = self._derived_space[key] = torch.empty(delta.numel(), dtype=torch.float32, device=delta.device)
+        return space
 
     def _gradient_sum(self, spec: ParamSpec, examples: torch.Tensor) -> torch.Tensor:
         """Σ_j g_j of a per-example parameter, from its columns of the step's journaled values."""
