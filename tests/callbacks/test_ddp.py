@@ -25,10 +25,12 @@ class FixedBatches(torch.utils.data.Sampler[list[int]]):
 
 
 def _one_process_on_the_same_batches(tmp_path, data, ddp: ResponsibilityStore, attribution: str):
-    """One process trained from the same seed on the global batches the DDP run recorded, in the same order."""
+    """One process trained from the same seed on the global batches the DDP run recorded, in the same order, with
+    the same journal."""
     ids, counts = ddp.membership()
     batches = np.split(ids, np.cumsum(counts)[:-1])
-    single = ResponsibilityCallback(tmp_path / "one.zarr", attribution=attribution)
+    delta = ddp.layout.journal_delta
+    single = ResponsibilityCallback(tmp_path / "one.zarr", attribution=attribution, journal_delta=delta)
     torch.manual_seed(0)
     make_trainer(tmp_path, [single], max_epochs=1).fit(
         TinyNet(), DataLoader(data, batch_sampler=FixedBatches([b.tolist() for b in batches]))
@@ -59,13 +61,14 @@ def test_ddp_store_equals_single_process_on_same_global_batches(tmp_path, n):
         np.testing.assert_allclose(ddp.read(name), one.read(name), rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("n", [48, 47])
-def test_ddp_per_example_equals_single_process_and_sums_to_the_weight_change(tmp_path, n):
+@pytest.mark.parametrize(("n", "journal_delta"), [(48, "stored"), (47, "stored"), (47, "derived")])
+def test_ddp_per_example_equals_single_process_and_sums_to_the_weight_change(tmp_path, n, journal_delta):
     """Each rank's per-example values are gathered with its ids: the shares of the global batch equal those of one
     process stepping on the same global batches (itself checked against a float64 reference), and over the run the
-    signed R of all examples adds up to the weights' total change."""
+    signed R of all examples adds up to the weights' total change. A derived journal checks Δw against the gathered
+    gradients: DDP averages the ranks' gradients, so c = -lr / 2."""
     data = IndexedData(n)
-    cb = ResponsibilityCallback(tmp_path / "ddp.zarr", attribution="per_example")
+    cb = ResponsibilityCallback(tmp_path / "ddp.zarr", attribution="per_example", journal_delta=journal_delta)
     torch.manual_seed(0)
     model = TinyNet()
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -74,6 +77,10 @@ def test_ddp_per_example_equals_single_process_and_sums_to_the_weight_change(tmp
     )
     ddp = ResponsibilityStore.open(tmp_path / "ddp.zarr")
     assert ddp.spec.attribution == "per_example"
+    scales = ddp.journal_scales()
+    if journal_delta == "derived":
+        assert scales is not None
+        np.testing.assert_allclose(scales, -0.1 / 2, rtol=1e-5)  # TinyNet's lr 0.1; every step derived
     ids, counts = ddp.membership()
     assert counts.tolist() == [8] * 6 * 2
     for name, value in model.state_dict().items():  # ddp_spawn hands the trained weights back
