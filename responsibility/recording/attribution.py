@@ -26,6 +26,7 @@ from torch import nn
 
 from responsibility.choices import AttributionSetting, ExampleForm, ShareRule
 from responsibility.errors import Fix, LayerSelectionError
+from responsibility.recording.derived import derived_scale, gradient_sum
 from responsibility.recording.per_example import ExampleGradients, uncalled_linears, unsupported_reason
 from responsibility.recording.unit_shares import unit_shares
 from responsibility.store.spec import ParamSpec
@@ -151,13 +152,23 @@ class PerExample:
         return dict(self.capture.weight_grads) if self.capture is not None and rows is self._taken else {}
 
     def journal_values(
-        self, rows: torch.Tensor, weight_change: Callable[[nn.Parameter], torch.Tensor], rule: ShareRule
-    ) -> torch.Tensor:
+        self,
+        rows: torch.Tensor,
+        weight_change: Callable[[nn.Parameter], torch.Tensor],
+        rule: ShareRule,
+        derived: bool = False,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The journal's per-example values from the step's captured ``rows`` (all its examples): neuron
-        granularity parameters' shares summed per unit (needs each one's Δw), the others' rows as captured."""
+        granularity parameters' shares summed per unit (needs each one's Δw), the others' rows as captured.
+
+        With a ``derived`` journal each per-unit parameter's step is checked first, as the recorder checks the
+        others' (:func:`~responsibility.recording.derived.derived_scale`); where it passes, the shares are c · g_j,
+        with no product of the inputs and the ratios. Returns the values and those scales by name (inf: the step's
+        shares came from its Δw)."""
         capture = self.capture
+        scales: dict[str, torch.Tensor] = {}
         if capture is None or all(s.example_form != "units" for s, _ in self._journal):
-            return rows
+            return rows, scales
         # Autograd's weight gradient is the "gradient" rule's Σ_k g_k (decide() keeps it only under that rule).
         sums = self.gradient_sums(rows)
         self._taken = None
@@ -172,10 +183,15 @@ class PerExample:
                     scratch = self._scratch[spec.name] = rows.new_empty(2, spec.units, spec.numel // spec.units)
                 delta = weight_change(param)
                 form = capture.form(spec.name)
-                part = unit_shares(part, delta, form, spec.shape, rule, scratch, sums.get(spec.name))
+                weight_sums, scale = sums.get(spec.name), None
+                if derived:
+                    grad_sum = gradient_sum(part, form, spec.shape) if weight_sums is None else weight_sums
+                    c = scales[spec.name] = derived_scale(delta, grad_sum, param, scratch[1])
+                    scale = c if bool(torch.isfinite(c)) else None
+                part = unit_shares(part, delta, form, spec.shape, rule, scratch, weight_sums, scale)
             out[:, j : j + spec.example_width] = part
             col, j = col + width, j + spec.example_width
-        return out
+        return out, scales
 
     def detach(self) -> None:
         if self.capture is not None:

@@ -183,6 +183,7 @@ class Recorder:
         epoch: int = -1,
         examples: torch.Tensor | None = None,
         grad_sums: Mapping[str, torch.Tensor] | None = None,
+        scales: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
         """Journal one optimizer step: Δw of every snapshotted parameter, and the step's example ids.
 
@@ -191,7 +192,8 @@ class Recorder:
         <responsibility.recording.session.RecordingSession.record_step>` forms them). A derived journal
         (``journal_delta="derived"``) checks each per-example weight's Δw against the sum of the examples'
         gradients, ``grad_sums`` by name where already at hand (autograd's weight gradient for exactly these
-        examples), else formed from ``examples``.
+        examples), else formed from ``examples``; per-unit parameters come checked, with their ``scales`` by name
+        (:meth:`PerExample.journal_values <responsibility.recording.attribution.PerExample.journal_values>`).
         """
         ids = as_ids(ids)
         check_ids(ids, self.store.num_examples)
@@ -217,7 +219,10 @@ class Recorder:
                     delta = self._write_delta(spec, param, cols, row)
                     if buf.scales is None:
                         continue
-                    if delta is not None and examples is not None and id(param) in self._derivable:
+                    given = None if scales is None else scales.get(spec.name)
+                    if given is not None:
+                        buf.scales[buf.n, j].copy_(given, non_blocking=True)
+                    elif delta is not None and examples is not None and id(param) in self._derivable:
                         grad_sum = (grad_sums or {}).get(spec.name)
                         if grad_sum is None:
                             grad_sum = self._gradient_sum(spec, examples)

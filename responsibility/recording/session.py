@@ -415,13 +415,18 @@ class RecordingSession:
             )
         recorder, spec = self._recorder, self._spec
         if recorder is not None and spec is not None:
-            sums = None
+            sums = scales = None
             if examples is not None and self._per_example is not None:
-                if self.journal_delta == "derived":
+                derived = self.journal_delta == "derived"
+                if derived:
                     sums = self._per_example.gradient_sums(examples)
-                examples = self._per_example.journal_values(examples, recorder.weight_change, spec.share_rule)
+                examples, scales = self._per_example.journal_values(
+                    examples, recorder.weight_change, spec.share_rule, derived
+                )
             with self._storage_guard():
-                recorder.record_step(ids, global_step=global_step, epoch=epoch, examples=examples, grad_sums=sums)
+                recorder.record_step(
+                    ids, global_step=global_step, epoch=epoch, examples=examples, grad_sums=sums, scales=scales
+                )
         self.steps += 1
         self.num_ids += len(ids)
 

@@ -17,6 +17,10 @@ or under "magnitude"; ratios of one sign, as plain SGD's are), and one more for 
 "gradient" and autograd's product for the layer's calls (the weight's gradient from them) is at hand: no
 (examples, units, inputs) tensor is formed. Other parameters have dense per-example gradients, and the shares are
 formed directly.
+
+A derived journal's step (``journal_delta="derived"``, plain SGD: Δw = c · Σ_k g_k, checked) has ``share_j = c · g_j``,
+and for a Linear weight the sums need only each example's summed inputs by sign: ``x⁺ A⁺ + x⁻ A⁻`` with ``x = c δ_j``
+and ``A^± = Σ_i a^±_ji``, no product with the inputs.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ def unit_shares(
     rule: ShareRule,
     scratch: torch.Tensor | None = None,
     weight_sums: torch.Tensor | None = None,
+    scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(B, 2 · units)``: each example's positive, then negative, share of ``delta`` summed per unit.
 
@@ -47,9 +52,13 @@ def unit_shares(
     fresh multi-MB temporary per step costs page faults). ``weight_sums``: for "outer" values and the rule
     "gradient", ``Σ_k w_k`` when already at hand, (units, inputs), float32: the batch's weight gradient, which
     autograd has formed (:attr:`ExampleGradients.weight_grads
-    <responsibility.recording.per_example.ExampleGradients.weight_grads>`); it is overwritten.
+    <responsibility.recording.per_example.ExampleGradients.weight_grads>`); it is overwritten. ``scale``: a derived
+    journal's c with Δw = c · Σ_k g_k (:mod:`responsibility.recording.derived`, rule "gradient"): each share is
+    then ``c · g_j``, and ``delta`` is not used.
     """
     units = shape[0] if shape else 1
+    if scale is not None:
+        return _derived_unit_shares(values, scale, form, units)
     d = delta.detach().to(values.dtype).reshape(units, -1)
     n = len(values)
     spare = None if scratch is None else scratch[1]
@@ -74,6 +83,23 @@ def unit_shares(
         pos, neg = share.clamp(min=0).sum(2), share.clamp(max=0).sum(2).neg_()
     if even is not None:  # the evenly split weights add the same amount to every example of the step
         pos, neg = pos + even[0], neg + even[1]
+    return torch.cat([pos, neg], 1)
+
+
+def _derived_unit_shares(values: torch.Tensor, scale: torch.Tensor, form: ExampleForm, units: int) -> torch.Tensor:
+    """Per-unit sums of ``c · g_j`` by sign. For "outer" values ``g_j[o, i] = δ_jo a_ji``, so with ``x = c δ`` the
+    sums are ``x⁺ A⁺ + x⁻ A⁻`` (positive) and ``x⁺ A⁻ + x⁻ A⁺`` (negative), ``A^± = Σ_i a^±_ji``: no product with
+    the inputs at all."""
+    n = len(values)
+    if form == "outer":
+        x = values[:, :units] * scale.to(values.dtype)
+        inp = values[:, units:]
+        a_pos, a_neg = inp.clamp(min=0).sum(1, keepdim=True), inp.clamp(max=0).sum(1, keepdim=True).neg_()
+        x_pos, x_neg = x.clamp(min=0), x.clamp(max=0).neg_()
+        pos, neg = x_pos * a_pos + x_neg * a_neg, x_pos * a_neg + x_neg * a_pos
+    else:
+        share = values.reshape(n, units, -1) * scale.to(values.dtype)
+        pos, neg = share.clamp(min=0).sum(2), share.clamp(max=0).sum(2).neg_()
     return torch.cat([pos, neg], 1)
 
 

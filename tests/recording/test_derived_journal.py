@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 from responsibility import ResponsibilityCallback, ResponsibilityStore
 from responsibility.kernels.shares import shares
 from responsibility.recording.derived import TOLERANCE, derived_scale
+from responsibility.recording.unit_shares import unit_shares
 from responsibility.store import Layout
 from responsibility.store.spec import ParamSpec, RecordingSpec
 
@@ -91,6 +92,21 @@ def test_shares_of_derived_and_mixed_steps_hand_computed():
     np.testing.assert_array_equal(got, [[-0.5, -1.0], [-1.5, 1.0], [4.0, 8.0]])
 
 
+@pytest.mark.parametrize("form", ["outer", "dense"])
+def test_derived_unit_shares_are_the_derived_shares_summed_per_unit(form):
+    """At neuron granularity a derived step's shares are c · g_j summed per unit by sign: against the weight-level
+    shares of the same step (inputs of both signs, so every product of the factors' signs occurs)."""
+    g = torch.Generator().manual_seed(0)
+    out, inp = torch.randn(5, 3, generator=g), torch.randn(5, 4, generator=g)
+    grads = (out[:, :, None] * inp[:, None, :]).reshape(5, 12)  # g_j = δ_j a_jᵀ, flat
+    values = torch.cat([out, inp], 1) if form == "outer" else grads
+    c = torch.tensor(-0.05)
+    got = unit_shares(values, torch.full((3, 4), float("nan")), form, (3, 4), "gradient", scale=c)
+    per_weight = shares(None, grads, torch.zeros(5, dtype=torch.int64), torch.tensor([5]), "gradient", c[None])
+    want = torch.cat([per_weight.clamp(min=0), per_weight.clamp(max=0).neg()], 1).reshape(5, 2, 3, 4).sum(3)
+    torch.testing.assert_close(got, want.reshape(5, 6), rtol=1e-6, atol=1e-9)
+
+
 # ---------------------------------------------------------------------------------------------- end to end
 def test_plain_sgd_derived_store_holds_each_examples_own_update(tmp_path):
     """Against the float64 reference of -lr·g_j/B, and closer to it than the journal of Δw (whose float32 rounding
@@ -113,6 +129,30 @@ def test_plain_sgd_derived_store_holds_each_examples_own_update(tmp_path):
             got, old = store.read(name, sign), stored.read(name, sign)
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max(), err_msg=name)
             assert np.abs(got - want).max() <= np.abs(old - want).max()
+
+
+def test_neuron_granularity_derives_the_per_unit_shares(tmp_path):
+    """Every parameter per unit: each step's check passes, no row is written, and R is the per-unit sums of
+    -lr·g_j/B; with odd steps nudged, those take the ratios, and R is the gradient rule's."""
+    units = {n: "neuron" for n in ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")}
+    ref = PerExampleReference(N, "gradient", sgd_exact_lr=LR, granularity=units)
+    store = record(tmp_path, TinyNet(optimizer="sgd", lr=LR), ref, granularity="neuron", journal_delta="derived")
+    scales = store.journal_scales()
+    assert scales is not None and np.isfinite(scales).all()
+    assert not (tmp_path / "s.zarr" / "journal" / "rows" / "c").exists()
+    nudged_ref = PerExampleReference(N, "gradient", granularity=units)
+    opts = dict(granularity="neuron", journal_delta="derived", share_rule="gradient")
+    nudged = record(tmp_path, NudgedNet(), nudged_ref, name="nudged.zarr", **opts)
+    nudged_scales = nudged.journal_scales()
+    assert nudged_scales is not None
+    even = np.arange(nudged.steps) % 2 == 0
+    np.testing.assert_array_equal(np.isfinite(nudged_scales), np.broadcast_to(even[:, None], nudged_scales.shape))
+    for s, r, rtol in ((store, ref, 1e-5), (nudged, nudged_ref, 2e-3)):
+        for name in s.parameters:
+            for sign in ("pos", "neg"):
+                want = r.get(name, sign)
+                got = s.read(name, sign)
+                np.testing.assert_allclose(got, want, rtol=rtol, atol=1e-6 * np.abs(want).max(), err_msg=name)
 
 
 def test_each_step_sums_to_within_the_bound_of_its_applied_change(tmp_path):
