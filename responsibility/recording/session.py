@@ -113,9 +113,10 @@ class RecordingSession:
         journal_dtype: ``"float32"`` (default, exact) or ``"bfloat16"``: opt-in compact journal, half the bytes
             per step; each Δw is rounded to bfloat16 (relative error at most 2^-8 per step) before it is summed.
         journal_delta: ``"stored"`` (default, exact) or ``"derived"``: with plain SGD and per-example attribution,
-            a weight-granularity parameter's step whose Δw is c · Σ_j g_j (to within 2^-20 of the parameter's
-            largest weight, checked every step) journals c instead of Δw, and each example's share is c · g_j;
-            other steps journal Δw. Needs the share rule "gradient". See :mod:`responsibility.recording.derived`.
+            a per-example parameter's step whose Δw is c · Σ_j g_j (to within 2^-20 of the parameter's largest
+            weight, checked every step) journals c instead of Δw, and each example's share is c · g_j (summed per
+            unit at neuron granularity); other steps journal Δw. Needs the share rule "gradient". See
+            :mod:`responsibility.recording.derived`.
         overwrite: replace an existing store when a fresh (non-resumed) run starts.
         on_error: what a storage failure (full disk, read-only location, lost connection) does: ``"raise"``
             stops training with :class:`StoreWriteError`; ``"warn"`` warns and lets training go on without
