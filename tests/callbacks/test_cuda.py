@@ -72,6 +72,27 @@ def test_per_example_neurons_on_cuda_match_reference(tmp_path):
             np.testing.assert_allclose(store.read(name, sign), want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("granularity", ["weight", "neuron"])
+def test_derived_journal_on_cuda_matches_reference(tmp_path, granularity):
+    """journal_delta="derived" from CUDA weights: the check and the scales on the device, the scales copied
+    without blocking; R is the per-example SGD update -lr·g_j/B (summed per unit at neuron granularity)."""
+    names = ("net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias")
+    units = {n: "neuron" for n in names} if granularity == "neuron" else {}
+    ref = PerExampleReference(N, "gradient", sgd_exact_lr=0.1, granularity=units)
+    cb = ResponsibilityCallback(
+        tmp_path / "s.zarr", attribution="per_example", granularity=granularity, journal_delta="derived", fold="never"
+    )
+    torch.manual_seed(0)
+    make_trainer(tmp_path, [cb, ref], accelerator="gpu", max_epochs=2).fit(TinyNet(optimizer="sgd"), loader())
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    scales = store.journal_scales()
+    assert scales is not None and np.isfinite(scales).all()
+    for name in store.parameters:
+        for sign in ("pos", "neg"):
+            want = ref.get(name, sign)
+            np.testing.assert_allclose(store.read(name, sign), want, rtol=1e-4, atol=1e-6 * np.abs(want).max())
+
+
 @pytest.mark.parametrize("attribution", ["uniform", "per_example"])
 @pytest.mark.parametrize("budget", [1 << 14, None], ids=["small groups", "one group"])
 def test_gpu_fold_equals_cpu_fold(tmp_path, attribution, budget):
