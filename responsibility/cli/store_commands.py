@@ -79,11 +79,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"settings     batch_share={info['batch_share']} attribution={info['attribution']}")
     lay = info["layout"]
     index = f"depth {lay['topk']}, of {' '.join(lay['topk_signs'])}" if lay["topk"] else "none"
-    journal = lay["journal_dtype"] + (
-        ", Δw derived where plain SGD allows" if lay["journal_delta"] == "derived" else ""
-    )
+    journal = lay["journal_dtype"] + (" (derived Δw)" if lay["journal_delta"] == "derived" else "")
     print(f"storage      codec={lay['codec']} journal={journal} R={lay['r_dtype']}; top-k index: {index}")
-    derived = [p for p in info["parameters"] if p.get("example_form") in ("outer", "dense") and "derived_steps" in p]
+    derived = [p for p in info["parameters"] if p.get("example_form") is not None and "derived_steps" in p]
     if derived:
         cells = sum(p["derived_steps"] for p in derived)
         print(

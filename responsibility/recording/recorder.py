@@ -101,7 +101,8 @@ class Recorder:
         rows = store.layout.chunk_steps
         width, ex_width = store.spec.journal_width, store.spec.example_width
         derived = store.layout.journal_delta == "derived"
-        # Parameters whose steps may journal a scale instead of Δw: recorded per example at weight granularity.
+        # Parameters whose steps the recorder checks for a scale to journal instead of Δw: those recorded per
+        # example at weight granularity (per-unit parameters come checked, with their shares).
         self._derivable = {id(param) for spec, param in tracked if derived and spec.example_form in ("outer", "dense")}
         self._derived_space: dict[tuple[int, torch.device], torch.Tensor] = {}
         params = len(tracked) if derived else 0

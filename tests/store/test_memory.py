@@ -4,6 +4,7 @@ offers transparent huge pages, in a mapping advised for them."""
 from __future__ import annotations
 
 import gc
+import mmap
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,11 @@ def test_large_buffers_are_mapped_for_huge_pages_and_unmapped_with_the_tensor():
     address = t.data_ptr()
     assert smaps_entry(address)["THPeligible"] == "1"
     if "[madvise]" in _memory._THP_SETTING.read_text():  # only advised memory gets huge pages
-        assert smaps_entry(torch.zeros(4096, 1024).data_ptr())["THPeligible"] == "0"
+        # A fresh mapping without the advice (not torch.zeros: malloc may hand out heap that numpy advised).
+        plain = mmap.mmap(-1, 16 << 20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        view = torch.frombuffer(plain, dtype=torch.float32)
+        assert smaps_entry(view.data_ptr())["THPeligible"] == "0"
+        del view
     del t
     gc.collect()
     try:
