@@ -87,6 +87,10 @@ class ParameterChangedError(ResponsibilityError, RuntimeError):
     """A tracked parameter was replaced by another tensor or reshaped during training."""
 
 
+class OptimizerMismatchError(ResponsibilityError, ValueError):
+    """The training's optimizer does not fit a recording setting (``journal_delta="derived"`` needs plain SGD)."""
+
+
 class BudgetError(ResponsibilityError, MemoryError):
     """A read would need more memory than its budget allows."""
 

@@ -46,7 +46,13 @@ from responsibility.choices import (
     Sign,
     check_choice,
 )
-from responsibility.errors import ExampleIdError, ParameterChangedError, ResponsibilityError, StoreWriteError
+from responsibility.errors import (
+    ExampleIdError,
+    OptimizerMismatchError,
+    ParameterChangedError,
+    ResponsibilityError,
+    StoreWriteError,
+)
 from responsibility.recording.attribution import PerExample
 from responsibility.recording.per_example import default_rule
 from responsibility.recording.recorder import Recorder
@@ -293,9 +299,10 @@ class RecordingSession:
         elif self._per_example is not None:
             rule = default_rule(optimizers, [p for _, p in self._tracked])
         if self.journal_delta == "derived" and rule != "gradient":
-            raise ValueError(
-                "journal_delta='derived' needs plain SGD (no momentum, no weight decay): an optimizer of the tracked "
-                "parameters is not, so share_rule 'auto' chose 'magnitude'. Use journal_delta='stored'"
+            raise OptimizerMismatchError(
+                "journal_delta='derived' needs plain SGD (torch.optim.SGD without momentum or weight decay): an "
+                "optimizer of the tracked parameters is not, so share_rule 'auto' chose 'magnitude'.",
+                fixes=[{"journal_delta": "stored"}],
             )
         loaded = self._loaded
         resume = loaded["steps"] if loaded is not None else (self.steps or None)

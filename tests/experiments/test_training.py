@@ -218,6 +218,38 @@ def test_pipeline_records_and_prints_most_responsible(tmp_path: Path, capsys: py
     assert [int(r.split()[1]) for r in rows] == ids[:, 4, j].tolist()
 
 
+def test_per_example_sgd_experiment_derives_every_step(tmp_path: Path) -> None:
+    """experiment=per_example_sgd (on digits, for speed): plain SGD, so every parameter step journals its scale."""
+    from responsibility import ResponsibilityStore
+
+    cfg = _compose(
+        "experiment=per_example_sgd",
+        "data=digits",
+        "data.num_samples=64",
+        "trainer.max_epochs=1",
+        "+trainer.limit_val_batches=1",
+        f"paths.output_dir={tmp_path}",
+        "print_top=null",
+        *QUIET_TRAINER,
+    )
+    train(cfg)
+    store = ResponsibilityStore.open(tmp_path / "responsibility.zarr")
+    assert store.spec.attribution == "per_example" and store.layout.journal_delta == "derived"
+    scales = store.journal_scales()
+    assert scales is not None and scales.shape == (store.steps, 6) and np.isfinite(scales).all()
+    assert store.param("net.fc1.weight").granularity == "neuron"  # the main job's mapping, merged
+
+
+def test_a_derived_journal_with_adam_says_which_setting_fixes_it(tmp_path: Path) -> None:
+    from responsibility import OptimizerMismatchError
+
+    cfg = _quick_cfg(tmp_path, "callbacks.responsibility.journal_delta=derived", "model.optimizer=adam")
+    with pytest.raises(OptimizerMismatchError, match="needs plain SGD") as caught:
+        train(cfg)
+    assert caught.value.fixes == ({"journal_delta": "stored"},)
+    assert not (tmp_path / "responsibility.zarr").exists()
+
+
 def test_resolve_top_checks_before_training() -> None:
     model = ImageClassifier(PaperCNN(num_classes=3))
     assert resolve_top(model, OmegaConf.create({"parameter": None, "units": [2], "k": 4})) == TopRequest(
