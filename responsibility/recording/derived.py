@@ -2,9 +2,10 @@
 
 With plain SGD a step is ``Δw = -lr · G`` (``G`` the batch gradient, the sum of the examples' gradients the
 journal keeps anyway), times the clipping coefficient under norm clipping and ``1/S`` under loss scaling. So a
-per-example parameter at weight granularity needs one number per step instead of its Δw row: a store made with
+parameter recorded per example needs one number per step instead of its Δw row: a store made with
 ``journal_delta="derived"`` journals ``c`` (``journal/scales``) and each example's share of the step is
-``c · g_j`` (:func:`responsibility.kernels.shares.shares`).
+``c · g_j`` (:func:`responsibility.kernels.shares.shares`; summed per unit at neuron granularity,
+:mod:`responsibility.recording.unit_shares`).
 
 The applied Δw is ``(w - lr·G) - w`` in float32, so it differs from ``c · G`` by the rounding of the update, about
 one unit in the last place of the weight. A step is derived when every weight is within

@@ -314,7 +314,8 @@ class ResponsibilityStore:
         self._journal.rollback(steps)
 
     def journal_rows(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Committed journal ``[start, stop)``: rows (n, journal_width), their ids, and (n, 4) step records."""
+        """Committed journal ``[start, stop)``: rows (n, journal_width), their ids, and (n, 4) step records. In a
+        ``journal_delta="derived"`` store a derived step's cells are NaN (:meth:`journal_scales` has its c)."""
         return self._journal.rows(start, stop)
 
     def journal_scales(self, start: int = 0, stop: int | None = None) -> np.ndarray | None:
@@ -327,7 +328,8 @@ class ResponsibilityStore:
         return self._journal.scales(start, stop)
 
     def param_rows(self, name: str, start: int = 0, stop: int | None = None) -> dict[str, np.ndarray]:
-        """One parameter's journal values for steps ``[start, stop)``, by kind (delta, or pos and neg)."""
+        """One parameter's journal values for steps ``[start, stop)``, by kind (delta, or pos and neg); NaN at a
+        derived step (:meth:`journal_scales`)."""
         return self._journal.param_rows(name, start, self.steps if stop is None else stop)
 
     def membership(self, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
