@@ -202,6 +202,52 @@ def test_steps_that_are_no_multiple_journal_their_change(tmp_path):
         np.testing.assert_array_equal(again.read(name, sign), value, err_msg=f"{name} {sign}")
 
 
+@pytest.mark.parametrize(
+    ("trainer", "derived"),
+    [
+        ({"accumulate_grad_batches": 2}, True),  # Σ_j g_j over both micro-batches; the loss is halved, c = -lr
+        ({"gradient_clip_val": 0.05, "gradient_clip_algorithm": "norm"}, True),  # c = -lr times each step's coefficient
+        ({"gradient_clip_val": 0.01, "gradient_clip_algorithm": "value"}, False),  # clipped per weight: no multiple
+    ],
+    ids=["accumulation", "norm clipping", "value clipping"],
+)
+def test_lightning_gradient_handling(tmp_path, trainer, derived):
+    """What Lightning does to gradients between backward and step: steps stay derived where Δw is still a multiple
+    of Σ_j g_j, journal Δw where not. The signed R of all examples adds up to the weights' total change (within the
+    bound per derived step), and R is the gradient rule's: exactly where Δw is journaled, and where derived up to the
+    ratio's rounding that c · g_j does not carry."""
+    ref = PerExampleReference(N, "gradient")
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", attribution="per_example", journal_delta="derived")
+    torch.manual_seed(1)
+    loader = DataLoader(IndexedData(N), batch_size=3, shuffle=True)
+    model = TinyNet(optimizer="sgd", lr=LR)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    make_trainer(tmp_path, [cb, ref], max_epochs=2, **trainer).fit(model, loader)
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    scales = store.journal_scales()
+    assert scales is not None
+    if derived:
+        assert np.isfinite(scales).all()
+        if "gradient_clip_val" in trainer:  # the coefficient shrinks some steps: c is -lr · coefficient there
+            assert (scales > -LR * (1 - 1e-4)).any() and (scales >= -LR * (1 + 1e-5)).all()
+        else:
+            np.testing.assert_allclose(scales, -LR, rtol=1e-5)
+    else:
+        assert np.isinf(scales).mean() > 0.5
+    max_w = max(
+        max(float(v.abs().max()) for v in start.values()),
+        max(float(v.abs().max()) for v in model.state_dict().values()),
+    )
+    for name, value in model.state_dict().items():
+        signed = (store.read(name, "pos") - store.read(name, "neg")).sum(0, dtype=np.float64)
+        change = (value - start[name]).double().numpy()
+        assert np.abs(signed - change).max() <= store.steps * TOLERANCE * max_w + 1e-5 * np.abs(change).max()
+        for sign in ("pos", "neg"):
+            want = ref.get(name, sign)
+            rtol = 1e-2 if derived else 2e-3
+            np.testing.assert_allclose(store.read(name, sign), want, rtol=rtol, atol=1e-5 * np.abs(want).max())
+
+
 def test_with_momentum_every_step_journals_its_change_bit_for_bit(tmp_path):
     """No step of SGD with momentum is a multiple of its gradient: all journal Δw, and R is the stored store's."""
     derived = record(tmp_path, TinyNet(optimizer="momentum"), journal_delta="derived", share_rule="gradient")
