@@ -66,7 +66,6 @@ class PerExample:
         self._journal: list[tuple[ParamSpec, nn.Parameter]] = []
         self._scratch: dict[str, torch.Tensor] = {}  # per-unit shares' (2, units, inputs) space, reused every step
         self._taken: torch.Tensor | None = None  # the rows take() returned, which the capture's weight_grads cover
-        self._last_scale: dict[str, torch.Tensor] = {}  # derived journal: each per-unit parameter's last c
 
     def decide(self, specs: Sequence[ParamSpec], warn: bool, rule: ShareRule, derived: bool = False) -> list[ParamSpec]:
         """Give each spec its journaled per-example form (None: recorded uniformly), from what the backward passes
@@ -146,12 +145,6 @@ class PerExample:
         self._taken = self.capture.take() if self.capture is not None else None
         return self._taken
 
-    def resume_scales(self, scales: dict[str, torch.Tensor]) -> None:
-        """A derived journal's last recorded c by name (:meth:`Recorder.last_scales
-        <responsibility.recording.recorder.Recorder.last_scales>`), tried first at the next step, so that a resumed
-        run chooses the c an uninterrupted one would."""
-        self._last_scale = dict(scales)
-
     def gradient_sums(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
         """Autograd's weight gradients that are ``Σ_k g_k`` of the captured ``rows``, by name: only when they are
         this process's rows of the step (not gathered from other processes, or given by the caller). Call before
@@ -193,9 +186,7 @@ class PerExample:
                 weight_sums, scale = sums.get(spec.name), None
                 if derived:
                     grad_sum = gradient_sum(part, form, spec.shape) if weight_sums is None else weight_sums
-                    guess = self._last_scale.get(spec.name)  # the last step's c, tried first
-                    c = scales[spec.name] = derived_scale(delta, grad_sum, param, scratch[1], guess)
-                    self._last_scale[spec.name] = c
+                    c = scales[spec.name] = derived_scale(delta, grad_sum, param, scratch[1])
                     scale = c if bool(torch.isfinite(c)) else None
                 part = unit_shares(part, delta, form, spec.shape, rule, scratch, weight_sums, scale)
             out[:, j : j + spec.example_width] = part

@@ -24,39 +24,23 @@ TOLERANCE = 2.0**-20
 
 
 def derived_scale(
-    delta: torch.Tensor,
-    grad_sum: torch.Tensor,
-    weight: torch.Tensor,
-    scratch: torch.Tensor | None = None,
-    guess: torch.Tensor | None = None,
+    delta: torch.Tensor, grad_sum: torch.Tensor, weight: torch.Tensor, scratch: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``c`` (a 0-dim float32 tensor on ``delta``'s device) with ``delta`` within ``TOLERANCE · max|weight|`` of
-    ``c · grad_sum`` everywhere, or inf when no such ``c`` (the least-squares one) exists. No host sync, unless
-    ``guess`` is given.
-
+    ``c · grad_sum`` everywhere, or inf when no such ``c`` (the least-squares one) exists. No host sync.
     ``scratch``: float32 space of ``delta``'s size and device for the temporaries, reused from step to step (fresh
-    multi-MB temporaries cost page faults: the check took twice as long in a fit). ``guess``: a c to try first (the
-    parameter's last step's, on the CPU): it is returned if it passes, which spares the least-squares sums, about
-    half the check's passes; the choice between the two waits for the device."""
+    multi-MB temporaries cost page faults: the check took twice as long in a fit)."""
     d, g = delta.reshape(-1).float(), grad_sum.reshape(-1).float()
     s = torch.empty_like(d) if scratch is None else scratch.view(-1)
-    w_lo, w_hi = torch.aminmax(weight.detach().reshape(-1).float())
-    bound = torch.maximum(w_hi, -w_lo) * TOLERANCE
-    if guess is not None and bool(torch.isfinite(guess)):
-        guess = guess.to(d.device)
-        if bool(_within(d, g, guess, bound, s)):
-            return guess
     # Products summed pairwise: on a row not 16-byte aligned (a journal row starts anywhere in its buffer),
     # torch.dot's float32 sum over fc1 of the paper CNN (692,224 weights) put c off by 1e-4, 100x the bound.
     # NaN when G = 0: Δw must be 0 then, and the check fails.
     c = torch.mul(d, g, out=s).sum() / torch.mul(g, g, out=s).sum()
-    return torch.where(_within(d, g, c, bound, s), c, torch.full_like(c, float("inf")))
-
-
-def _within(d: torch.Tensor, g: torch.Tensor, c: torch.Tensor, bound: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """Whether every ``|d - c g|`` is at most ``bound`` (a 0-dim bool tensor; False for NaN anywhere)."""
     lo, hi = torch.aminmax(torch.addcmul(d, g, c, value=-1, out=s))
-    return (hi <= bound) & (-lo <= bound)
+    w_lo, w_hi = torch.aminmax(weight.detach().reshape(-1).float())
+    bound = torch.maximum(w_hi, -w_lo) * TOLERANCE
+    ok = (hi <= bound) & (-lo <= bound)  # False for NaN anywhere
+    return torch.where(ok, c, torch.full_like(c, float("inf")))
 
 
 def gradient_sum(values: torch.Tensor, form: str, shape: tuple[int, ...]) -> torch.Tensor:

@@ -105,7 +105,6 @@ class Recorder:
         # example at weight granularity (per-unit parameters come checked, with their shares).
         self._derivable = {id(param) for spec, param in tracked if derived and spec.example_form in ("outer", "dense")}
         self._derived_space: dict[tuple[int, torch.device], torch.Tensor] = {}
-        self._last_scale: dict[int, torch.Tensor] = {}  # each derivable parameter's last c, by position
         params = len(tracked) if derived else 0
         self._buffers = [_Buffer(rows, width, ex_width, pin, params), _Buffer(rows, width, ex_width, pin, params)]
         self._buf = self._buffers[0]
@@ -127,12 +126,6 @@ class Recorder:
         self._buf.reset(self.steps, self.num_ids)
         self._preload()
         self._submitted = self.steps  # steps handed to the writer (the preloaded ones are committed)
-        if params and self.steps:
-            # The c tried first at the next step is the last recorded one, as if the run had not stopped: a resumed
-            # run chooses the same c, so its journal stays bit-identical to an uninterrupted run's.
-            last = store.journal_scales(self.steps - 1, self.steps)
-            if last is not None:
-                self._last_scale = {j: torch.tensor(float(c)) for j, c in enumerate(last[0]) if np.isfinite(c)}
 
     # ------------------------------------------------------------------ hot path
     def snapshot(self, params: Iterable[torch.nn.Parameter] | None = None) -> None:
@@ -234,14 +227,10 @@ class Recorder:
                         grad_sum = (grad_sums or {}).get(spec.name)
                         if grad_sum is None:
                             grad_sum = self._gradient_sum(spec, examples)
-                        # On the CPU the last step's c is tried first (trying it waits for the result).
-                        guess = None if delta.is_cuda else self._last_scale.get(j)
-                        scale = derived_scale(delta, grad_sum, param, self._check_scratch(delta), guess)
-                        self._last_scale[j] = scale
+                        scale = derived_scale(delta, grad_sum, param, self._check_scratch(delta))
                         buf.scales[buf.n, j].copy_(scale, non_blocking=True)
                     else:
                         buf.scales[buf.n, j] = float("inf")
-                        self._last_scale.pop(j, None)
         buf.steps[buf.n] = (0, global_step, epoch, 0)
         buf.ids.append(ids)
         if examples is not None:
@@ -306,11 +295,6 @@ class Recorder:
         torch.clamp(d, max=0, out=part)
         row[cols["neg"]].copy_(part.sum(1).neg_(), non_blocking=True)
         return None
-
-    def last_scales(self) -> dict[str, torch.Tensor]:
-        """A derived journal: each parameter's c of the last step that had one, by name (what the next step tries
-        first)."""
-        return {self._tracked[j][0].name: c for j, c in self._last_scale.items()}
 
     def _check_scratch(self, delta: torch.Tensor) -> torch.Tensor:
         """Float32 space for the derived check of a Δw like ``delta``, one per size and device."""

@@ -368,8 +368,6 @@ class RecordingSession:
                 )
                 sums = running_sums(self._store, self.fold, self.fold_budget)
                 self._recorder = Recorder(self._store, self._tracked, background=self.background_writer, sums=sums)
-                if self._per_example is not None:
-                    self._per_example.resume_scales(self._recorder.last_scales())
         self._spec = spec
 
     # ------------------------------------------------------------------ per step
