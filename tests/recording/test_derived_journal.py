@@ -259,8 +259,9 @@ def test_with_momentum_every_step_journals_its_change_bit_for_bit(tmp_path):
             np.testing.assert_array_equal(derived.read(name, sign), stored.read(name, sign))
 
 
-def test_resume_mid_chunk_is_bit_identical_to_an_uninterrupted_run(tmp_path):
-    opts = dict(attribution="per_example", journal_buffer_mb=0.006, journal_delta="derived")
+@pytest.mark.parametrize("granularity", ["weight", "neuron"])
+def test_resume_mid_chunk_is_bit_identical_to_an_uninterrupted_run(tmp_path, granularity):
+    opts = dict(attribution="per_example", journal_buffer_mb=0.006, journal_delta="derived", granularity=granularity)
     fit_resumable(tmp_path / "a", tmp_path / "a.zarr", 2, **opts)
     fit_resumable(tmp_path / "b", tmp_path / "b.zarr", 1, **opts)
     fit_resumable(tmp_path / "b", tmp_path / "b.zarr", 2, ckpt_path=tmp_path / "b" / "ckpt" / "last.ckpt", **opts)
