@@ -11,7 +11,7 @@ import torch
 from helpers import IndexedData, PerExampleReference, TinyNet, assert_same_store, fit_resumable, make_trainer
 from torch.utils.data import DataLoader
 
-from responsibility import ResponsibilityCallback, ResponsibilityStore
+from responsibility import ResponsibilityCallback, ResponsibilityStore, StoreCorruptError
 from responsibility.kernels.shares import shares
 from responsibility.recording.derived import TOLERANCE, derived_scale
 from responsibility.recording.unit_shares import unit_shares
@@ -246,6 +246,19 @@ def test_lightning_gradient_handling(tmp_path, trainer, derived):
             want = ref.get(name, sign)
             rtol = 1e-2 if derived else 2e-3
             np.testing.assert_allclose(store.read(name, sign), want, rtol=rtol, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("lost", ["journal/rows", "journal/scales"])
+def test_a_lost_chunk_of_a_derived_store_is_still_found(tmp_path, lost):
+    """Fill values are allowed only in a derived step's cells: a lost chunk holding journaled Δw, or the scales
+    themselves, still reads as damage."""
+    record(tmp_path, NudgedNet(), journal_delta="derived", share_rule="gradient", fold="never")
+    chunks = sorted(p for p in (tmp_path / "s.zarr" / lost / "c").rglob("*") if p.is_file())
+    assert chunks
+    chunks[0].unlink()
+    store = ResponsibilityStore.open(tmp_path / "s.zarr")
+    with pytest.raises(StoreCorruptError, match="missing"):
+        store.read("net.0.weight", "pos")
 
 
 def test_with_momentum_every_step_journals_its_change_bit_for_bit(tmp_path):
