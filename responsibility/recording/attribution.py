@@ -185,8 +185,9 @@ class PerExample:
                 form = capture.form(spec.name)
                 weight_sums, scale = sums.get(spec.name), None
                 if derived:
-                    grad_sum = gradient_sum(part, form, spec.shape) if weight_sums is None else weight_sums
-                    c = scales[spec.name] = derived_scale(delta, grad_sum, param, scratch[1])
+                    if weight_sums is None:  # formed once: the ratios use it too where the check fails
+                        weight_sums = gradient_sum(part, form, spec.shape)
+                    c = scales[spec.name] = derived_scale(delta, weight_sums, param, scratch[1])
                     scale = c if bool(torch.isfinite(c)) else None
                 part = unit_shares(part, delta, form, spec.shape, rule, scratch, weight_sums, scale)
             out[:, j : j + spec.example_width] = part

@@ -198,24 +198,12 @@ class Journal:
     def _written_columns(self, scales: np.ndarray) -> list[tuple[int, int]]:
         """The column runs of journal/rows a derived block writes: every chunk column but those whose parameters
         are derived at each of the block's steps (their Δw is never read)."""
-        spec, width = self.state.spec, self.state.spec.journal_width
+        width = self.state.spec.journal_width
         chunk = int(self.zarr_arrays["rows"].chunks[1])
-        derived = np.isfinite(scales).all(0)
-        keep = np.zeros(-(-width // chunk), dtype=bool)
-        for p, (name, kinds) in enumerate(spec.journal_columns().items()):
-            if derived[p] or not spec.param(name).numel:
-                continue
-            first = min(sl.start for sl in kinds.values())
-            last = max(sl.stop for sl in kinds.values())
-            keep[first // chunk : -(-last // chunk)] = True
-        runs, start = [], None
-        for k, write in enumerate([*keep, False]):
-            if write and start is None:
-                start = k
-            elif not write and start is not None:
-                runs.append((start * chunk, min(k * chunk, width)))
-                start = None
-        return runs
+        stored = ~np.isfinite(scales).all(0)[self._column_owner()]  # per column: some step journals its Δw
+        keep = np.add.reduceat(stored, np.arange(0, width, chunk)) > 0 if width else np.zeros(0, bool)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], keep.astype(np.int8), [0]])))
+        return [(int(a) * chunk, min(int(b) * chunk, width)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
 
     def commit(self, steps: int, ids: int) -> None:
         if steps < self.state.steps:
@@ -258,12 +246,18 @@ class Journal:
 
     def _derived_cells(self, scales: np.ndarray, cols: slice | np.ndarray) -> np.ndarray:
         """Which cells of rows (of ``scales``' steps), columns ``cols``, belong to a derived step."""
+        return np.isfinite(scales)[:, self._column_owner()[cols]]
+
+    def _column_owner(self) -> np.ndarray:
+        """The position in the spec of the parameter each column of journal/rows belongs to."""
         owner = self.state.cache.get("column_owner")
         if owner is None:
-            spec = self.state.spec
-            widths = [p.numel if p.granularity == "weight" else 2 * p.units for p in spec.params]
-            owner = self.state.cache["column_owner"] = np.repeat(np.arange(len(widths)), widths)
-        return np.isfinite(scales)[:, owner[cols]]
+            owner = np.empty(self.state.spec.journal_width, dtype=np.int64)
+            for k, kinds in enumerate(self.state.spec.journal_columns().values()):
+                for sl in kinds.values():
+                    owner[sl] = k
+            self.state.cache["column_owner"] = owner
+        return owner
 
     def param_rows(self, name: str, start: int, stop: int) -> dict[str, np.ndarray]:
         columns = self.state.spec.journal_columns()[name]
