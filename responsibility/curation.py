@@ -245,7 +245,7 @@ class Curation:
     def labels(self, original: Sequence[int] | np.ndarray) -> np.ndarray:
         """The training labels after relabelling (int64 copy of ``original``, which must pass check_labels)."""
         self.check_labels(original)
-        out = np.array(original, dtype=np.int64, copy=True)
+        out = np.asarray(original).astype(np.int64)  # a copy, also of int64 input; tensors go in as arrays
         for i, label in self.state.labels.items():
             out[i] = label
         return out

@@ -9,6 +9,7 @@ import pickle
 
 import numpy as np
 import pytest
+import torch
 
 from responsibility.curation import FORMAT, Curation, labels_sha256
 from responsibility.errors import CurationError
@@ -41,6 +42,13 @@ def test_replayed_state_matches_a_hand_computed_one():
     assert s.tags == {0: {"odd"}}
     assert cur.changes[2].ids == (3, 5)
     assert cur.labels(LABELS).tolist() == [0, 2, 2, 0, 0, 2, 0, 1]
+    assert LABELS.tolist() == [0, 1, 2, 0, 1, 2, 0, 1]  # a copy: the original labels are not changed
+    # A dataset's labels as a tensor or a list give the same result, without numpy's deprecated copy request.
+    assert (
+        cur.labels(torch.from_numpy(LABELS)).tolist()
+        == cur.labels(LABELS.tolist()).tolist()
+        == [0, 2, 2, 0, 0, 2, 0, 1]
+    )
     assert cur.kept_ids().tolist() == [0, 1, 2, 4, 5, 6, 7]
     assert cur.loss_weights().tolist() == [1, 1, 1, 1, 1, 1, 10, 1]
     assert fresh().loss_weights() is None

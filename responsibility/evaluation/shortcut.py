@@ -89,7 +89,8 @@ def plant_patch(
     Returns:
         ``(patched, mask)``: a copy of the images (same dtype) and the boolean ``(N,)`` mask of patched ones.
     """
-    x = np.array(images, copy=True)
+    # np.asarray, then a copy: np.array(tensor) asks torch's __array__ for a copy keyword it lacks (deprecated).
+    x = np.asarray(images).copy()
     if x.ndim not in (3, 4):
         raise ValueError(f"images must be (N, H, W) or (N, C, H, W), got shape {x.shape}")
     if not np.isfinite(value):
