@@ -11,6 +11,7 @@ the writer also adds each written block to running sums of R, so the fold at the
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,6 +27,26 @@ from responsibility.store import ResponsibilityStore, RunningSums
 from responsibility.store.spec import ParamSpec
 
 FLAG_NONFINITE = 1
+
+
+def _torch_on_this_thread_only() -> None:
+    """The writer thread's initializer: its torch work (the running sums, the bfloat16 journal's rounding) runs on
+    this thread alone. Training keeps every core busy; a second OpenMP team here oversubscribes them, and training's
+    parallel regions then wait at their barriers for a descheduled thread (callback defaults, 3 epochs on 2 cores:
+    2.31x with the team, 2.01x without; docs/benchmarks.md, "A fold per process, the every-weight journal's waits
+    and longer fits").
+
+    ``torch.set_num_threads`` sets this thread's OpenMP and MKL thread counts, and also the process default that
+    threads starting later take at their first torch call. A short-lived thread puts that default back, so no other
+    thread changes.
+    """
+    default = torch.get_num_threads()  # the first call here: this thread takes the process default now
+    if default == 1:
+        return
+    torch.set_num_threads(1)
+    restore = threading.Thread(target=torch.set_num_threads, args=(default,), name="responsibility-threads")
+    restore.start()
+    restore.join()
 
 
 class _Buffer:
@@ -118,7 +139,11 @@ class Recorder:
         self._device_rows: DeviceRows | None = None
         self._device_rows_decided = False
         self._pending: Future | None = None
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="responsibility-writer") if background else None
+        self._executor = (
+            ThreadPoolExecutor(1, thread_name_prefix="responsibility-writer", initializer=_torch_on_this_thread_only)
+            if background
+            else None
+        )
         self.nonfinite_steps: list[int] = []
         self._reported_nonfinite = 0
         self.steps = store.steps

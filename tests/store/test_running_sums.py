@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from helpers import TinyNet, assert_same_store, loader_48, make_trainer
 from responsibility import ResponsibilityCallback
 from responsibility.recording.recorder import Recorder
 from responsibility.recording.store_policy import running_sums
-from responsibility.store import Layout, ResponsibilityStore
+from responsibility.store import Layout, ResponsibilityStore, RunningSums
 from responsibility.store import _fold as fold_module
 from responsibility.store.spec import ParamSpec, RecordingSpec
 
@@ -18,14 +20,25 @@ N = 13
 SPECS = (ParamSpec("w", (4, 6)), ParamSpec("u", (5, 3), "neuron"))
 
 
-def record(path, *, sums: bool, batch_share: str = "full", journal_dtype: str = "float32", steps: int = 20):
+def record(
+    path,
+    *,
+    sums: bool,
+    batch_share: str = "full",
+    journal_dtype: str = "float32",
+    steps: int = 20,
+    background: bool = False,
+):
     """One run (random Δw and batches, repeated ids, one non-finite step, a flush mid-chunk) into a new store."""
     spec = RecordingSpec(SPECS, num_examples=N, batch_share=batch_share)
     store = ResponsibilityStore.create(path, spec, layout=Layout(chunk_steps=3, topk=4, journal_dtype=journal_dtype))
     params = [torch.nn.Parameter(torch.zeros(s.shape)) for s in SPECS]
     rng = np.random.default_rng(0)
     rec = Recorder(
-        store, list(zip(SPECS, params, strict=True)), background=False, sums=store.running_sums() if sums else None
+        store,
+        list(zip(SPECS, params, strict=True)),
+        background=background,
+        sums=store.running_sums() if sums else None,
     )
     with pytest.warns(RuntimeWarning, match=r"non-finite weight change at journal step\(s\) \[5\]"):
         for t in range(steps):
@@ -105,3 +118,36 @@ def test_sums_are_kept_only_for_a_new_store_folded_at_the_end_with_r_within_a_qu
     assert running_sums(store, "never", 4 * r_bytes) is None
     recorded, _ = record(tmp_path / "r.zarr", sums=False)
     assert running_sums(recorded, "auto", 4 * r_bytes) is None  # a resumed store: R needs its earlier steps
+
+
+def test_the_writer_sums_on_one_torch_thread_and_leaves_other_threads_alone(tmp_path, monkeypatch):
+    """Training keeps every core busy, so the background writer's torch work (the running sums, the bfloat16
+    rounding) runs on the writer's thread alone; the training thread and threads started later keep torch's count.
+    The sums are those of a recorder without a writer thread."""
+    seen: list[tuple[str, int]] = []
+    add = RunningSums.add
+
+    def spy(self, *args, **kwargs):
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        return add(self, *args, **kwargs)
+
+    monkeypatch.setattr(RunningSums, "add", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    later: list[int] = []
+    try:
+        summed, sums = record(tmp_path / "a.zarr", sums=True, journal_dtype="bfloat16", background=True)
+        assert torch.get_num_threads() == 2
+        started = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        started.start()
+        started.join()
+    finally:
+        torch.set_num_threads(threads)
+    assert later == [2]
+    assert len(seen) > 1 and all(name.startswith("responsibility-writer") and n == 1 for name, n in seen), seen
+
+    foreground, reference = record(tmp_path / "b.zarr", sums=True, journal_dtype="bfloat16")
+    assert sums is not None and reference is not None
+    summed.fold(sums=sums)
+    foreground.fold(sums=reference)
+    assert_same_store(summed.path, foreground.path)
