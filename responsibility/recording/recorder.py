@@ -367,7 +367,9 @@ class Recorder:
             buf.put_examples(torch.from_numpy(self.store.journal_examples(base, self.steps)))
         buf.n = n
 
-    def _submit(self, buf: _Buffer) -> None:
+    def _submit(self, buf: _Buffer, inline: bool = False) -> None:
+        """Write ``buf``'s rows on the writer thread, or on this one when ``inline`` (the caller waits anyway, and
+        here torch has every thread, where the writer thread has one)."""
         self._wait()
         n = buf.n
         ids = np.concatenate(buf.ids[:n]) if n else np.zeros(0, np.int64)
@@ -381,7 +383,7 @@ class Recorder:
         examples = buf.examples[: buf.num_examples] if self.store.spec.example_width else None
         job = (buf, n, ids, examples, copied)
         self._submitted = buf.base + n
-        if self._executor is None:
+        if self._executor is None or inline:
             self._write(*job)
         else:
             self._pending = self._executor.submit(self._write, *job)
@@ -455,7 +457,7 @@ class Recorder:
         """Write and commit every recorded step; returns when the store holds them or, without ``wait``, once they
         are being written (the next flush that waits, or :meth:`close`, raises what went wrong)."""
         if self._buf.n and self._submitted < self.steps:
-            self._submit(self._buf)
+            self._submit(self._buf, inline=wait)
         if wait:
             self._wait()
 
