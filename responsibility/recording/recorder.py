@@ -33,7 +33,7 @@ def _torch_on_this_thread_only() -> None:
     """The writer thread's initializer: its torch work (the running sums, the bfloat16 journal's rounding) runs on
     this thread alone. Training keeps every core busy; a second OpenMP team here oversubscribes them, and training's
     parallel regions then wait at their barriers for a descheduled thread (callback defaults, 3 epochs on 2 cores:
-    2.31x with the team, 2.01x without; docs/benchmarks.md, "A fold per process, the every-weight journal's waits
+    2.26x with the team, 2.03x without; docs/benchmarks.md, "A fold per process, the every-weight journal's waits
     and longer fits").
 
     ``torch.set_num_threads`` sets this thread's OpenMP and MKL thread counts, and also the process default that
