@@ -367,9 +367,7 @@ class Recorder:
             buf.put_examples(torch.from_numpy(self.store.journal_examples(base, self.steps)))
         buf.n = n
 
-    def _submit(self, buf: _Buffer, inline: bool = False) -> None:
-        """Write ``buf``'s rows on the writer thread, or on this one when ``inline`` (the caller waits anyway, and
-        here torch has every thread, where the writer thread has one)."""
+    def _submit(self, buf: _Buffer) -> None:
         self._wait()
         n = buf.n
         ids = np.concatenate(buf.ids[:n]) if n else np.zeros(0, np.int64)
@@ -383,7 +381,7 @@ class Recorder:
         examples = buf.examples[: buf.num_examples] if self.store.spec.example_width else None
         job = (buf, n, ids, examples, copied)
         self._submitted = buf.base + n
-        if self._executor is None or inline:
+        if self._executor is None:
             self._write(*job)
         else:
             self._pending = self._executor.submit(self._write, *job)
@@ -457,7 +455,7 @@ class Recorder:
         """Write and commit every recorded step; returns when the store holds them or, without ``wait``, once they
         are being written (the next flush that waits, or :meth:`close`, raises what went wrong)."""
         if self._buf.n and self._submitted < self.steps:
-            self._submit(self._buf, inline=wait)
+            self._submit(self._buf)
         if wait:
             self._wait()
 

@@ -123,8 +123,7 @@ def test_sums_are_kept_only_for_a_new_store_folded_at_the_end_with_r_within_a_qu
 def test_the_writer_sums_on_one_torch_thread_and_leaves_other_threads_alone(tmp_path, monkeypatch):
     """Training keeps every core busy, so the background writer's torch work (the running sums, the bfloat16
     rounding) runs on the writer's thread alone; the training thread and threads started later keep torch's count.
-    A flush that waits writes on the calling thread, with its threads. The sums are those of a recorder without a
-    writer thread."""
+    The sums are those of a recorder without a writer thread."""
     seen: list[tuple[str, int]] = []
     add = RunningSums.add
 
@@ -145,12 +144,7 @@ def test_the_writer_sums_on_one_torch_thread_and_leaves_other_threads_alone(tmp_
     finally:
         torch.set_num_threads(threads)
     assert later == [2]
-    # Chunk rows of 3 steps: rows ending at steps 2, 5, 8, 11, 14 and 17 fill up and go to the writer; record()'s
-    # flush after step 7 and the final one at close() (steps 18-19) wait, and write on this thread.
-    main = threading.main_thread().name
-    assert [name == main for name, _ in seen] == [False, False, True, False, False, False, False, True], seen
-    assert all(n == (2 if name == main else 1) for name, n in seen), seen
-    assert all(name == main or name.startswith("responsibility-writer") for name, _ in seen), seen
+    assert len(seen) > 1 and all(name.startswith("responsibility-writer") and n == 1 for name, n in seen), seen
 
     foreground, reference = record(tmp_path / "b.zarr", sums=True, journal_dtype="bfloat16")
     assert sums is not None and reference is not None
