@@ -125,6 +125,14 @@ class Recorder:
         # Parameters whose steps the recorder checks for a scale to journal instead of Δw: those recorded per
         # example at weight granularity (per-unit parameters come checked, with their shares).
         self._derivable = {id(param) for spec, param in tracked if derived and spec.example_form in ("outer", "dense")}
+        # Where each derivable parameter's values sit in a row of the step's per-example values (all its kinds).
+        example_columns = store.spec.example_columns()
+        self._example_span = {
+            spec.name: slice(min(sl.start for sl in kinds), max(sl.stop for sl in kinds))
+            for spec, param in tracked
+            if id(param) in self._derivable
+            for kinds in [example_columns[spec.name].values()]
+        }
         self._derived_space: dict[tuple[int, torch.device], torch.Tensor] = {}
         params = len(tracked) if derived else 0
         self._buffers = [_Buffer(rows, width, ex_width, pin, params), _Buffer(rows, width, ex_width, pin, params)]
@@ -331,9 +339,7 @@ class Recorder:
 
     def _gradient_sum(self, spec: ParamSpec, examples: torch.Tensor) -> torch.Tensor:
         """Σ_j g_j of a per-example parameter, from its columns of the step's journaled values."""
-        kinds = self.store.spec.example_columns()[spec.name].values()
-        lo, hi = min(sl.start for sl in kinds), max(sl.stop for sl in kinds)
-        return gradient_sum(examples[:, lo:hi], str(spec.example_form), spec.shape)
+        return gradient_sum(examples[:, self._example_span[spec.name]], str(spec.example_form), spec.shape)
 
     def _scratch_for(self, param: torch.nn.Parameter) -> tuple[torch.Tensor, torch.Tensor]:
         scratch = self._scratch.get(id(param))

@@ -27,7 +27,7 @@ class JournalSource(Protocol):
     @property
     def state(self) -> StoreState: ...
 
-    def row_block(self, steps: slice, cols: slice | np.ndarray) -> np.ndarray: ...
+    def row_block(self, steps: slice, cols: slice | np.ndarray, scales: np.ndarray | None = None) -> np.ndarray: ...
 
     def members(self, start: int, stop: int) -> Membership: ...
 
@@ -132,7 +132,7 @@ def _deltas(
     derived = np.isfinite(c)
     delta = None
     if not derived.all():
-        rows = journal.row_block(steps, cols)
+        rows = journal.row_block(steps, cols, stored)
         # Not in place: an in-memory block's rows are the recorder's buffer.
         delta = tensor(np.where(derived[:, None], np.float32(0), rows) if derived.any() else rows, device)
     if not derived.any():

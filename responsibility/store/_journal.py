@@ -265,20 +265,23 @@ class Journal:
 
     def _journaled(self, start: int, stop: int, cols: slice) -> np.ndarray:
         """Rows ``[start, stop)``, columns ``cols``, with NaN where a derived step journaled its scale instead."""
-        rows = self.row_block(slice(start, stop), cols)
-        if self.derived:
-            rows[self._derived_cells(self._stored_scales(start, stop), cols)] = np.nan
+        if not self.derived:
+            return self.row_block(slice(start, stop), cols)
+        scales = self._stored_scales(start, stop)
+        rows = self.row_block(slice(start, stop), cols, scales)
+        rows[self._derived_cells(scales, cols)] = np.nan
         return rows
 
-    def row_block(self, steps: slice, cols: slice | np.ndarray) -> np.ndarray:
+    def row_block(self, steps: slice, cols: slice | np.ndarray, scales: np.ndarray | None = None) -> np.ndarray:
         """Journal rows ``steps`` (a slice), columns ``cols`` (of the whole row), as float32; a derived step's
-        cells hold its Δw or NaN (see :meth:`scales`)."""
+        cells hold its Δw or NaN (see :meth:`scales`). ``scales``: a derived store's scales of these steps, when the
+        caller has read them already (else they are read if a derived cell is met)."""
         unwritten = None
         if self.derived:
             start, stop = steps.start or 0, self.state.steps if steps.stop is None else steps.stop
 
             def unwritten() -> np.ndarray:
-                return self._derived_cells(self._stored_scales(start, stop), cols)
+                return self._derived_cells(self._stored_scales(start, stop) if scales is None else scales, cols)
 
         return decode_rows(self.arrays.read(self.zarr_arrays["rows"], steps, cols, unwritten))
 

@@ -96,7 +96,7 @@ class _Block:
         counts = np.diff(np.concatenate([[ids_start], steps[:, 0]]))
         self.membership = Membership(start, ids, counts, ids_start)
 
-    def row_block(self, steps: slice, cols: slice | np.ndarray) -> np.ndarray:
+    def row_block(self, steps: slice, cols: slice | np.ndarray, scales: np.ndarray | None = None) -> np.ndarray:
         return self.rows[steps.start - self.start : steps.stop - self.start, cols]
 
     def scales(self, start: int, stop: int) -> np.ndarray | None:
