@@ -1,8 +1,8 @@
-"""Is there a spare core while training runs? Extra torch work per optimizer step (W: a product the size of the
-per-unit shares' product for fc1, then an elementwise pass), done three ways: not at all ("base"), inline on the
-training thread with torch's team ("inline"), or on a worker thread with one torch thread, overlapping the next
-step and waited for one step later ("worker"). Alternating within each repeat; paper CNN, 10,000 Fashion-MNIST
-images, batch 64, 1 epoch, SGD.
+"""Is there a spare core while training runs? Extra torch work per optimizer step (W: W_REPS rounds, default 2, of a
+product the size of fc1's per-unit shares product and an elementwise pass with a maximum), done three ways: not at
+all ("base"), inline on the training thread with torch's team ("inline"), or on a worker thread with one torch
+thread, overlapping the next step and waited for one step later ("worker"). Alternating within each repeat; paper
+CNN, 10,000 Fashion-MNIST images, batch 64, 1 epoch, SGD.
 
     python second_thread_slack.py REPEATS [W_REPS]
 """
