@@ -49,12 +49,14 @@ from responsibility.recording.ids import (
     as_ids,
     batch_length,
     check_ids,
+    dataset_class_names,
     dataset_labels,
     dataset_length,
     ids_from_batch,
 )
 from responsibility.recording.session import RecordingSession
 from responsibility.store import FoldReport, ResponsibilityStore
+from responsibility.store.spec import check_class_names
 
 _SESSION_SETTINGS = frozenset(
     (
@@ -79,6 +81,9 @@ class ResponsibilityCallback(Callback):
             learning them from the DataLoader's sampler; needed for iterable datasets.
         num_examples: size of the id space; defaults to ``len(train_dataset)``.
         labels: per-example labels to store; defaults to the dataset's ``targets``/``labels`` if present.
+        class_names: the name of every class (label ``c`` is ``class_names[c]``), shown by the CLI, reports and
+            the explorer; defaults to the dataset's ``class_names`` or ``classes`` (torchvision's) when they are
+            strings that cover the labels.
 
     Attributes:
         fold_report: what the last fit's fit-end fold did (:class:`~responsibility.store.FoldReport`: its seconds,
@@ -97,6 +102,7 @@ class ResponsibilityCallback(Callback):
         ids_key: IdsKey | None = None,
         num_examples: int | None = None,
         labels: Sequence[int] | np.ndarray | None = None,
+        class_names: Sequence[str] | None = None,
         topk: int = 10,
         topk_signs: Sign | Sequence[Sign] = ("abs",),
         fold: FoldMode = "auto",
@@ -138,6 +144,7 @@ class ResponsibilityCallback(Callback):
         self.ids_key = ids_key
         self.num_examples = None if num_examples is None else int(num_examples)
         self.labels = None if labels is None else np.asarray(labels)
+        self.class_names = None if class_names is None else check_class_names(class_names, None)
         self.fold_report: FoldReport | None = None
         # Per fit; no threads, locks or open stores before fit, so the callback pickles for ddp_spawn.
         self._reset_fit_state()
@@ -181,13 +188,14 @@ class ResponsibilityCallback(Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.fold_report = None  # first, so a fit that fails to start shows no earlier fit's report
-        num_examples, labels = self._dataset_facts(trainer)
+        num_examples, labels, class_names = self._dataset_facts(trainer)
         batch = getattr(trainer.train_dataloader, "batch_size", None) or 1
         _on_every_rank(
             trainer,
             lambda: self.session.start(
                 num_examples,
                 labels=labels,
+                class_names=class_names,
                 optimizers=trainer.optimizers,
                 examples_per_step=int(batch) * trainer.accumulate_grad_batches,
                 steps_per_epoch=_steps_per_epoch(trainer),
@@ -197,7 +205,7 @@ class ResponsibilityCallback(Callback):
         self._last_global_step = trainer.global_step
         self._pending_ids = []
 
-    def _dataset_facts(self, trainer: pl.Trainer) -> tuple[int, np.ndarray | None]:
+    def _dataset_facts(self, trainer: pl.Trainer) -> tuple[int, np.ndarray | None, list[str] | None]:
         loader = trainer.train_dataloader
         dataset = loader.dataset if isinstance(loader, DataLoader) else None
         if self.ids_key is None:
@@ -213,7 +221,14 @@ class ResponsibilityCallback(Callback):
         labels = self.labels
         if labels is None and dataset is not None:
             labels = dataset_labels(dataset, num_examples)
-        return num_examples, labels
+        names = self.class_names
+        if names is None and dataset is not None:
+            names = dataset_class_names(dataset)
+            try:
+                check_class_names(names, labels)
+            except ValueError:
+                names = None  # the dataset's names describe other labels (e.g. remapped classes): store none
+        return num_examples, labels, names
 
     # ------------------------------------------------------------------ per batch
     @override

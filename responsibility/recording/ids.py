@@ -153,6 +153,16 @@ def dataset_labels(dataset: Any, num_examples: int) -> np.ndarray | None:
     return None
 
 
+def dataset_class_names(dataset: Any) -> list[str] | None:
+    """The dataset's class names if it names its classes (``class_names``, or torchvision's ``classes``)."""
+    for attr in ("class_names", "classes"):
+        value = getattr(dataset, attr, None)
+        if isinstance(value, Sequence) and not isinstance(value, str) and value:
+            if all(isinstance(c, str) for c in value):
+                return list(value)
+    return None
+
+
 def _as_label_array(value: Any, n: int) -> np.ndarray | None:
     try:
         arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)

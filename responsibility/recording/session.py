@@ -67,7 +67,7 @@ from responsibility.recording.store_policy import (
 from responsibility.store import FoldReport, ResponsibilityStore
 from responsibility.store.layout import Layout, sign_set
 from responsibility.store.location import check_location
-from responsibility.store.spec import ParamSpec, RecordingSpec
+from responsibility.store.spec import ParamSpec, RecordingSpec, check_class_names
 
 __all__ = ["RecordingSession"]
 
@@ -79,6 +79,7 @@ class _Run(NamedTuple):
 
     num_examples: int
     labels: np.ndarray | None
+    class_names: list[str] | None
     rule: ShareRule
     examples_per_step: int
     steps_per_epoch: int | None
@@ -274,6 +275,7 @@ class RecordingSession:
         num_examples: int,
         *,
         labels: np.ndarray | None = None,
+        class_names: Sequence[str] | None = None,
         optimizers: Sequence[torch.optim.Optimizer] = (),
         examples_per_step: int = 1,
         steps_per_epoch: int | None = None,
@@ -283,7 +285,8 @@ class RecordingSession:
 
         A run continues the store where the last checkpoint loaded by :meth:`load_state_dict` left off (rolling
         back steps recorded after it), or where this session's previous run stopped; otherwise it is a fresh run,
-        refused by :meth:`open` if the store already holds recorded steps unless ``overwrite``. ``optimizers`` resolve
+        refused by :meth:`open` if the store already holds recorded steps unless ``overwrite``. A new store keeps
+        ``labels`` and ``class_names`` (label ``c`` is ``class_names[c]``). ``optimizers`` resolve
         ``share_rule="auto"``; ``examples_per_step`` and ``steps_per_epoch`` (optimizer steps, if known) size the
         journal's chunks. With several processes only one ``writer`` opens the store; the others keep count, so
         every process's :meth:`state_dict` agrees.
@@ -293,6 +296,7 @@ class RecordingSession:
         num_examples = int(num_examples)
         if labels is not None and np.shape(labels) != (num_examples,):
             raise ValueError(f"labels has shape {np.shape(labels)}, expected ({num_examples},)")
+        names = check_class_names(class_names, None if labels is None else np.asarray(labels))
         rule: ShareRule = "gradient"  # only per-example stores use a rule; uniform ones keep the spec's default
         if self.share_rule != "auto":
             rule = self.share_rule
@@ -315,7 +319,7 @@ class RecordingSession:
                 RuntimeWarning,
                 stacklevel=2,
             )
-        self._run = _Run(num_examples, labels, rule, examples_per_step, steps_per_epoch, resume, writer)
+        self._run = _Run(num_examples, labels, names, rule, examples_per_step, steps_per_epoch, resume, writer)
         self.num_examples = num_examples
         self.steps = resume or 0
         self.num_ids = loaded["ids"] if loaded is not None else self.num_ids
@@ -357,6 +361,7 @@ class RecordingSession:
                     self.store_path,
                     spec,
                     labels=run.labels,
+                    class_names=run.class_names,
                     resume=run.resume,
                     overwrite=self.overwrite,
                     layout=journal_layout(

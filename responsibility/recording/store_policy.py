@@ -49,6 +49,7 @@ def open_run_store(
     spec: RecordingSpec,
     *,
     labels: np.ndarray | None,
+    class_names: list[str] | None,
     resume: int | None,
     overwrite: bool,
     layout: Layout,
@@ -79,7 +80,14 @@ def open_run_store(
     elif resume:
         raise FileNotFoundError(f"the checkpoint was recorded into {path}, which no longer exists")
     return ResponsibilityStore.create(
-        path, spec, layout=layout, labels=labels, info=meta, overwrite=True, storage_options=storage_options
+        path,
+        spec,
+        layout=layout,
+        labels=labels,
+        class_names=class_names,
+        info=meta,
+        overwrite=True,
+        storage_options=storage_options,
     )
 
 

@@ -32,7 +32,6 @@ from responsibility.store._arrays import Arrays
 from responsibility.store._fold import DEFAULT_FOLD_BUDGET, FoldPlan, FoldReport
 from responsibility.store._format import (
     MANIFEST_KEY,
-    check_class_names,
     empty_manifest,
     labels_digest,
     new_metadata,
@@ -43,7 +42,7 @@ from responsibility.store._running import RunningSums
 from responsibility.store._state import StoreState
 from responsibility.store.layout import Layout, create_arrays
 from responsibility.store.location import ATTR_KEY, check_replaceable, check_replaceable_url, is_url, open_zarr_store
-from responsibility.store.spec import ParamSpec, RecordingSpec
+from responsibility.store.spec import ParamSpec, RecordingSpec, check_class_names
 
 
 def _stores_inside(directory: Path) -> str:

@@ -11,7 +11,6 @@ import datetime as _dt
 import hashlib
 import json
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,20 +59,6 @@ def check_int(value: Any, what: str) -> int:
     if type(value) is not int or value < 0:
         raise StoreCorruptError(f"{what} must be a non-negative integer, got {value!r}")
     return value
-
-
-def check_class_names(class_names: Sequence[str] | None, labels: np.ndarray | None) -> list[str] | None:
-    """Class names as stored: strings, one per class, covering every label."""
-    if class_names is None:
-        return None
-    if isinstance(class_names, (str, bytes)) or not all(isinstance(c, str) for c in class_names):
-        raise ValueError(f"class_names must be a sequence of strings, got {class_names!r}")
-    names = list(class_names)
-    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
-        raise ValueError(
-            f"{len(names)} class names do not cover the labels (from {int(labels.min())} to {int(labels.max())})"
-        )
-    return names
 
 
 def new_metadata(

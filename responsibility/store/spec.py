@@ -6,8 +6,11 @@ Two recordings can share a store only if their specs are equal; :meth:`Recording
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from responsibility.choices import (
     Attribution,
@@ -231,3 +234,17 @@ class RecordingSpec:
             if a.example_form != b.example_form:
                 out.append(f"parameter {name!r}: store example form {a.example_form}, run {b.example_form}")
         return out
+
+
+def check_class_names(class_names: Sequence[str] | None, labels: np.ndarray | None) -> list[str] | None:
+    """Class names as stored: strings, one per class, covering every label."""
+    if class_names is None:
+        return None
+    if isinstance(class_names, (str, bytes)) or not all(isinstance(c, str) for c in class_names):
+        raise ValueError(f"class_names must be a sequence of strings, got {class_names!r}")
+    names = list(class_names)
+    if labels is not None and len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
+        raise ValueError(
+            f"{len(names)} class names do not cover the labels (from {int(labels.min())} to {int(labels.max())})"
+        )
+    return names

@@ -414,3 +414,40 @@ def test_changed_labels_are_a_mismatch(tmp_path):
     cb = ResponsibilityCallback(tmp_path / "s.zarr")
     with pytest.raises(StoreMismatchError, match="labels differ"):
         make_trainer(tmp_path, [cb], max_epochs=1).fit(TinyNet(), DataLoader(relabelled, batch_size=8))
+
+
+class NamedData(IndexedData):
+    """Names its classes as torchvision's datasets do (``classes``)."""
+
+    def __init__(self, classes: list[str]) -> None:
+        super().__init__(N)
+        self.classes = classes
+
+
+def _fit_named(tmp_path, data, **kw) -> ResponsibilityStore:
+    cb = ResponsibilityCallback(tmp_path / "s.zarr", **kw)
+    make_trainer(tmp_path, [cb], max_epochs=1).fit(TinyNet(), DataLoader(data, batch_size=8))
+    return ResponsibilityStore.open(tmp_path / "s.zarr")
+
+
+def test_class_names_come_from_the_dataset_or_the_argument(tmp_path):
+    store = _fit_named(tmp_path / "a", NamedData(["cat", "dog", "eel"]))
+    assert store.class_names == ["cat", "dog", "eel"] and store.class_name(2) == "eel"
+    assert store.summary()["class_names"] == ["cat", "dog", "eel"]
+    # The argument wins over the dataset's names.
+    store = _fit_named(tmp_path / "b", NamedData(["cat", "dog", "eel"]), class_names=["x", "y", "z"])
+    assert store.class_names == ["x", "y", "z"]
+    # Names that do not cover the labels (0..2) describe some other labelling: none are stored.
+    store = _fit_named(tmp_path / "c", NamedData(["cat", "dog"]))
+    assert store.class_names is None and store.labels is not None
+    assert _fit_named(tmp_path / "d", IndexedData(N)).class_names is None
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [(["cat", "dog"], "2 class names do not cover the labels"), (["cat", 3, "eel"], "sequence of strings")],
+)
+def test_bad_class_names_fail_before_training_without_a_store(tmp_path, names, message):
+    with pytest.raises(ValueError, match=message):
+        _fit_named(tmp_path, IndexedData(N), class_names=names)
+    assert not (tmp_path / "s.zarr").exists()
