@@ -11,6 +11,7 @@ from typing import Any
 
 from responsibility.choices import ACTIVATION_RULES, QUERY_METHODS, QUERY_NORMALIZE, QUERY_SIGNS
 from responsibility.cli.run_dir import (
+    Inputs,
     build_model,
     check_checkpoint_store,
     class_names,
@@ -131,12 +132,13 @@ def cmd_query(args: argparse.Namespace) -> int:
             dm.setup("fit")
         train_images = getattr(getattr(dm, "train_set", None), "images", None)
         write_html(ex, args.html, class_names=names, store=str(store_path), inputs=inputs.x, train_images=train_images)
-    _print_table(ex, names, inputs.description, options)
+    _print_table(ex, names, inputs, options)
     return 0
 
 
-def _print_table(ex: Any, names: Sequence[str] | None, description: str, options: Any) -> None:
-    """One row per (input, rank) on stdout; what the inputs and scores are on stderr."""
+def _print_table(ex: Any, names: Sequence[str] | None, inputs: Inputs, options: Any) -> None:
+    """One row per (input, rank) on stdout, the input's own columns on its first row; what the inputs and scores
+    are on stderr."""
 
     def cls(value: int | None) -> str:
         if value is None:
@@ -145,26 +147,28 @@ def _print_table(ex: Any, names: Sequence[str] | None, description: str, options
             return f"{value}:{names[value][:12]}"
         return str(value)
 
-    print(f"inputs: {description}", file=sys.stderr)
+    print(f"inputs: {inputs.description}", file=sys.stderr)
     print(_MEANING[options.method].format(sign=options.sign, normalize=options.normalize), file=sys.stderr)
     print(
-        f"{'input':>5} {'pred':>14} {'rank':>4} {'example':>8} {'label':>14} {'score':>12} "
-        f"{'source':>6} {'true':>14} {'target':>14}" + ("  weights" if options.method == "most_activated" else "")
+        f"{'input':>5} {'source':>6} {'true':>14} {'pred':>14} {'target':>14} {'rank':>4} {'example':>8} "
+        f"{'label':>14} {'score':>12}" + ("  weights" if options.method == "most_activated" else "")
     )
+    blank = " " * (5 + 1 + 6 + 3 * (1 + 14))
     quiet = []
     for item in ex:
+        name = item.input if inputs.positions is None else inputs.positions[item.input]
         shown = [(r, e, s) for r, (e, s) in enumerate(zip(item.example_ids, item.scores, strict=True), 1) if s != 0]
         if not shown:
-            quiet.append(item.input)
+            quiet.append(name)
             continue
         source = "-" if item.source is None else str(item.source)
-        about = f"{source:>6} {cls(item.true_label):>14} {cls(item.target):>14}"
+        about = f"{name:>5} {source:>6} {cls(item.true_label):>14} {cls(item.predicted):>14} {cls(item.target):>14}"
         weights = ";".join(f"{n}[{','.join(map(str, i))}]={a:.4g}" for n, i, a in item.weights)
         for rank, example, score in shown:
             label = cls(None if item.labels is None else int(item.labels[rank - 1]))
-            row = f"{item.input:>5} {cls(item.predicted):>14} {rank:>4} {int(example):>8} {label:>14} {score:>12.6g}"
-            print(row + (f" {about}" + (f"  {weights}" if weights else "") if rank == 1 else ""))
-    for i in quiet:
-        print(f"input {i}: no training example changed the weights that explain it (every score is 0)")
+            row = f"{about if rank == 1 else blank} {rank:>4} {int(example):>8} {label:>14} {score:>12.6g}"
+            print(row + (f"  {weights}" if weights and rank == 1 else ""))
+    for name in quiet:
+        print(f"input {name}: no training example changed the weights that explain it (every score is 0)")
     if ex.unsupported:
         print(f"(not explained by method {options.method}, skipped: {', '.join(ex.unsupported)})")

@@ -129,6 +129,7 @@ class Inputs:
     description: str
     sources: np.ndarray | None = None
     labels: np.ndarray | None = None
+    positions: list[int] | None = None  # what the user named each input by (test-set positions), if not its row
 
 
 def load_inputs(text: str, cfg: Any, dm: Any) -> Inputs:
@@ -157,6 +158,7 @@ def load_inputs(text: str, cfg: Any, dm: Any) -> Inputs:
             "source = index in the original test split",
             sources,
             test.targets[idx].numpy(),
+            idx,
         )
     path = Path(text)
     if not path.exists():

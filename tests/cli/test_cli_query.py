@@ -53,7 +53,11 @@ def test_query_run_dir_table_json_csv(run_dir, tmp_path):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
     lines = out.stdout.strip().splitlines()
-    assert lines[0].split()[:4] == ["input", "pred", "rank", "example"] and len(lines) == 1 + 3 * 3
+    assert lines[0].split() == ["input", "source", "true", "pred", "target", "rank", "example", "label", "score"]
+    assert len(lines) == 1 + 3 * 3
+    # Each input's own columns on its first row only; its ranks below.
+    assert [line.split()[0] for line in lines[1::3]] == ["0", "1", "2"]
+    assert [len(line.split()) for line in lines[1:]] == [9, 4, 4] * 3
     doc = json.loads((tmp_path / "q.json").read_text())
     assert [e["input"] for e in doc["inputs"]] == [0, 1, 2]
     assert all(len(e["example_ids"]) == 3 and e["labels"] is not None for e in doc["inputs"])
@@ -185,9 +189,12 @@ def test_query_records_source_index_true_label_and_images(run_dir, tmp_path, cap
     out = tmp_path / "q.json"
     page = tmp_path / "q.html"
     assert main(["query", "--run-dir", str(run_dir), "--inputs", "test:3,0", "-k", "2", "--json", str(out)]) == 0
-    err = capsys.readouterr().err
+    out_, err = capsys.readouterr()
     assert "positions [3, 0] of the run's test set" in err and "source = index in the original test split" in err
     test = _test_set(run_dir)
+    # The table names each input by the test position asked for, beside its index in the original split.
+    firsts = [line.split()[:2] for line in out_.splitlines()[1:] if len(line.split()) > 4]
+    assert firsts == [["3", str(test.source_indices[3])], ["0", str(test.source_indices[0])]]
     doc = json.loads(out.read_text())
     assert doc["method"] == "contribution" and doc["sign"] == "net"
     assert [e["source"] for e in doc["inputs"]] == test.source_indices[[3, 0]].tolist()
