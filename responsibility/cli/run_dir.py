@@ -40,6 +40,16 @@ def default_store(cfg: Any) -> str | None:
     return str(entry.store) if entry and "store" in entry else None
 
 
+def store_location(text: str) -> str:
+    """A store's path or URL as given, or for a Hydra run directory the store its callback recorded."""
+    from responsibility.store.location import is_url
+
+    path = Path(text)
+    if is_url(text) or (path / "zarr.json").exists() or not (path / ".hydra" / "config.yaml").is_file():
+        return text
+    return default_store(run_config(argparse.Namespace(run_dir=text, config=None))) or text
+
+
 def data_module(cfg: Any) -> Any:
     """The run's data module, configured but not set up (no data read yet): class names, scaling, shapes."""
     from hydra.utils import instantiate

@@ -9,15 +9,17 @@ from typing import Any
 import numpy as np
 
 from responsibility.choices import SIGNS
+from responsibility.cli.run_dir import store_location
 from responsibility.store import ResponsibilityStore
 
 EXAMPLE_PARAM = "net.fc2.weight"
+STORE_HELP = "path or URL of the store, or a Hydra run directory (its callback's store, RUN_DIR/responsibility.zarr)"
 
 
 def register(sub: Any) -> None:
     """Add the store commands to the ``responsibility`` parser's subcommands."""
     p = sub.add_parser("inspect", help="show what a store recorded: examples, steps, parameters, sizes")
-    p.add_argument("store", help="path or URL of the store (a Hydra run keeps it in RUN_DIR/responsibility.zarr)")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_inspect)
 
@@ -28,7 +30,7 @@ def register(sub: Any) -> None:
         "each finished parameter is committed, so Ctrl-C keeps them. Queries work without a fold (they read the "
         "journal for the columns they need); a fold makes repeated whole-parameter reads fast.",
     )
-    p.add_argument("store", help="path or URL of the store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--param", action="append", help="fold only this parameter (repeatable); default all")
     p.add_argument(
         "--budget-mb",
@@ -40,7 +42,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_fold)
 
     p = sub.add_parser("top", help="most responsible training examples of given weights or units")
-    p.add_argument("store", help="path or URL of the store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--param", required=True, help=f"parameter name as recorded, e.g. {EXAMPLE_PARAM}")
     p.add_argument("--weights", nargs="*", help="weights as multi-indices '3,17' or flat indices (default: first 5)")
     p.add_argument("-k", type=int, default=5, help="examples per weight (default 5)")
@@ -49,7 +51,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_top)
 
     p = sub.add_parser("groups", help="R of a parameter summed per training class (needs labels in the store)")
-    p.add_argument("store", help="path or URL of the store")
+    p.add_argument("store", help=STORE_HELP)
     p.add_argument("--param", required=True, help=f"parameter name as recorded, e.g. {EXAMPLE_PARAM}")
     p.add_argument("--sign", choices=SIGNS, default="abs", help="which R to sum")
     p.add_argument("--json", action="store_true", help="print as JSON")
@@ -65,7 +67,7 @@ def format_bytes(n: float) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    store = ResponsibilityStore.open(args.store)
+    store = ResponsibilityStore.open(store_location(args.store))
     info = store.summary()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -105,7 +107,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_fold(args: argparse.Namespace) -> int:
-    store = ResponsibilityStore.open(args.store, mode="r+")
+    store = ResponsibilityStore.open(store_location(args.store), mode="r+")
     plan = store.fold_plan(args.param or None)
     if not plan.parameters:
         print(f"nothing to fold: every selected parameter's R covers all {store.steps} steps")
@@ -145,7 +147,7 @@ def _parse_index(text: str, shape: tuple[int, ...]) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    store = ResponsibilityStore.open(args.store)
+    store = ResponsibilityStore.open(store_location(args.store))
     p = store.param(args.param)
     flat = [_parse_index(w, p.r_shape) for w in args.weights] if args.weights else list(range(min(p.units, 5)))
     # Only the asked columns: from the top-k index when current, else from their journal columns.
@@ -181,7 +183,7 @@ def cmd_top(args: argparse.Namespace) -> int:
 def cmd_groups(args: argparse.Namespace) -> int:
     from responsibility.analysis.groups import group_responsibility, resolve_groups
 
-    store = ResponsibilityStore.open(args.store)
+    store = ResponsibilityStore.open(store_location(args.store))
     p = store.param(args.param)
     sums = group_responsibility(store, args.param, sign=args.sign)
     per_class = sums.reshape(sums.shape[0], -1).sum(1)

@@ -98,6 +98,31 @@ def test_groups(run_dir, capsys):
     assert "share" in capsys.readouterr().out
 
 
+def test_store_commands_take_the_run_directory(run_dir, tmp_path, capsys):
+    """inspect, top, groups and fold open a Hydra run directory's store, wherever its config put it."""
+    for command in (
+        ["inspect"],
+        ["top", "--param", "net.fc2.weight", "-k", "2"],
+        ["groups", "--param", "net.fc2.bias"],
+    ):
+        name, *rest = command
+        assert main([name, str(run_dir / "responsibility.zarr"), *rest]) == 0
+        by_store = capsys.readouterr().out
+        assert main([name, str(run_dir), *rest]) == 0
+        assert capsys.readouterr().out == by_store
+    assert main(["fold", str(run_dir)]) == 0
+    assert "nothing to fold" in capsys.readouterr().out
+    # The run's config names the store: a moved store is found through it, not by its default name.
+    config = run_dir / ".hydra" / "config.yaml"
+    cfg = yaml.safe_load(config.read_text())
+    moved = tmp_path / "run"
+    (moved / ".hydra").mkdir(parents=True)
+    cfg["callbacks"]["responsibility"]["store"] = str(run_dir / "responsibility.zarr")
+    (moved / ".hydra" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    assert main(["inspect", str(moved)]) == 0
+    assert f"store        {run_dir / 'responsibility.zarr'}" in capsys.readouterr().out
+
+
 @pytest.fixture(scope="module")
 def lenet_files(run_dir, tmp_path_factory):
     """A LeNet config and checkpoint for the same data: they build fine but do not match the paper-CNN store."""
