@@ -35,6 +35,10 @@ OpenMode = Literal["r", "r+"]
 ShareLevel = Literal["weight", "unit", "layer"]
 # What a curation change does to its examples (responsibility.curation).
 CurationAction = Literal["relabel", "remove", "restore", "reweight", "note", "tag", "untag"]
+# The example scores of the explorer's Suspects view and `responsibility suspects` (higher = look first), and which
+# examples a ranking lists.
+SuspectScore = Literal["label_push", "self_responsibility", "class_agreement", "final_loss"]
+SuspectFilter = Literal["all", "flipped", "curated"]
 
 GRANULARITIES: tuple[Granularity, ...] = get_args(Granularity)
 BATCH_SHARES: tuple[BatchShare, ...] = get_args(BatchShare)
@@ -48,6 +52,8 @@ QUERY_METHODS: tuple[QueryMethod, ...] = get_args(QueryMethod)
 QUERY_SIGNS: tuple[QuerySign, ...] = get_args(QuerySign)
 QUERY_NORMALIZE: tuple[QueryNormalize, ...] = get_args(QueryNormalize)
 CURATION_ACTIONS: tuple[CurationAction, ...] = get_args(CurationAction)
+SUSPECT_SCORES: tuple[SuspectScore, ...] = get_args(SuspectScore)
+SUSPECT_FILTERS: tuple[SuspectFilter, ...] = get_args(SuspectFilter)
 
 T = TypeVar("T")
 

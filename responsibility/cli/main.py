@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from responsibility.cli import compare_command, explore_command, query_command, store_commands
+from responsibility.cli import compare_command, curate_commands, explore_command, query_command, store_commands
 from responsibility.errors import ResponsibilityError
 from responsibility.progress import quiet
 
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     store_commands.register(sub)
     query_command.register(sub)
+    curate_commands.register(sub)
     explore_command.register(sub)
     compare_command.register(sub)
     return parser
@@ -39,8 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except (ResponsibilityError, FileNotFoundError, KeyError, ValueError, IndexError, PermissionError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        # One line, always: multi-line messages (store mismatch lists) are joined.
-        message = "; ".join(line.strip(" -") for line in str(message).splitlines() if line.strip())
+        # One line, always: multi-line messages (store mismatch lists, "- " bullets) are joined.
+        lines = [line.strip() for line in str(message).splitlines()]
+        message = "; ".join(line.removeprefix("- ") for line in lines if line)
         print(f"responsibility {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:

@@ -66,7 +66,8 @@ class Explorer:
         self.runs = list(runs)
         self.thumbnails = ThumbnailCache()
         self.jobs = Jobs(self.add_run)
-        self._curations: dict[int, Curation] = {}
+        # Each run's working curation, with the (mtime, size) of curation.json it was read from or saved as.
+        self._curations: dict[int, tuple[Curation, tuple[int, int] | None]] = {}
         self._lock = threading.RLock()
 
     def add_run(self, path: Path) -> int:
@@ -82,12 +83,15 @@ class Explorer:
             return self.runs[r]
 
     def curation(self, r: int) -> Curation:
-        """Run ``r``'s working curation, loaded once (from ``curation.json`` if it exists)."""
+        """Run ``r``'s working curation (from ``curation.json`` if it exists), read again when another program,
+        such as ``responsibility curate``, changed the file since."""
         run = self.run(r)
         with self._lock:
-            if r not in self._curations:
-                self._curations[r] = run.curation()
-            return self._curations[r]
+            seen = _signature(run.curation_path)
+            held = self._curations.get(r)
+            if held is None or held[1] != seen:
+                self._curations[r] = (run.curation(), seen)
+            return self._curations[r][0]
 
     def change_curation(self, r: int, change: Any) -> Curation:
         """Apply ``change(curation)`` and save; if anything fails, the file and the app keep the previous state."""
@@ -99,9 +103,19 @@ class Explorer:
                 change(cur)
                 cur.save(run.curation_path)
             except BaseException:
-                self._curations[r] = Curation.from_json(before)
+                self._curations[r] = (Curation.from_json(before), self._curations[r][1])
                 raise
+            self._curations[r] = (cur, _signature(run.curation_path))
             return cur
+
+
+def _signature(path: Path) -> tuple[int, int] | None:
+    """When and how big a file was last written (None: no file)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
 
 
 class Guard:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from responsibility.analysis import class_agreement, label_push, self_responsibility
+from responsibility.choices import SUSPECT_SCORES
 from responsibility.evaluation.peers import final_loss
 from responsibility.explorer.cache import Arrays
 from responsibility.explorer.run import Run
@@ -40,12 +41,19 @@ EXPLANATION_DEPTH = 10
 _BATCH = 1024
 _EXPLAIN_BATCH = 256  # test inputs per attribute() call: (256, N) float32 scores at a time
 
-SCORES: dict[str, str] = {
-    "label_push": "net push on its own label's output unit (mislabelled examples keep pushing)",
-    "self_responsibility": "total |R| over the output layer (how much the output weights moved for it)",
-    "class_agreement": "1 - cosine between its push and its class's mean push",
-    "final_loss": "cross-entropy of the trained model on its label (a peer, no responsibility)",
-}
+# What each score of SUSPECT_SCORES measures, in that order.
+SCORES: dict[str, str] = dict(
+    zip(
+        SUSPECT_SCORES,
+        (
+            "net push on its own label's output unit (mislabelled examples keep pushing)",
+            "total |R| over the output layer (how much the output weights moved for it)",
+            "1 - cosine between its push and its class's mean push",
+            "cross-entropy of the trained model on its label (a peer, no responsibility)",
+        ),
+        strict=True,
+    )
+)
 
 
 def predictions(run: Run) -> Arrays:

@@ -14,7 +14,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from responsibility.choices import CURATION_ACTIONS
+from responsibility.choices import CURATION_ACTIONS, SUSPECT_FILTERS
 from responsibility.curation import FILE_NAME, Curation
 from responsibility.explorer import derived, views
 from responsibility.explorer.app import Explorer, HTTPError
@@ -27,7 +27,6 @@ STATIC = Path(__file__).parent / "static"
 MAX_PAGE = 500
 MAX_BODY = 1 << 20
 _REQUIRED = object()
-_ONLY = ("all", "flipped", "curated")
 _BODY_KEYS = {"action", "ids", "top", "label", "factor", "text", "reason"}
 
 
@@ -100,7 +99,7 @@ def suspects(request: Request) -> JSONResponse:
         score=_query_choice(request, "score", derived.score_names(run), derived.score_names(run)[0]),
         descending=_query_choice(request, "order", ("desc", "asc"), "desc") == "desc",
         cls=_query_int(request, "cls", 0, run.num_classes - 1, None),
-        only=_query_choice(request, "only", _ONLY, "all"),
+        only=_query_choice(request, "only", SUSPECT_FILTERS, "all"),
         offset=offset,
         limit=limit,
     )
