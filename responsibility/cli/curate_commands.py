@@ -58,20 +58,26 @@ def register(sub: Any) -> None:
 
 
 def _class(run: Any, text: str | None, option: str) -> int | None:
-    """A class given by index or (case-insensitive) name."""
+    """A class given by index, by (case-insensitive) name, or as the tables print it (``7:Sneaker``)."""
     if text is None:
         return None
     names = run.class_names
-    if text.isdigit():
-        c = int(text)
-        if c < len(names):
-            return c
-    else:
-        folded = [n.casefold() for n in names]
-        if text.casefold() in folded:
-            return folded.index(text.casefold())
-    shown = ", ".join(f"{c}={n}" for c, n in enumerate(names))
-    raise ValueError(f"{text!r} (given to {option}) is not a class of this run: {shown}")
+    folded = [n.casefold() for n in names]
+    shown = ", ".join(f"{c}:{n}" for c, n in enumerate(names))
+    index, _, name = text.partition(":")
+    if name and index.isdigit() and int(index) < len(names) and folded[int(index)] == name.casefold():
+        return int(index)
+    by_index = int(text) if text.isdigit() and int(text) < len(names) else None
+    by_name = folded.index(text.casefold()) if text.casefold() in folded else None
+    if by_index is not None and by_name is not None and by_index != by_name:
+        raise ValueError(
+            f"{text!r} (given to {option}) is both class {by_index}'s index and class {by_name}'s name; write it as "
+            f"the tables do: {by_index}:{names[by_index]} or {by_name}:{names[by_name]}"
+        )
+    found = by_name if by_name is not None else by_index
+    if found is None:
+        raise ValueError(f"{text!r} (given to {option}) is not a class of this run: {shown}")
+    return found
 
 
 def _score(run: Any, name: str | None) -> str:
@@ -158,6 +164,8 @@ def _change(run: Any, args: argparse.Namespace) -> tuple[list[int], dict[str, An
 
     if (args.ids is None) == (args.top is None):
         raise ValueError(f"curate {args.action}: give either example ids (e.g. 17,904) or --top K")
+    if args.top is None and (args.score is not None or args.cls is not None):
+        raise ValueError("--score and --class choose the examples of --top K; with ids, leave them out")
     if args.ids is None and args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     wanted = _VALUE_OPTION.get(args.action)
@@ -213,17 +221,20 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
     run = Run(args.run)
     cur = run.curation()
+    if args.action in ("show", "undo"):
+        options = {"ids": args.ids, "--top": args.top, "--score": args.score, "--class": args.cls}
+        options.update({"--label": args.label, "--factor": args.factor, "--text": args.text})
+        given = [o for o, v in options.items() if v is not None] + (["--reason"] if args.reason else [])
+        if given:
+            what = "the last change back" if args.action == "undo" else "no change"
+            raise ValueError(f"curate {args.action} takes {what}, no {', '.join(given)}")
     if args.action == "show":
-        if args.ids is not None or args.top is not None:
-            raise ValueError("curate show takes no ids")
         for j, change in enumerate(cur.changes, 1):
             reason = f"  ({change.reason})" if change.reason else ""
             print(f"{j:>4}  {change.time}  {_describe(change, run.class_names)}  ids {_ids_text(change.ids)}{reason}")
         print(f"{run.curation_path}: {_summary(run, cur)}")
         return 0
     if args.action == "undo":
-        if args.ids is not None or args.top is not None:
-            raise ValueError("curate undo takes no ids: it takes back the last change")
         change = cur.undo()
         done = "took back: "
     else:

@@ -103,7 +103,9 @@ def test_curate_writes_the_log_that_training_applies(run, capsys):
         (["remove", "999"], "example ids [999] outside [0, 200)"),
         (["reweight", "1", "--factor", "0"], "factor must be a finite positive number"),
         (["remove", "--top", "0"], "--top must be at least 1"),
-        (["undo", "3"], "curate undo takes no ids"),
+        (["undo", "3"], "curate undo takes the last change back, no ids"),
+        (["show", "--label", "2"], "curate show takes no change, no --label"),
+        (["remove", "3", "--class", "2"], "--score and --class choose the examples of --top K"),
     ],
 )
 def test_bad_changes_are_one_line_and_leave_the_file(run, capsys, args, message):
@@ -138,7 +140,15 @@ def test_classes_are_given_by_index_or_name():
     from responsibility.cli.curate_commands import _class
 
     run = SimpleNamespace(class_names=["T-shirt/top", "Trouser", "Bag"])
-    assert [_class(run, t, "--label") for t in ("0", "2", "trouser", "T-SHIRT/TOP", None)] == [0, 2, 1, 0, None]
-    for bad in ("3", "-1", "Sneaker", ""):
-        with pytest.raises(ValueError, match="is not a class of this run: 0=T-shirt/top, 1=Trouser, 2=Bag"):
+    given = ("0", "2", "trouser", "T-SHIRT/TOP", "1:Trouser", "2:bag", None)
+    assert [_class(run, t, "--label") for t in given] == [0, 2, 1, 0, 1, 2, None]
+    for bad in ("3", "-1", "Sneaker", "", "1:Bag", "5:Bag"):
+        with pytest.raises(ValueError, match="is not a class of this run: 0:T-shirt/top, 1:Trouser, 2:Bag"):
             _class(run, bad, "--label")
+    # A subset of digits keeps its original names: "1" names class 2, and indexes class 1 (named "8").
+    run = SimpleNamespace(class_names=["3", "8", "1"])
+    assert [_class(run, t, "--class") for t in ("8", "3", "0", "2:1", "1:8")] == [1, 0, 0, 2, 1]
+    with pytest.raises(
+        ValueError, match="both class 1's index and class 2's name; write it as the tables do: 1:8 or 2:1"
+    ):
+        _class(run, "1", "--class")
