@@ -1,4 +1,5 @@
-"""``responsibility`` command line: inspect, fold and query stores offline (no Trainer needed).
+"""``responsibility`` command line: inspect, fold and query stores offline (no Trainer needed), and act on a
+run's training data (suspects, curate, compare).
 
 Each command module registers its subcommands; errors a user can fix come out as one line with exit code 2.
 Ctrl-C ends a command with one line (exit code 130); a closed output pipe (``... | head``) ends it quietly.
@@ -19,7 +20,8 @@ from responsibility.progress import quiet
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="responsibility",
-        description="Inspect, fold and query responsibility stores recorded by ResponsibilityCallback.",
+        description="Inspect, fold and query responsibility stores recorded by ResponsibilityCallback; find the "
+        "training examples to look at, curate them and compare the retrained run.",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
