@@ -158,6 +158,13 @@ def cmd_suspects(args: argparse.Namespace) -> int:
     return 0
 
 
+def _given(args: argparse.Namespace, *options: str) -> list[str]:
+    """Which of these options (or ``ids``) the command line set."""
+    value = {"ids": args.ids, "--top": args.top, "--score": args.score, "--class": args.cls}
+    value.update({"--label": args.label, "--factor": args.factor, "--text": args.text})
+    return [o for o in options if value[o] is not None]
+
+
 def _change(run: Any, args: argparse.Namespace) -> tuple[list[int], dict[str, Any]]:
     """The ids and the value of a change, checked against the action before anything is written."""
     from responsibility.explorer import views
@@ -169,11 +176,7 @@ def _change(run: Any, args: argparse.Namespace) -> tuple[list[int], dict[str, An
     if args.ids is None and args.top < 1:
         raise ValueError(f"--top must be at least 1, got {args.top}")
     wanted = _VALUE_OPTION.get(args.action)
-    given = {
-        option: value
-        for option, value in (("--label", args.label), ("--factor", args.factor), ("--text", args.text))
-        if value is not None
-    }
+    given = _given(args, "--label", "--factor", "--text")
     if set(given) - {wanted}:
         raise ValueError(f"curate {args.action} takes no {', '.join(sorted(set(given) - {wanted}))}")
     if wanted is not None and wanted not in given:
@@ -222,9 +225,8 @@ def cmd_curate(args: argparse.Namespace) -> int:
     run = Run(args.run)
     cur = run.curation()
     if args.action in ("show", "undo"):
-        options = {"ids": args.ids, "--top": args.top, "--score": args.score, "--class": args.cls}
-        options.update({"--label": args.label, "--factor": args.factor, "--text": args.text})
-        given = [o for o, v in options.items() if v is not None] + (["--reason"] if args.reason else [])
+        given = _given(args, "ids", "--top", "--score", "--class", "--label", "--factor", "--text")
+        given += ["--reason"] if args.reason else []
         if given:
             what = "the last change back" if args.action == "undo" else "no change"
             raise ValueError(f"curate {args.action} takes {what}, no {', '.join(given)}")
